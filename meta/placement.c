@@ -1,0 +1,1 @@
+/* placeholder */ int meta_placeholder_;
