@@ -1,0 +1,347 @@
+/*
+ * cairnctl.c - command-line client for a Cairn cluster.
+ *
+ * Commands (the cluster comes from -c DIR/cluster.env or $CAIRN_CLUSTER_ENV):
+ *
+ *   cairnctl ping                       every D-node's liveness and device usage
+ *   cairnctl stripe put NAME FILE       write FILE as erasure-coded stripes
+ *   cairnctl stripe get NAME FILE|-     read it back (degraded reads rebuild from parity)
+ *   cairnctl stripe stat NAME           show the stored layout
+ *   cairnctl stripe del NAME            delete the fragments and the name
+ *
+ * A stripe object is its fragments plus a StripeManifest record under the key "stripe/NAME",
+ * kept in the metadata shards on the D-nodes (m + 1 replicas).  put writes all fragments of a
+ * fresh object id first and the manifest last, so the name only ever points at complete data;
+ * a replaced object's fragments are deleted after the new manifest is durable.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cnode/stripe.h"
+#include "common/cairn.h"
+#include "common/log.h"
+#include "tools/clusterenv.h"
+
+#define KEY_PREFIX "stripe/"
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: cairnctl [-c CLUSTER_ENV] [--dnodes LIST] [--ec K+M] [--frag-size BYTES]\n"
+            "                [--timeout-ms MS] COMMAND\n"
+            "commands:\n"
+            "  ping\n"
+            "  stripe put NAME FILE\n"
+            "  stripe get NAME FILE|-\n"
+            "  stripe stat NAME\n"
+            "  stripe del NAME\n");
+}
+
+static int fail(const char *what, int rc)
+{
+    fprintf(stderr, "cairnctl: %s: %s\n", what, cairn_strerror(rc));
+    return 1;
+}
+
+/* Read a whole file into a block-aligned buffer (the stripe path sends from it directly). */
+static int slurp(const char *path, uint8_t **buf, uint64_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    uint64_t off = 0;
+
+    if (fd < 0)
+        return cairn_from_errno(errno);
+    if (fstat(fd, &st)) {
+        close(fd);
+        return cairn_from_errno(errno);
+    }
+    *len = (uint64_t)st.st_size;
+    *buf = aligned_alloc(CAIRN_BLOCK, CAIRN_ALIGN_UP(*len ? *len : 1, CAIRN_BLOCK));
+    if (!*buf) {
+        close(fd);
+        return CAIRN_ENOMEM;
+    }
+    while (off < *len) {
+        ssize_t n = read(fd, *buf + off, *len - off);
+
+        if (n <= 0) {
+            int rc = n < 0 ? cairn_from_errno(errno) : CAIRN_EIO;
+
+            free(*buf);
+            close(fd);
+            return rc;
+        }
+        off += (uint64_t)n;
+    }
+    close(fd);
+    return 0;
+}
+
+static int spill(const char *path, const uint8_t *buf, uint64_t len)
+{
+    int fd = strcmp(path, "-") ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : 1;
+    uint64_t off = 0;
+
+    if (fd < 0)
+        return cairn_from_errno(errno);
+    while (off < len) {
+        ssize_t n = write(fd, buf + off, len - off);
+
+        if (n <= 0) {
+            if (fd != 1)
+                close(fd);
+            return n < 0 ? cairn_from_errno(errno) : CAIRN_EIO;
+        }
+        off += (uint64_t)n;
+    }
+    if (fd != 1 && close(fd))
+        return cairn_from_errno(errno);
+    return 0;
+}
+
+static int manifest_get(struct cn_cluster *cl, const char *key, Cairn__StripeManifest **out)
+{
+    void *val = NULL;
+    uint32_t len = 0;
+    int rc = cn_meta_get(cl, key, &val, &len);
+
+    if (rc)
+        return rc;
+    *out = cairn__stripe_manifest__unpack(NULL, len, val);
+    free(val);
+    if (!*out || (*out)->k == 0 || (*out)->m == 0 || (*out)->k + (*out)->m > EC_MAX_FRAGS ||
+        (*out)->frag_size == 0) {
+        if (*out)
+            cairn__stripe_manifest__free_unpacked(*out, NULL);
+        return CAIRN_EPROTO;
+    }
+    return 0;
+}
+
+static int cmd_ping(struct cn_cluster *cl)
+{
+    int bad = 0;
+
+    for (unsigned i = 0; i < cn_cluster_dnodes(cl); i++) {
+        uint64_t size = 0, used = 0, frags = 0;
+        int rc = cn_cluster_ping(cl, i, &size, &used, &frags);
+
+        if (rc) {
+            printf("dnode %u %s down (%s)\n", i, cn_cluster_dnode_addr(cl, i), cairn_strerror(rc));
+            bad++;
+        } else {
+            printf("dnode %u %s up size=%llu used=%llu fragments=%llu\n", i,
+                   cn_cluster_dnode_addr(cl, i), (unsigned long long)size,
+                   (unsigned long long)used, (unsigned long long)frags);
+        }
+    }
+    return bad ? 1 : 0;
+}
+
+static int cmd_put(struct cn_cluster *cl, const char *key, const char *path)
+{
+    const struct ec_layout *l = cn_cluster_layout(cl);
+    Cairn__StripeManifest man = CAIRN__STRIPE_MANIFEST__INIT, *old = NULL;
+    struct cn_io_stats st = {0};
+    uint8_t *data = NULL, *packed = NULL;
+    uint64_t len = 0, oid;
+    uint64_t t0;
+    int rc;
+
+    rc = slurp(path, &data, &len);
+    if (rc)
+        return fail(path, rc);
+    if (getrandom(&oid, sizeof(oid), 0) != sizeof(oid)) {
+        free(data);
+        return fail("getrandom", CAIRN_EIO);
+    }
+    if (manifest_get(cl, key, &old))
+        old = NULL;
+    t0 = cairn_now_ns();
+    rc = cn_stripe_write(cl, oid, 1, data, len, &st);
+    if (rc) {
+        /* Leave no orphans behind: the name was never published. */
+        cn_stripe_delete(cl, oid, 1, l, len);
+        goto out;
+    }
+    man.length = len;
+    man.k = l->k;
+    man.m = l->m;
+    man.frag_size = l->frag_size;
+    man.object_id = oid;
+    man.gen = 1;
+    packed = malloc(cairn__stripe_manifest__get_packed_size(&man));
+    if (!packed) {
+        rc = CAIRN_ENOMEM;
+        goto out;
+    }
+    rc = cn_meta_put(cl, key, packed, (uint32_t)cairn__stripe_manifest__pack(&man, packed));
+    if (rc)
+        goto out;
+    printf("put %s: %llu bytes, %u+%u, %llu stripes, %.1f MB/s\n", key + strlen(KEY_PREFIX),
+           (unsigned long long)len, l->k, l->m, (unsigned long long)st.stripes,
+           (double)len / 1e6 / ((double)(cairn_now_ns() - t0) / 1e9));
+    if (old) {
+        struct ec_layout ol = {.k = old->k, .m = old->m, .frag_size = old->frag_size};
+
+        cn_stripe_delete(cl, old->object_id, old->gen, &ol, old->length);
+    }
+out:
+    if (old)
+        cairn__stripe_manifest__free_unpacked(old, NULL);
+    free(packed);
+    free(data);
+    return rc ? fail("stripe put", rc) : 0;
+}
+
+static int cmd_get(struct cn_cluster *cl, const char *key, const char *path)
+{
+    Cairn__StripeManifest *man = NULL;
+    struct cn_io_stats st = {0};
+    struct ec_layout l;
+    uint8_t *data;
+    int rc = manifest_get(cl, key, &man);
+
+    if (rc)
+        return fail(key + strlen(KEY_PREFIX), rc);
+    l = (struct ec_layout){.k = man->k, .m = man->m, .frag_size = man->frag_size};
+    data = aligned_alloc(CAIRN_BLOCK, CAIRN_ALIGN_UP(man->length ? man->length : 1, CAIRN_BLOCK));
+    if (!data) {
+        rc = CAIRN_ENOMEM;
+        goto out;
+    }
+    rc = cn_stripe_read(cl, man->object_id, man->gen, &l, data, man->length, &st);
+    if (!rc)
+        rc = spill(path, data, man->length);
+    if (!rc && st.degraded_stripes)
+        fprintf(stderr, "cairnctl: %llu of %llu stripes rebuilt from parity\n",
+                (unsigned long long)st.degraded_stripes, (unsigned long long)st.stripes);
+    free(data);
+out:
+    cairn__stripe_manifest__free_unpacked(man, NULL);
+    return rc ? fail("stripe get", rc) : 0;
+}
+
+static int cmd_stat(struct cn_cluster *cl, const char *key)
+{
+    Cairn__StripeManifest *man = NULL;
+    int rc = manifest_get(cl, key, &man);
+
+    if (rc)
+        return fail(key + strlen(KEY_PREFIX), rc);
+    printf("name=%s length=%llu ec=%u+%u frag_size=%u object_id=%016llx gen=%u\n",
+           key + strlen(KEY_PREFIX), (unsigned long long)man->length, man->k, man->m,
+           man->frag_size, (unsigned long long)man->object_id, man->gen);
+    cairn__stripe_manifest__free_unpacked(man, NULL);
+    return 0;
+}
+
+static int cmd_del(struct cn_cluster *cl, const char *key)
+{
+    Cairn__StripeManifest *man = NULL;
+    struct ec_layout l;
+    int rc = manifest_get(cl, key, &man);
+
+    if (rc)
+        return fail(key + strlen(KEY_PREFIX), rc);
+    l = (struct ec_layout){.k = man->k, .m = man->m, .frag_size = man->frag_size};
+    /* Unpublish first: a name never points at partly deleted data. */
+    rc = cn_meta_del(cl, key);
+    if (!rc)
+        rc = cn_stripe_delete(cl, man->object_id, man->gen, &l, man->length);
+    cairn__stripe_manifest__free_unpacked(man, NULL);
+    return rc ? fail("stripe del", rc) : 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"cluster", required_argument, NULL, 'c'},  {"dnodes", required_argument, NULL, 'd'},
+        {"ec", required_argument, NULL, 'e'},       {"frag-size", required_argument, NULL, 'f'},
+        {"timeout-ms", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    struct cn_cluster_config cfg = {.k = 4, .m = 2, .frag_size = 1u << 20};
+    const char *envpath = getenv("CAIRN_CLUSTER_ENV"), *dnodes = NULL, *ec = NULL;
+    struct clusterenv env = {0};
+    struct cn_cluster *cl = NULL;
+    char key[600];
+    int c, rc;
+
+    cairn_log_set_ident("cairnctl");
+    cairn_log_set_level(getenv("CAIRN_LOG") ? getenv("CAIRN_LOG") : "error");
+    while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': envpath = optarg; break;
+        case 'd': dnodes = optarg; break;
+        case 'e': ec = optarg; break;
+        case 'f': cfg.frag_size = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 't': cfg.timeout_ms = (uint32_t)strtoul(optarg, NULL, 10); break;
+        default: usage(); return 2;
+        }
+    }
+    argc -= optind;
+    argv += optind;
+    if (argc < 1) {
+        usage();
+        return 2;
+    }
+    if (envpath) {
+        rc = clusterenv_load(envpath, &env);
+        if (rc)
+            return fail(envpath, rc);
+        if (clusterenv_cluster_config(&env, &cfg))
+            return 2;
+    }
+    if (dnodes)
+        cfg.dnodes = dnodes;
+    if (ec && ec_layout_parse(ec, &cfg.k, &cfg.m)) {
+        fprintf(stderr, "cairnctl: bad --ec %s\n", ec);
+        return 2;
+    }
+    if (!cfg.dnodes) {
+        fprintf(stderr, "cairnctl: no cluster: pass -c DIR/cluster.env or --dnodes\n");
+        return 2;
+    }
+    rc = cn_cluster_open(&cfg, &cl);
+    if (rc) {
+        clusterenv_fini(&env);
+        return fail("open cluster", rc);
+    }
+    if (strcmp(argv[0], "ping") == 0 && argc == 1) {
+        rc = cmd_ping(cl);
+    } else if (strcmp(argv[0], "stripe") == 0 && argc >= 3) {
+        if (strlen(argv[2]) == 0 || strlen(argv[2]) > 400) {
+            fprintf(stderr, "cairnctl: name must be 1..400 bytes\n");
+            rc = 2;
+            goto out;
+        }
+        snprintf(key, sizeof(key), KEY_PREFIX "%s", argv[2]);
+        if (strcmp(argv[1], "put") == 0 && argc == 4)
+            rc = cmd_put(cl, key, argv[3]);
+        else if (strcmp(argv[1], "get") == 0 && argc == 4)
+            rc = cmd_get(cl, key, argv[3]);
+        else if (strcmp(argv[1], "stat") == 0 && argc == 3)
+            rc = cmd_stat(cl, key);
+        else if (strcmp(argv[1], "del") == 0 && argc == 3)
+            rc = cmd_del(cl, key);
+        else {
+            usage();
+            rc = 2;
+        }
+    } else {
+        usage();
+        rc = 2;
+    }
+out:
+    cn_cluster_close(cl);
+    clusterenv_fini(&env);
+    return rc;
+}

@@ -1,0 +1,113 @@
+/* clusterenv.c - parser for DIR/cluster.env (see clusterenv.h). */
+#include "tools/clusterenv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cairn.h"
+
+static char *trim(char *s)
+{
+    char *e;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    e = s + strlen(s);
+    while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+        *--e = '\0';
+    return s;
+}
+
+int clusterenv_load(const char *path, struct clusterenv *env)
+{
+    char line[4096];
+    FILE *f = fopen(path, "r");
+    int rc = 0;
+
+    memset(env, 0, sizeof(*env));
+    if (!f)
+        return CAIRN_ENOENT;
+    while (fgets(line, sizeof(line), f)) {
+        char *s = trim(line), *eq, *val;
+        size_t vl;
+
+        if (*s == '\0' || *s == '#')
+            continue;
+        eq = strchr(s, '=');
+        if (!eq) {
+            rc = CAIRN_EPROTO;
+            break;
+        }
+        if (env->n == CLUSTERENV_MAX) {
+            rc = CAIRN_ETOOBIG;
+            break;
+        }
+        *eq = '\0';
+        val = eq + 1;
+        vl = strlen(val);
+        if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+            val[vl - 1] = '\0';
+            val++;
+        }
+        env->names[env->n] = strdup(trim(s));
+        env->values[env->n] = strdup(val);
+        if (!env->names[env->n] || !env->values[env->n]) {
+            free(env->names[env->n]);
+            free(env->values[env->n]);
+            rc = CAIRN_ENOMEM;
+            break;
+        }
+        env->n++;
+    }
+    fclose(f);
+    if (rc)
+        clusterenv_fini(env);
+    return rc;
+}
+
+void clusterenv_fini(struct clusterenv *env)
+{
+    for (unsigned i = 0; i < env->n; i++) {
+        free(env->names[i]);
+        free(env->values[i]);
+    }
+    env->n = 0;
+}
+
+const char *clusterenv_get(const struct clusterenv *env, const char *name)
+{
+    /* Later lines win, so an appended override takes effect. */
+    for (unsigned i = env->n; i-- > 0;)
+        if (strcmp(env->names[i], name) == 0)
+            return env->values[i];
+    return NULL;
+}
+
+int clusterenv_cluster_config(const struct clusterenv *env, struct cn_cluster_config *cfg)
+{
+    const char *ec = clusterenv_get(env, "EC"), *fs = clusterenv_get(env, "FRAG_SIZE");
+
+    cfg->dnodes = clusterenv_get(env, "DNODES");
+    cfg->provider = clusterenv_get(env, "FABRIC_PROVIDER");
+    cfg->bind_host = clusterenv_get(env, "BIND_HOST");
+    if (!cfg->dnodes || !*cfg->dnodes) {
+        fprintf(stderr, "cluster.env has no DNODES\n");
+        return CAIRN_EINVAL;
+    }
+    if (ec && ec_layout_parse(ec, &cfg->k, &cfg->m)) {
+        fprintf(stderr, "cluster.env: bad EC=%s (want K+M)\n", ec);
+        return CAIRN_EINVAL;
+    }
+    if (fs) {
+        char *end;
+        unsigned long v = strtoul(fs, &end, 10);
+
+        if (*end || v == 0 || v % CAIRN_BLOCK || v > (16ul << 20)) {
+            fprintf(stderr, "cluster.env: bad FRAG_SIZE=%s\n", fs);
+            return CAIRN_EINVAL;
+        }
+        cfg->frag_size = (uint32_t)v;
+    }
+    return 0;
+}
