@@ -1,0 +1,375 @@
+/*
+ * kv.c - metadata shard store on LMDB (see kv.h).
+ *
+ * Why LMDB: an ordered B+tree (range scans in key order come free), copy-on-write pages with
+ * two alternating meta pages (a crash leaves the last committed state, no recovery log to
+ * replay), commits that are fdatasync'ed before mdb_txn_commit() returns (we keep that default:
+ * an acknowledged metadata update must survive power loss), readers that never block the
+ * writer, and a small, mature, packaged C library.
+ *
+ * Records: LMDB key = 4-byte big-endian shard id || record key, so all shards share one tree,
+ * each shard is one contiguous key range, and a scan never leaves its shard.  LMDB value =
+ * 8-byte big-endian version || record bytes.  A version is never 0 (0 means "absent" to
+ * callers) and only grows, so a C-node can tell a newer record from an older one.
+ */
+#include "dnode/kv.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/cairn.h"
+#include "common/log.h"
+
+#define TAG "kv"
+#define SHARD_BYTES 4u
+#define VERSION_BYTES 8u
+
+struct dn_kv {
+    MDB_env *env;
+    MDB_dbi dbi;
+};
+
+static int from_mdb(int rc, const char *what)
+{
+    switch (rc) {
+    case 0:
+        return 0;
+    case MDB_NOTFOUND:
+        return CAIRN_ENOENT;
+    case MDB_MAP_FULL:
+        return CAIRN_ENOSPC;
+    case ENOMEM:
+        return CAIRN_ENOMEM;
+    default:
+        log_error(TAG, "%s: %s", what, mdb_strerror(rc));
+        return CAIRN_EIO;
+    }
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Build the LMDB key for (shard, key) in buf (SHARD_BYTES + KV_MAX_KEY bytes). */
+static int make_key(uint8_t *buf, uint32_t shard, const void *key, size_t key_len, MDB_val *out)
+{
+    if (key_len > KV_MAX_KEY || (key_len && !key))
+        return CAIRN_EINVAL;
+    put_be32(buf, shard);
+    if (key_len)
+        memcpy(buf + SHARD_BYTES, key, key_len);
+    out->mv_data = buf;
+    out->mv_size = SHARD_BYTES + key_len;
+    return 0;
+}
+
+int dn_kv_open(const char *dir, uint64_t map_size, struct dn_kv **out)
+{
+    struct dn_kv *kv;
+    MDB_txn *txn;
+    int rc;
+
+    if (mkdir(dir, 0755) && errno != EEXIST) {
+        log_error(TAG, "mkdir %s: %s", dir, strerror(errno));
+        return CAIRN_EIO;
+    }
+    kv = calloc(1, sizeof(*kv));
+    if (!kv)
+        return CAIRN_ENOMEM;
+    rc = mdb_env_create(&kv->env);
+    if (rc)
+        goto err_free;
+    rc = mdb_env_set_mapsize(kv->env, map_size ? map_size : (1ull << 30));
+    if (rc)
+        goto err_env;
+    /* MDB_NOTLS: the D-node may hand the handle between threads later; no readers pinned
+     * to threads.  No MDB_NOSYNC / MDB_NOMETASYNC: commits stay durable. */
+    rc = mdb_env_open(kv->env, dir, MDB_NOTLS, 0644);
+    if (rc)
+        goto err_env;
+    rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
+    if (rc)
+        goto err_env;
+    rc = mdb_dbi_open(txn, NULL, 0, &kv->dbi);
+    if (rc) {
+        mdb_txn_abort(txn);
+        goto err_env;
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc)
+        goto err_env;
+    *out = kv;
+    return 0;
+
+err_env:
+    mdb_env_close(kv->env);
+err_free:
+    free(kv);
+    return from_mdb(rc, "open");
+}
+
+void dn_kv_close(struct dn_kv *kv)
+{
+    if (!kv)
+        return;
+    mdb_env_close(kv->env);
+    free(kv);
+}
+
+int dn_kv_get(struct dn_kv *kv, uint32_t shard, const void *key, size_t key_len, void **val,
+              size_t *val_len, uint64_t *version)
+{
+    uint8_t kb[SHARD_BYTES + KV_MAX_KEY];
+    MDB_val k, v;
+    MDB_txn *txn;
+    int rc;
+
+    if (key_len == 0 || make_key(kb, shard, key, key_len, &k))
+        return CAIRN_EINVAL;
+    rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return from_mdb(rc, "get: begin");
+    rc = mdb_get(txn, kv->dbi, &k, &v);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return from_mdb(rc, "get");
+    }
+    if (v.mv_size < VERSION_BYTES) {
+        mdb_txn_abort(txn);
+        log_error(TAG, "record without version in shard %u", shard);
+        return CAIRN_EIO;
+    }
+    *version = get_be64(v.mv_data);
+    *val_len = v.mv_size - VERSION_BYTES;
+    *val = NULL;
+    if (*val_len) {
+        *val = malloc(*val_len);
+        if (!*val) {
+            mdb_txn_abort(txn);
+            return CAIRN_ENOMEM;
+        }
+        memcpy(*val, (uint8_t *)v.mv_data + VERSION_BYTES, *val_len);
+    }
+    mdb_txn_abort(txn);
+    return 0;
+}
+
+/* Current version of k inside txn: 0 if absent, or a negative error. */
+static int64_t current_version(struct dn_kv *kv, MDB_txn *txn, MDB_val *k, uint64_t *cur)
+{
+    MDB_val v;
+    int rc = mdb_get(txn, kv->dbi, k, &v);
+
+    *cur = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return from_mdb(rc, "read version");
+    if (v.mv_size < VERSION_BYTES)
+        return CAIRN_EIO;
+    *cur = get_be64(v.mv_data);
+    return 0;
+}
+
+int dn_kv_put(struct dn_kv *kv, uint32_t shard, const void *key, size_t key_len, const void *val,
+              size_t val_len, uint64_t expect, uint64_t new_version, uint64_t *cur_version)
+{
+    uint8_t kb[SHARD_BYTES + KV_MAX_KEY];
+    uint64_t cur;
+    MDB_val k, v;
+    MDB_txn *txn;
+    int rc;
+
+    if (key_len == 0 || make_key(kb, shard, key, key_len, &k) || val_len > KV_MAX_VALUE ||
+        (val_len && !val) || new_version == 0 || new_version == KV_ANY)
+        return CAIRN_EINVAL;
+    rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
+    if (rc)
+        return from_mdb(rc, "put: begin");
+    rc = (int)current_version(kv, txn, &k, &cur);
+    if (rc)
+        goto abort;
+    if ((expect != KV_ANY && expect != cur) || new_version <= cur) {
+        if (cur_version)
+            *cur_version = cur;
+        rc = CAIRN_ECONFLICT;
+        goto abort;
+    }
+    /* MDB_RESERVE: LMDB hands us the value's place in the page; we write version + bytes
+     * there directly instead of assembling a temporary copy. */
+    v.mv_size = VERSION_BYTES + val_len;
+    rc = mdb_put(txn, kv->dbi, &k, &v, MDB_RESERVE);
+    if (rc) {
+        rc = from_mdb(rc, "put");
+        goto abort;
+    }
+    put_be64(v.mv_data, new_version);
+    if (val_len)
+        memcpy((uint8_t *)v.mv_data + VERSION_BYTES, val, val_len);
+    rc = mdb_txn_commit(txn);
+    return from_mdb(rc, "put: commit");
+abort:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int dn_kv_del(struct dn_kv *kv, uint32_t shard, const void *key, size_t key_len, uint64_t expect,
+              uint64_t *cur_version)
+{
+    uint8_t kb[SHARD_BYTES + KV_MAX_KEY];
+    uint64_t cur;
+    MDB_val k;
+    MDB_txn *txn;
+    int rc;
+
+    if (key_len == 0 || make_key(kb, shard, key, key_len, &k))
+        return CAIRN_EINVAL;
+    rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
+    if (rc)
+        return from_mdb(rc, "del: begin");
+    rc = (int)current_version(kv, txn, &k, &cur);
+    if (rc)
+        goto abort;
+    if (cur == 0) {
+        rc = CAIRN_ENOENT;
+        goto abort;
+    }
+    if (expect != KV_ANY && expect != cur) {
+        if (cur_version)
+            *cur_version = cur;
+        rc = CAIRN_ECONFLICT;
+        goto abort;
+    }
+    rc = mdb_del(txn, kv->dbi, &k, NULL);
+    if (rc) {
+        rc = from_mdb(rc, "del");
+        goto abort;
+    }
+    rc = mdb_txn_commit(txn);
+    return from_mdb(rc, "del: commit");
+abort:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* memcmp order with the shorter key first on a common prefix: LMDB's default order. */
+static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+
+    if (c)
+        return c;
+    return (al > bl) - (al < bl);
+}
+
+int dn_kv_scan(struct dn_kv *kv, uint32_t shard, const void *start, size_t start_len,
+               const void *end, size_t end_len, unsigned limit, struct dn_kv_scan *out)
+{
+    uint8_t kb[SHARD_BYTES + KV_MAX_KEY];
+    size_t cap = 0, bytes = 0;
+    MDB_cursor *cur = NULL;
+    MDB_txn *txn = NULL;
+    MDB_val k, v;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (make_key(kb, shard, start, start_len, &k) || end_len > KV_MAX_KEY || (end_len && !end))
+        return CAIRN_EINVAL;
+    if (limit == 0 || limit > KV_MAX_SCAN)
+        limit = KV_MAX_SCAN;
+    rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return from_mdb(rc, "scan: begin");
+    rc = mdb_cursor_open(txn, kv->dbi, &cur);
+    if (rc) {
+        rc = from_mdb(rc, "scan: cursor");
+        goto out;
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *kp = k.mv_data;
+        size_t klen = k.mv_size - SHARD_BYTES;
+        struct dn_kv_entry *e;
+        uint8_t *mem;
+
+        if (k.mv_size < SHARD_BYTES || memcmp(kp, kb, SHARD_BYTES) != 0)
+            break; /* left the shard */
+        if (end_len && key_cmp(kp + SHARD_BYTES, klen, end, end_len) >= 0)
+            break;
+        if (v.mv_size < VERSION_BYTES) {
+            rc = CAIRN_EIO;
+            goto out;
+        }
+        if (out->count == limit ||
+            (out->count > 0 && bytes + klen + v.mv_size - VERSION_BYTES > KV_MAX_SCAN_BYTES)) {
+            out->more = 1;
+            break;
+        }
+        if (out->count == cap) {
+            size_t ncap = cap ? 2 * cap : 64;
+            struct dn_kv_entry *n = realloc(out->entries, ncap * sizeof(*n));
+
+            if (!n) {
+                rc = CAIRN_ENOMEM;
+                goto out;
+            }
+            out->entries = n;
+            cap = ncap;
+        }
+        /* One allocation per entry holds its key and value (owned by the scan result). */
+        mem = malloc(klen + v.mv_size - VERSION_BYTES + 1);
+        if (!mem) {
+            rc = CAIRN_ENOMEM;
+            goto out;
+        }
+        e = &out->entries[out->count++];
+        memcpy(mem, kp + SHARD_BYTES, klen);
+        memcpy(mem + klen, (uint8_t *)v.mv_data + VERSION_BYTES, v.mv_size - VERSION_BYTES);
+        e->key = mem;
+        e->key_len = klen;
+        e->val = mem + klen;
+        e->val_len = v.mv_size - VERSION_BYTES;
+        e->version = get_be64(v.mv_data);
+        bytes += klen + e->val_len;
+    }
+    rc = (rc == MDB_NOTFOUND || rc == 0) ? 0 : (rc < 0 ? rc : from_mdb(rc, "scan"));
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rc)
+        dn_kv_scan_free(out);
+    return rc;
+}
+
+void dn_kv_scan_free(struct dn_kv_scan *scan)
+{
+    if (!scan)
+        return;
+    for (size_t i = 0; i < scan->count; i++)
+        free((void *)scan->entries[i].key);
+    free(scan->entries);
+    memset(scan, 0, sizeof(*scan));
+}

@@ -1,1 +1,376 @@
+/*
+ * Metadata shard store tests: round trips and limits, compare-and-set conflicts, shard
+ * isolation, ordered paged scans, restart, durability under kill -9, and two processes racing
+ * on one record.
+ */
 #include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/cairn.h"
+#include "dnode/kv.h"
+
+static char dir[64];
+static struct dn_kv *kv;
+
+static void setup(void)
+{
+    strcpy(dir, "/var/tmp/cairn-kv-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(dn_kv_open(dir, 256u << 20, &kv), 0);
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+
+    dn_kv_close(kv);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static void reopen(void)
+{
+    dn_kv_close(kv);
+    kv = NULL;
+    cr_assert_eq(dn_kv_open(dir, 256u << 20, &kv), 0);
+}
+
+static int put(uint32_t shard, const char *key, const char *val, uint64_t expect, uint64_t ver,
+               uint64_t *cur)
+{
+    return dn_kv_put(kv, shard, key, strlen(key), val, strlen(val), expect, ver, cur);
+}
+
+static void expect_record(uint32_t shard, const char *key, const char *val, uint64_t ver)
+{
+    void *v = NULL;
+    size_t len = 0;
+    uint64_t got = 0;
+
+    cr_assert_eq(dn_kv_get(kv, shard, key, strlen(key), &v, &len, &got), 0, "get %s", key);
+    cr_assert_eq(len, strlen(val), "%s: length", key);
+    cr_assert(len == 0 || memcmp(v, val, len) == 0, "%s: value", key);
+    cr_assert_eq(got, ver, "%s: version %llu", key, (unsigned long long)got);
+    free(v);
+}
+
+TestSuite(kv, .init = setup, .fini = teardown);
+
+Test(kv, roundtrip_and_limits)
+{
+    uint8_t key[KV_MAX_KEY + 1];
+    uint8_t *big = malloc(KV_MAX_VALUE + 1);
+    void *v = NULL;
+    size_t len = 0;
+    uint64_t ver = 0;
+
+    cr_assert(big);
+    memset(key, 'k', sizeof(key));
+    for (size_t i = 0; i < KV_MAX_VALUE + 1; i++)
+        big[i] = (uint8_t)(i * 7);
+    cr_assert_eq(put(1, "empty", "", KV_ABSENT, 1, NULL), 0);
+    expect_record(1, "empty", "", 1);
+    cr_assert_eq(dn_kv_put(kv, 1, "big", 3, big, KV_MAX_VALUE, KV_ABSENT, 9, NULL), 0);
+    cr_assert_eq(dn_kv_get(kv, 1, "big", 3, &v, &len, &ver), 0);
+    cr_assert(len == KV_MAX_VALUE && ver == 9 && memcmp(v, big, len) == 0);
+    free(v);
+    cr_assert_eq(dn_kv_put(kv, 1, "big2", 4, big, KV_MAX_VALUE + 1, KV_ABSENT, 1, NULL),
+                 CAIRN_EINVAL);
+    cr_assert_eq(dn_kv_put(kv, 1, key, KV_MAX_KEY, "x", 1, KV_ABSENT, 1, NULL), 0);
+    cr_assert_eq(dn_kv_put(kv, 1, key, KV_MAX_KEY + 1, "x", 1, KV_ABSENT, 1, NULL), CAIRN_EINVAL);
+    cr_assert_eq(dn_kv_put(kv, 1, key, 0, "x", 1, KV_ABSENT, 1, NULL), CAIRN_EINVAL);
+    cr_assert_eq(put(1, "v0", "x", KV_ABSENT, 0, NULL), CAIRN_EINVAL);
+    cr_assert_eq(put(1, "vmax", "x", KV_ABSENT, KV_ANY, NULL), CAIRN_EINVAL);
+    cr_assert_eq(dn_kv_get(kv, 1, "nope", 4, &v, &len, &ver), CAIRN_ENOENT);
+    cr_assert_eq(dn_kv_get(kv, 1, key, KV_MAX_KEY + 1, &v, &len, &ver), CAIRN_EINVAL);
+    cr_assert_eq(dn_kv_get(kv, 1, "big2", 4, &v, &len, &ver), CAIRN_ENOENT);
+    free(big);
+}
+
+Test(kv, compare_and_set)
+{
+    uint64_t cur = 0;
+
+    cr_assert_eq(put(7, "a", "one", KV_ABSENT, 10, &cur), 0);
+    /* Create-only on an existing record loses and reports the current version. */
+    cr_assert_eq(put(7, "a", "two", KV_ABSENT, 11, &cur), CAIRN_ECONFLICT);
+    cr_assert_eq(cur, 10);
+    /* A stale expected version loses. */
+    cur = 0;
+    cr_assert_eq(put(7, "a", "two", 9, 11, &cur), CAIRN_ECONFLICT);
+    cr_assert_eq(cur, 10);
+    /* Versions only grow, even with the right expectation. */
+    cur = 0;
+    cr_assert_eq(put(7, "a", "two", 10, 10, &cur), CAIRN_ECONFLICT);
+    cr_assert_eq(cur, 10);
+    cr_assert_eq(put(7, "a", "two", 10, 5, &cur), CAIRN_ECONFLICT);
+    expect_record(7, "a", "one", 10);
+    /* The right expectation wins. */
+    cr_assert_eq(put(7, "a", "two", 10, 11, &cur), 0);
+    expect_record(7, "a", "two", 11);
+    /* Expecting a version of an absent record loses with current version 0. */
+    cur = 99;
+    cr_assert_eq(put(7, "b", "x", 3, 4, &cur), CAIRN_ECONFLICT);
+    cr_assert_eq(cur, 0);
+    /* Unconditional. */
+    cr_assert_eq(put(7, "a", "three", KV_ANY, 20, &cur), 0);
+    cr_assert_eq(put(7, "c", "new", KV_ANY, 1, &cur), 0);
+    expect_record(7, "a", "three", 20);
+    expect_record(7, "c", "new", 1);
+}
+
+Test(kv, conditional_delete)
+{
+    uint64_t cur = 0;
+    void *v;
+    size_t len;
+    uint64_t ver;
+
+    cr_assert_eq(put(2, "d", "x", KV_ABSENT, 5, NULL), 0);
+    cr_assert_eq(dn_kv_del(kv, 2, "d", 1, 4, &cur), CAIRN_ECONFLICT);
+    cr_assert_eq(cur, 5);
+    expect_record(2, "d", "x", 5);
+    cr_assert_eq(dn_kv_del(kv, 2, "d", 1, 5, &cur), 0);
+    cr_assert_eq(dn_kv_get(kv, 2, "d", 1, &v, &len, &ver), CAIRN_ENOENT);
+    cr_assert_eq(dn_kv_del(kv, 2, "d", 1, KV_ANY, &cur), CAIRN_ENOENT);
+    cr_assert_eq(put(2, "e", "x", KV_ABSENT, 5, NULL), 0);
+    cr_assert_eq(dn_kv_del(kv, 2, "e", 1, KV_ANY, &cur), 0);
+    /* A deleted record can be created again. */
+    cr_assert_eq(put(2, "d", "y", KV_ABSENT, 6, NULL), 0);
+    expect_record(2, "d", "y", 6);
+}
+
+Test(kv, shards_are_isolated)
+{
+    static const uint32_t shards[] = {0, 1, 2, 0x00ffffff, 0x01000000, 0xffffffff};
+    struct dn_kv_scan s;
+
+    for (size_t i = 0; i < CAIRN_ARRAY_SIZE(shards); i++) {
+        char val[32];
+
+        snprintf(val, sizeof(val), "shard-%u", shards[i]);
+        cr_assert_eq(put(shards[i], "same", val, KV_ABSENT, 1, NULL), 0);
+        cr_assert_eq(put(shards[i], "zzz", val, KV_ABSENT, 1, NULL), 0);
+    }
+    for (size_t i = 0; i < CAIRN_ARRAY_SIZE(shards); i++) {
+        char val[32];
+
+        snprintf(val, sizeof(val), "shard-%u", shards[i]);
+        expect_record(shards[i], "same", val, 1);
+        cr_assert_eq(dn_kv_scan(kv, shards[i], NULL, 0, NULL, 0, 0, &s), 0);
+        cr_assert_eq(s.count, 2, "shard %#x scan saw %zu records", shards[i], s.count);
+        for (size_t j = 0; j < s.count; j++)
+            cr_assert(s.entries[j].val_len == strlen(val) &&
+                      memcmp(s.entries[j].val, val, s.entries[j].val_len) == 0);
+        cr_assert_eq(s.more, 0);
+        dn_kv_scan_free(&s);
+    }
+}
+
+Test(kv, ordered_scans_with_bounds_and_paging)
+{
+    struct dn_kv_scan s;
+    char key[32], last[40];
+    size_t seen = 0;
+    int pages = 0;
+
+    /* Insert in a scrambled order. */
+    for (unsigned i = 0; i < 2500; i++) {
+        unsigned n = (i * 7919u) % 2500u;
+
+        snprintf(key, sizeof(key), "dir/%05u", n);
+        cr_assert_eq(put(3, key, key + 4, KV_ABSENT, n + 1, NULL), 0);
+    }
+    cr_assert_eq(put(3, "dir", "parent", KV_ABSENT, 1, NULL), 0);
+    cr_assert_eq(put(3, "dis", "after", KV_ABSENT, 1, NULL), 0);
+
+    /* Bounds: start inclusive, end exclusive. */
+    cr_assert_eq(dn_kv_scan(kv, 3, "dir/00010", 9, "dir/00020", 9, 0, &s), 0);
+    cr_assert_eq(s.count, 10);
+    cr_assert(s.entries[0].key_len == 9 && memcmp(s.entries[0].key, "dir/00010", 9) == 0);
+    cr_assert(memcmp(s.entries[9].key, "dir/00019", 9) == 0);
+    cr_assert_eq(s.entries[9].version, 20);
+    cr_assert_eq(s.more, 0);
+    dn_kv_scan_free(&s);
+
+    /* Page through "dir/" .. "dir0" with a limit; each page starts just after the last key
+     * of the previous one (last key + "\0"), with no gaps and no duplicates. */
+    memcpy(last, "dir/", 4);
+    for (size_t ll = 4;;) {
+        cr_assert_eq(dn_kv_scan(kv, 3, last, ll, "dir0", 4, 300, &s), 0);
+        pages++;
+        for (size_t j = 0; j < s.count; j++) {
+            snprintf(key, sizeof(key), "dir/%05zu", seen);
+            cr_assert(s.entries[j].key_len == 9 && memcmp(s.entries[j].key, key, 9) == 0,
+                      "page %d entry %zu: expected %s", pages, j, key);
+            cr_assert(s.entries[j].val_len == 5 && memcmp(s.entries[j].val, key + 4, 5) == 0);
+            seen++;
+        }
+        if (!s.more) {
+            dn_kv_scan_free(&s);
+            break;
+        }
+        cr_assert_eq(s.count, 300);
+        memcpy(last, s.entries[s.count - 1].key, 9);
+        last[9] = '\0';
+        ll = 10;
+        dn_kv_scan_free(&s);
+    }
+    cr_assert_eq(seen, 2500, "paging saw %zu of 2500 records", seen);
+    cr_assert(pages >= 9);
+
+    /* Default limit is KV_MAX_SCAN. */
+    cr_assert_eq(dn_kv_scan(kv, 3, NULL, 0, NULL, 0, 0, &s), 0);
+    cr_assert_eq(s.count, KV_MAX_SCAN);
+    cr_assert_eq(s.more, 1);
+    cr_assert(s.entries[0].key_len == 3 && memcmp(s.entries[0].key, "dir", 3) == 0);
+    dn_kv_scan_free(&s);
+}
+
+Test(kv, scan_byte_cap)
+{
+    size_t vlen = 900u << 10;
+    uint8_t *val = calloc(1, vlen);
+    struct dn_kv_scan s;
+    char key[16];
+
+    cr_assert(val);
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof(key), "blob%d", i);
+        cr_assert_eq(dn_kv_put(kv, 4, key, strlen(key), val, vlen, KV_ABSENT, 1, NULL), 0);
+    }
+    cr_assert_eq(dn_kv_scan(kv, 4, NULL, 0, NULL, 0, 100, &s), 0);
+    cr_assert_eq(s.count, KV_MAX_SCAN_BYTES / (vlen + 5), "count %zu", s.count);
+    cr_assert_eq(s.more, 1);
+    dn_kv_scan_free(&s);
+    free(val);
+}
+
+Test(kv, restart_keeps_everything)
+{
+    char key[32], val[32];
+
+    for (int i = 0; i < 500; i++) {
+        snprintf(key, sizeof(key), "r%d", i);
+        snprintf(val, sizeof(val), "value-%d", i * 3);
+        cr_assert_eq(put((uint32_t)(i % 7), key, val, KV_ABSENT, (uint64_t)i + 1, NULL), 0);
+    }
+    cr_assert_eq(dn_kv_del(kv, 0, "r0", 2, KV_ANY, NULL), 0);
+    reopen();
+    for (int i = 1; i < 500; i++) {
+        snprintf(key, sizeof(key), "r%d", i);
+        snprintf(val, sizeof(val), "value-%d", i * 3);
+        expect_record((uint32_t)(i % 7), key, val, (uint64_t)i + 1);
+    }
+    {
+        void *v;
+        size_t len;
+        uint64_t ver;
+
+        cr_assert_eq(dn_kv_get(kv, 0, "r0", 2, &v, &len, &ver), CAIRN_ENOENT);
+    }
+}
+
+/* A child writes records and reports each acknowledged one; it is killed with SIGKILL at a
+ * random moment.  Everything it reported must be there after reopening. */
+Test(kv, acknowledged_puts_survive_kill)
+{
+    int fds[2];
+    pid_t pid;
+    FILE *in;
+    unsigned acked = 0, n;
+
+    cr_assert_eq(pipe(fds), 0);
+    dn_kv_close(kv);
+    kv = NULL;
+    pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        struct dn_kv *ckv;
+        char key[32], val[64];
+
+        close(fds[0]);
+        if (dn_kv_open(dir, 256u << 20, &ckv))
+            _exit(3);
+        for (unsigned i = 0;; i++) {
+            snprintf(key, sizeof(key), "k%u", i);
+            snprintf(val, sizeof(val), "payload for %u", i);
+            if (dn_kv_put(ckv, 9, key, strlen(key), val, strlen(val), KV_ABSENT, i + 1, NULL))
+                _exit(4);
+            if (write(fds[1], &i, sizeof(i)) != sizeof(i))
+                _exit(5);
+        }
+    }
+    close(fds[1]);
+    usleep(300 * 1000);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    in = fdopen(fds[0], "r");
+    while (fread(&n, sizeof(n), 1, in) == 1)
+        acked = n + 1;
+    fclose(in);
+    cr_assert(acked > 5, "child acknowledged only %u puts", acked);
+    cr_assert_eq(dn_kv_open(dir, 256u << 20, &kv), 0);
+    for (unsigned i = 0; i < acked; i++) {
+        char key[32], val[64];
+
+        snprintf(key, sizeof(key), "k%u", i);
+        snprintf(val, sizeof(val), "payload for %u", i);
+        expect_record(9, key, val, i + 1);
+    }
+}
+
+/* Two processes increment one counter through get + conditional put, retrying on conflict:
+ * no increment may be lost. */
+Test(kv, concurrent_cas_loses_nothing)
+{
+    pid_t pids[2];
+
+    cr_assert_eq(dn_kv_put(kv, 5, "ctr", 3, "0", 1, KV_ABSENT, 1, NULL), 0);
+    for (int p = 0; p < 2; p++) {
+        pids[p] = fork();
+        cr_assert(pids[p] >= 0);
+        if (pids[p] == 0) {
+            struct dn_kv *ckv;
+
+            if (dn_kv_open(dir, 256u << 20, &ckv))
+                _exit(3);
+            for (int done = 0; done < 150;) {
+                void *v = NULL;
+                size_t len;
+                uint64_t ver;
+                char buf[32];
+                long cnt;
+                int rc;
+
+                if (dn_kv_get(ckv, 5, "ctr", 3, &v, &len, &ver) || len >= sizeof(buf))
+                    _exit(4);
+                memcpy(buf, v, len);
+                buf[len] = '\0';
+                free(v);
+                cnt = strtol(buf, NULL, 10) + 1;
+                snprintf(buf, sizeof(buf), "%ld", cnt);
+                rc = dn_kv_put(ckv, 5, "ctr", 3, buf, strlen(buf), ver, ver + 1, NULL);
+                if (rc == 0)
+                    done++;
+                else if (rc != CAIRN_ECONFLICT)
+                    _exit(5);
+            }
+            dn_kv_close(ckv);
+            _exit(0);
+        }
+    }
+    for (int p = 0; p < 2; p++) {
+        int status;
+
+        cr_assert_eq(waitpid(pids[p], &status, 0), pids[p]);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d status %#x", p,
+                  status);
+    }
+    expect_record(5, "ctr", "300", 301);
+}
