@@ -10,11 +10,19 @@
  * Records: LMDB key = 4-byte big-endian shard id || record key, so all shards share one tree,
  * each shard is one contiguous key range, and a scan never leaves its shard.  LMDB value =
  * 8-byte big-endian version || record bytes.  A version is never 0 (0 means "absent" to
- * callers) and only grows, so a C-node can tell a newer record from an older one.
+ * callers) and only grows while the record exists, so a C-node can tell a newer record from an
+ * older one.  A delete forgets the version (no tombstones): a record created again starts from
+ * whatever version its creator names, so callers that must never reuse a version pick it from
+ * a counter that outlives the record.
+ *
+ * Each put/del is one LMDB write transaction: the version check and the write happen under
+ * LMDB's single-writer lock, which is shared between processes through the lock file, so the
+ * compare-and-set holds even with several processes on one environment.
  */
 #include "dnode/kv.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,16 +93,40 @@ static int make_key(uint8_t *buf, uint32_t shard, const void *key, size_t key_le
     return 0;
 }
 
+/* mkdir -p: the metadata directory may sit below a data directory not created yet. */
+static int mkdir_p(const char *dir)
+{
+    char path[PATH_MAX];
+    size_t len = strlen(dir);
+
+    if (len == 0 || len >= sizeof(path)) {
+        log_error(TAG, "bad metadata directory name (length %zu)", len);
+        return CAIRN_EIO;
+    }
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        path[i] = '\0';
+        if (mkdir(path, 0755) && errno != EEXIST) {
+            log_error(TAG, "mkdir %s: %s", path, strerror(errno));
+            return CAIRN_EIO;
+        }
+        path[i] = dir[i];
+    }
+    return 0;
+}
+
 int dn_kv_open(const char *dir, uint64_t map_size, struct dn_kv **out)
 {
     struct dn_kv *kv;
     MDB_txn *txn;
+    int dead = 0;
     int rc;
 
-    if (mkdir(dir, 0755) && errno != EEXIST) {
-        log_error(TAG, "mkdir %s: %s", dir, strerror(errno));
-        return CAIRN_EIO;
-    }
+    rc = mkdir_p(dir);
+    if (rc)
+        return rc;
     kv = calloc(1, sizeof(*kv));
     if (!kv)
         return CAIRN_ENOMEM;
@@ -109,6 +141,10 @@ int dn_kv_open(const char *dir, uint64_t map_size, struct dn_kv **out)
     rc = mdb_env_open(kv->env, dir, MDB_NOTLS, 0644);
     if (rc)
         goto err_env;
+    /* A process killed mid-read leaves its reader slot behind, which pins old pages and lets
+     * the file grow; clear such slots now (cheap, and only matters after a crash). */
+    if (mdb_reader_check(kv->env, &dead) == 0 && dead > 0)
+        log_warn(TAG, "%s: cleared %d stale reader slots", dir, dead);
     rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
     if (rc)
         goto err_env;
@@ -176,8 +212,8 @@ int dn_kv_get(struct dn_kv *kv, uint32_t shard, const void *key, size_t key_len,
     return 0;
 }
 
-/* Current version of k inside txn: 0 if absent, or a negative error. */
-static int64_t current_version(struct dn_kv *kv, MDB_txn *txn, MDB_val *k, uint64_t *cur)
+/* Current version of k inside txn into *cur (0 if absent); returns 0 or a CAIRN_E* code. */
+static int current_version(struct dn_kv *kv, MDB_txn *txn, MDB_val *k, uint64_t *cur)
 {
     MDB_val v;
     int rc = mdb_get(txn, kv->dbi, k, &v);
@@ -187,8 +223,10 @@ static int64_t current_version(struct dn_kv *kv, MDB_txn *txn, MDB_val *k, uint6
         return 0;
     if (rc)
         return from_mdb(rc, "read version");
-    if (v.mv_size < VERSION_BYTES)
+    if (v.mv_size < VERSION_BYTES) {
+        log_error(TAG, "record without version");
         return CAIRN_EIO;
+    }
     *cur = get_be64(v.mv_data);
     return 0;
 }
@@ -208,7 +246,7 @@ int dn_kv_put(struct dn_kv *kv, uint32_t shard, const void *key, size_t key_len,
     rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
     if (rc)
         return from_mdb(rc, "put: begin");
-    rc = (int)current_version(kv, txn, &k, &cur);
+    rc = current_version(kv, txn, &k, &cur);
     if (rc)
         goto abort;
     if ((expect != KV_ANY && expect != cur) || new_version <= cur) {
@@ -249,7 +287,7 @@ int dn_kv_del(struct dn_kv *kv, uint32_t shard, const void *key, size_t key_len,
     rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
     if (rc)
         return from_mdb(rc, "del: begin");
-    rc = (int)current_version(kv, txn, &k, &cur);
+    rc = current_version(kv, txn, &k, &cur);
     if (rc)
         goto abort;
     if (cur == 0) {
@@ -310,15 +348,17 @@ int dn_kv_scan(struct dn_kv *kv, uint32_t shard, const void *start, size_t start
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const uint8_t *kp = k.mv_data;
-        size_t klen = k.mv_size - SHARD_BYTES;
         struct dn_kv_entry *e;
         uint8_t *mem;
+        size_t klen;
 
         if (k.mv_size < SHARD_BYTES || memcmp(kp, kb, SHARD_BYTES) != 0)
             break; /* left the shard */
+        klen = k.mv_size - SHARD_BYTES;
         if (end_len && key_cmp(kp + SHARD_BYTES, klen, end, end_len) >= 0)
             break;
         if (v.mv_size < VERSION_BYTES) {
+            log_error(TAG, "record without version in shard %u", shard);
             rc = CAIRN_EIO;
             goto out;
         }
@@ -354,7 +394,9 @@ int dn_kv_scan(struct dn_kv *kv, uint32_t shard, const void *start, size_t start
         e->version = get_be64(v.mv_data);
         bytes += klen + e->val_len;
     }
-    rc = (rc == MDB_NOTFOUND || rc == 0) ? 0 : (rc < 0 ? rc : from_mdb(rc, "scan"));
+    /* Here rc is the last mdb_cursor_get() result; LMDB's own codes are negative too, so map
+     * every non-success through from_mdb() rather than passing it on. */
+    rc = (rc == MDB_NOTFOUND || rc == 0) ? 0 : from_mdb(rc, "scan");
 out:
     if (cur)
         mdb_cursor_close(cur);

@@ -2,27 +2,56 @@
  * ec.c - Reed-Solomon erasure coding and CRC32C on ISA-L (see ec.h).
  *
  * The codec keeps the (k + m) x k Cauchy encode matrix and ISA-L's expanded multiplication
- * tables for its m parity rows; both are built once, so ec_encode() is one call into ISA-L's
- * SIMD kernel with no allocation.  Reconstruction is the slow path: it picks the first k
- * surviving fragments, inverts the k x k submatrix of their rows, derives one decode row per
- * lost fragment (a data row of the inverse, or a parity row of the encode matrix times the
+ * tables for its m parity rows; both are built once, so ec_encode() goes straight into ISA-L's
+ * SIMD kernel with no allocation and no per-call setup.  Reconstruction is the slow path: it picks
+ * the first k surviving fragments, inverts the k x k submatrix of their rows, derives one decode
+ * row per lost fragment (a data row of the inverse, or a parity row of the encode matrix times the
  * inverse) and runs the same kernel over the survivors.  Cauchy matrices make every such
  * submatrix invertible, which a Vandermonde-derived matrix does not guarantee for all k + m.
+ *
+ * ISA-L's prototypes take lengths as int while our API takes size_t.  Its assembly reads the
+ * whole 64-bit register, so a size_t cast to int works or not depending on what the compiler
+ * left in the upper half (an int of -5 reads ~4 GiB and crashes).  Every call into it therefore
+ * goes through a loop over EC_ISAL_CHUNK-byte pieces, each a valid int.  Both the code and the CRC
+ * are position-independent (the CRC chains through its seed), so the split changes no result;
+ * the chunk is small enough that ordinary tests cross chunk boundaries and exercise the loop.
  */
 #include "ec/ec.h"
 
 #include <isa-l/crc.h>
 #include <isa-l/erasure_code.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/cairn.h"
 
+#define EC_ISAL_CHUNK ((size_t)1 << 20) /* bytes per ISA-L call; must fit in an int */
+
 struct ec_codec {
     unsigned k, m;
     uint8_t matrix[EC_MAX_FRAGS * EC_MAX_FRAGS]; /* (k + m) rows of k coefficients */
-    uint8_t *tables;                              /* 32 * k * m bytes: parity rows expanded */
+    uint8_t *tables;                             /* 32 * k * m bytes: parity rows expanded */
 };
+
+/* Run ISA-L's kernel over len bytes in int-sized pieces: out[r] = sum of tables row r * in[*].
+ * ISA-L's prototype is not const-qualified; it only reads in and the tables. */
+static void encode_chunked(size_t len, unsigned k, unsigned rows, uint8_t *tables,
+                           uint8_t *const *in, uint8_t *const *out)
+{
+    uint8_t *src[EC_MAX_FRAGS], *dst[EC_MAX_FRAGS];
+
+    assert(k <= EC_MAX_FRAGS && rows <= EC_MAX_FRAGS);
+    for (size_t off = 0; off < len; off += EC_ISAL_CHUNK) {
+        size_t n = CAIRN_MIN(len - off, EC_ISAL_CHUNK);
+
+        for (unsigned i = 0; i < k; i++)
+            src[i] = in[i] + off;
+        for (unsigned i = 0; i < rows; i++)
+            dst[i] = out[i] + off;
+        ec_encode_data((int)n, (int)k, (int)rows, tables, src, dst);
+    }
+}
 
 int ec_codec_create(unsigned k, unsigned m, struct ec_codec **out)
 {
@@ -67,9 +96,7 @@ unsigned ec_codec_m(const struct ec_codec *c)
 void ec_encode(const struct ec_codec *c, size_t len, const uint8_t *const *data,
                uint8_t *const *parity)
 {
-    /* ISA-L's prototype is not const-qualified; it only reads data and the tables. */
-    ec_encode_data((int)len, (int)c->k, (int)c->m, c->tables, (uint8_t **)data,
-                   (uint8_t **)parity);
+    encode_chunked(len, c->k, c->m, c->tables, (uint8_t *const *)data, parity);
 }
 
 int ec_reconstruct(const struct ec_codec *c, size_t len, uint8_t *const *frags, uint32_t lost)
@@ -118,7 +145,7 @@ int ec_reconstruct(const struct ec_codec *c, size_t len, uint8_t *const *frags, 
     if (!tables)
         return CAIRN_ENOMEM;
     ec_init_tables((int)k, (int)nlost, rows, tables);
-    ec_encode_data((int)len, (int)k, (int)nlost, tables, src, dst);
+    encode_chunked(len, k, nlost, tables, src, dst);
     free(tables);
     return 0;
 }
@@ -126,24 +153,39 @@ int ec_reconstruct(const struct ec_codec *c, size_t len, uint8_t *const *frags, 
 uint32_t ec_crc32c(uint32_t seed, const void *buf, size_t len)
 {
     /* ISA-L's crc32_iscsi works on the raw register (no pre/post inversion); wrapping it with
-     * inversions gives the standard CRC32C, whose chaining uses the previous result as seed. */
-    return ~crc32_iscsi((unsigned char *)buf, (int)len, ~seed);
+     * inversions gives the standard CRC32C, whose chaining uses the previous result as seed.
+     * The raw register chains the same way, so the pieces need only one inversion each end. */
+    const unsigned char *p = buf;
+    uint32_t crc = ~seed;
+
+    for (size_t off = 0; off < len; off += EC_ISAL_CHUNK)
+        crc = crc32_iscsi((unsigned char *)p + off, (int)CAIRN_MIN(len - off, EC_ISAL_CHUNK), crc);
+    return ~crc;
+}
+
+/* Bytes in a full stripe; a layout with k or frag_size 0 is a caller bug, not an input. */
+static uint64_t layout_stripe_size(const struct ec_layout *l)
+{
+    assert(l->k >= 1 && l->frag_size >= 1);
+    return (uint64_t)l->k * l->frag_size;
 }
 
 uint64_t ec_layout_stripes(const struct ec_layout *l, uint64_t obj_len)
 {
-    uint64_t sb = (uint64_t)l->k * l->frag_size;
+    uint64_t sb = layout_stripe_size(l);
 
-    return (obj_len + sb - 1) / sb;
+    /* Not (obj_len + sb - 1) / sb, which wraps for objects near UINT64_MAX. */
+    return obj_len / sb + (obj_len % sb != 0);
 }
 
 uint64_t ec_layout_stripe_bytes(const struct ec_layout *l, uint64_t obj_len, uint64_t s)
 {
-    uint64_t sb = (uint64_t)l->k * l->frag_size, start = s * sb;
+    uint64_t sb = layout_stripe_size(l);
 
-    if (start >= obj_len)
+    /* Compare stripe indexes first so s * sb cannot overflow. */
+    if (s >= ec_layout_stripes(l, obj_len))
         return 0;
-    return obj_len - start < sb ? obj_len - start : sb;
+    return CAIRN_MIN(obj_len - s * sb, sb);
 }
 
 uint32_t ec_layout_frag_len(const struct ec_layout *l, uint64_t obj_len, uint64_t s)

@@ -88,8 +88,88 @@ Test(kv, roundtrip_and_limits)
     cr_assert_eq(put(1, "vmax", "x", KV_ABSENT, KV_ANY, NULL), CAIRN_EINVAL);
     cr_assert_eq(dn_kv_get(kv, 1, "nope", 4, &v, &len, &ver), CAIRN_ENOENT);
     cr_assert_eq(dn_kv_get(kv, 1, key, KV_MAX_KEY + 1, &v, &len, &ver), CAIRN_EINVAL);
+    cr_assert_eq(dn_kv_get(kv, 1, key, 0, &v, &len, &ver), CAIRN_EINVAL);
     cr_assert_eq(dn_kv_get(kv, 1, "big2", 4, &v, &len, &ver), CAIRN_ENOENT);
+    cr_assert_eq(dn_kv_del(kv, 1, key, 0, KV_ANY, NULL), CAIRN_EINVAL);
+    cr_assert_eq(dn_kv_del(kv, 1, key, KV_MAX_KEY + 1, KV_ANY, NULL), CAIRN_EINVAL);
+    /* The longest key reads back and deletes like any other. */
+    cr_assert_eq(dn_kv_get(kv, 1, key, KV_MAX_KEY, &v, &len, &ver), 0);
+    cr_assert(len == 1 && ver == 1 && memcmp(v, "x", 1) == 0);
+    free(v);
+    cr_assert_eq(dn_kv_del(kv, 1, key, KV_MAX_KEY, 1, NULL), 0);
     free(big);
+}
+
+/* Binary keys: NUL and 0xff bytes, prefixes ordered before their extensions. */
+Test(kv, binary_key_order)
+{
+    static const struct {
+        const char *k;
+        size_t len;
+    } keys[] = {{"a", 1},     {"a\0", 2},     {"a\0\0", 3}, {"a\x01", 2},
+                {"a\xff", 2}, {"a\xff\0", 3}, {"b", 1}};
+    struct dn_kv_scan s;
+
+    /* Insert in reverse order so the store, not insertion order, decides. */
+    for (size_t i = CAIRN_ARRAY_SIZE(keys); i-- > 0;)
+        cr_assert_eq(
+            dn_kv_put(kv, 8, keys[i].k, keys[i].len, &i, sizeof(i), KV_ABSENT, i + 1, NULL), 0);
+    cr_assert_eq(dn_kv_scan(kv, 8, NULL, 0, NULL, 0, 0, &s), 0);
+    cr_assert_eq(s.count, CAIRN_ARRAY_SIZE(keys));
+    for (size_t i = 0; i < s.count; i++) {
+        cr_assert(s.entries[i].key_len == keys[i].len &&
+                      memcmp(s.entries[i].key, keys[i].k, keys[i].len) == 0,
+                  "entry %zu out of order", i);
+        cr_assert_eq(s.entries[i].version, i + 1);
+        cr_assert(s.entries[i].val_len == sizeof(i) &&
+                  memcmp(s.entries[i].val, &i, sizeof(i)) == 0);
+    }
+    dn_kv_scan_free(&s);
+    /* ["a\0", "a\xff"): the bound is exact down to the length tie-break. */
+    cr_assert_eq(dn_kv_scan(kv, 8, "a\0", 2, "a\xff", 2, 0, &s), 0);
+    cr_assert_eq(s.count, 3);
+    cr_assert(s.entries[0].key_len == 2 && memcmp(s.entries[0].key, "a\0", 2) == 0);
+    cr_assert(s.entries[2].key_len == 2 && memcmp(s.entries[2].key, "a\x01", 2) == 0);
+    dn_kv_scan_free(&s);
+    /* End bound that is an extension of a key: "a" < "a\0", so [-, "a\0") is just "a", and
+     * [-, "a\xff\0\0") stops after "a\xff\0" (shorter key first on a common prefix). */
+    cr_assert_eq(dn_kv_scan(kv, 8, NULL, 0, "a\0", 2, 0, &s), 0);
+    cr_assert(s.count == 1 && s.entries[0].key_len == 1 && s.more == 0);
+    dn_kv_scan_free(&s);
+    cr_assert_eq(dn_kv_scan(kv, 8, "a\x01", 2, "a\xff\0\0", 4, 0, &s), 0);
+    cr_assert_eq(s.count, 3);
+    cr_assert(s.entries[2].key_len == 3 && memcmp(s.entries[2].key, "a\xff\0", 3) == 0);
+    dn_kv_scan_free(&s);
+    /* ["a\0\0", "a\0\0"): empty, and so is end < start. */
+    cr_assert_eq(dn_kv_scan(kv, 8, "a\0\0", 3, "a\0\0", 3, 0, &s), 0);
+    cr_assert(s.count == 0 && s.more == 0 && s.entries == NULL);
+    dn_kv_scan_free(&s);
+    cr_assert_eq(dn_kv_scan(kv, 8, "b", 1, "a", 1, 0, &s), 0);
+    cr_assert(s.count == 0 && s.more == 0);
+    dn_kv_scan_free(&s);
+    /* A start past every key of the shard, and an empty shard. */
+    cr_assert_eq(dn_kv_scan(kv, 8, "c", 1, NULL, 0, 0, &s), 0);
+    cr_assert(s.count == 0 && s.more == 0);
+    dn_kv_scan_free(&s);
+    cr_assert_eq(dn_kv_scan(kv, 9, NULL, 0, NULL, 0, 0, &s), 0);
+    cr_assert(s.count == 0 && s.more == 0);
+    dn_kv_scan_free(&s);
+}
+
+Test(kv, scan_rejects_bad_bounds)
+{
+    uint8_t key[KV_MAX_KEY + 1];
+    struct dn_kv_scan s;
+
+    memset(key, 'k', sizeof(key));
+    cr_assert_eq(put(1, "a", "x", KV_ABSENT, 1, NULL), 0);
+    cr_assert_eq(dn_kv_scan(kv, 1, key, KV_MAX_KEY + 1, NULL, 0, 0, &s), CAIRN_EINVAL);
+    cr_assert(s.count == 0 && s.entries == NULL);
+    cr_assert_eq(dn_kv_scan(kv, 1, NULL, 0, key, KV_MAX_KEY + 1, 0, &s), CAIRN_EINVAL);
+    cr_assert_eq(dn_kv_scan(kv, 1, key, KV_MAX_KEY, key, KV_MAX_KEY, 0, &s), 0);
+    cr_assert_eq(s.count, 0);
+    dn_kv_scan_free(&s);
+    dn_kv_scan_free(NULL);
 }
 
 Test(kv, compare_and_set)
@@ -230,6 +310,23 @@ Test(kv, ordered_scans_with_bounds_and_paging)
     cr_assert_eq(s.more, 1);
     cr_assert(s.entries[0].key_len == 3 && memcmp(s.entries[0].key, "dir", 3) == 0);
     dn_kv_scan_free(&s);
+    cr_assert_eq(dn_kv_scan(kv, 3, NULL, 0, NULL, 0, KV_MAX_SCAN + 1, &s), 0);
+    cr_assert(s.count == KV_MAX_SCAN && s.more == 1);
+    dn_kv_scan_free(&s);
+
+    /* A page that ends exactly at the last key in range has nothing more. */
+    cr_assert_eq(dn_kv_scan(kv, 3, "dir/02000", 9, "dir0", 4, 500, &s), 0);
+    cr_assert_eq(s.count, 500);
+    cr_assert_eq(s.more, 0);
+    dn_kv_scan_free(&s);
+    cr_assert_eq(dn_kv_scan(kv, 3, "dir/02000", 9, NULL, 0, 500, &s), 0);
+    cr_assert_eq(s.count, 500);
+    cr_assert_eq(s.more, 1, "\"dis\" is still in range");
+    dn_kv_scan_free(&s);
+    cr_assert_eq(dn_kv_scan(kv, 3, "dir/02000", 9, NULL, 0, 501, &s), 0);
+    cr_assert(s.count == 501 && s.more == 0);
+    cr_assert(s.entries[500].key_len == 3 && memcmp(s.entries[500].key, "dis", 3) == 0);
+    dn_kv_scan_free(&s);
 }
 
 Test(kv, scan_byte_cap)
@@ -247,8 +344,113 @@ Test(kv, scan_byte_cap)
     cr_assert_eq(dn_kv_scan(kv, 4, NULL, 0, NULL, 0, 100, &s), 0);
     cr_assert_eq(s.count, KV_MAX_SCAN_BYTES / (vlen + 5), "count %zu", s.count);
     cr_assert_eq(s.more, 1);
+    /* Continuing after the last key returned yields the rest, in pages under the cap. */
+    {
+        size_t seen = s.count;
+        char last[16];
+        size_t ll;
+
+        for (;;) {
+            cr_assert(s.count > 0);
+            ll = s.entries[s.count - 1].key_len;
+            memcpy(last, s.entries[s.count - 1].key, ll);
+            last[ll++] = '\0';
+            if (!s.more)
+                break;
+            dn_kv_scan_free(&s);
+            cr_assert_eq(dn_kv_scan(kv, 4, last, ll, NULL, 0, 100, &s), 0);
+            for (size_t j = 0; j < s.count; j++) {
+                snprintf(key, sizeof(key), "blob%zu", seen + j);
+                cr_assert(s.entries[j].key_len == strlen(key) &&
+                          memcmp(s.entries[j].key, key, strlen(key)) == 0);
+                cr_assert_eq(s.entries[j].val_len, vlen);
+            }
+            seen += s.count;
+        }
+        cr_assert_eq(seen, 10);
+    }
     dn_kv_scan_free(&s);
     free(val);
+}
+
+/* A full map is CAIRN_ENOSPC, leaves committed records intact and the handle usable. */
+Test(kv, full_map_is_enospc)
+{
+    uint8_t *val = calloc(1, KV_MAX_VALUE);
+    char key[16];
+    int rc = 0, i;
+
+    cr_assert(val);
+    dn_kv_close(kv);
+    kv = NULL;
+    cr_assert_eq(dn_kv_open(dir, 4u << 20, &kv), 0);
+    for (i = 0; i < 16; i++) {
+        snprintf(key, sizeof(key), "f%d", i);
+        memset(val, i, KV_MAX_VALUE);
+        rc = dn_kv_put(kv, 1, key, strlen(key), val, KV_MAX_VALUE, KV_ABSENT, 1, NULL);
+        if (rc)
+            break;
+    }
+    cr_assert_eq(rc, CAIRN_ENOSPC, "put %d: %d", i, rc);
+    cr_assert(i >= 1 && i < 4, "%d puts fit a 4 MiB map", i);
+    for (int j = 0; j < i; j++) {
+        void *v;
+        size_t len;
+        uint64_t ver;
+
+        snprintf(key, sizeof(key), "f%d", j);
+        memset(val, j, KV_MAX_VALUE);
+        cr_assert_eq(dn_kv_get(kv, 1, key, strlen(key), &v, &len, &ver), 0);
+        cr_assert(len == KV_MAX_VALUE && memcmp(v, val, len) == 0);
+        free(v);
+    }
+    snprintf(key, sizeof(key), "f%d", i);
+    {
+        void *v;
+        size_t len;
+        uint64_t ver;
+
+        cr_assert_eq(dn_kv_get(kv, 1, key, strlen(key), &v, &len, &ver), CAIRN_ENOENT);
+    }
+    /* Deleting frees room again. */
+    cr_assert_eq(dn_kv_del(kv, 1, "f0", 2, 1, NULL), 0);
+    cr_assert_eq(put(1, "small", "x", KV_ABSENT, 1, NULL), 0);
+    free(val);
+}
+
+/* open creates missing parent directories, and reopening an existing store works. */
+Test(kv, open_creates_nested_dir)
+{
+    char sub[128];
+    struct dn_kv *k2 = NULL;
+    void *v;
+    size_t len;
+    uint64_t ver;
+
+    snprintf(sub, sizeof(sub), "%s/a/b/meta", dir);
+    cr_assert_eq(dn_kv_open(sub, 0, &k2), 0);
+    cr_assert_eq(dn_kv_put(k2, 1, "k", 1, "v", 1, KV_ABSENT, 3, NULL), 0);
+    /* The default map (1 GiB) holds more than a few maximal values. */
+    {
+        uint8_t *big = calloc(1, KV_MAX_VALUE);
+
+        cr_assert(big);
+        for (uint32_t i = 0; i < 8; i++)
+            cr_assert_eq(dn_kv_put(k2, 2, &i, sizeof(i), big, KV_MAX_VALUE, KV_ABSENT, 1, NULL), 0,
+                         "big put %u", i);
+        free(big);
+    }
+    dn_kv_close(k2);
+    k2 = NULL;
+    cr_assert_eq(dn_kv_open(sub, 0, &k2), 0);
+    cr_assert_eq(dn_kv_get(k2, 1, "k", 1, &v, &len, &ver), 0);
+    cr_assert(len == 1 && ver == 3 && memcmp(v, "v", 1) == 0);
+    free(v);
+    dn_kv_close(k2);
+    dn_kv_close(NULL);
+    /* A path through a regular file cannot be a store. */
+    snprintf(sub, sizeof(sub), "%s/data.mdb/x", dir);
+    cr_assert_eq(dn_kv_open(sub, 0, &k2), CAIRN_EIO);
 }
 
 Test(kv, restart_keeps_everything)
@@ -307,7 +509,7 @@ Test(kv, acknowledged_puts_survive_kill)
         }
     }
     close(fds[1]);
-    usleep(300 * 1000);
+    usleep(200 * 1000);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     in = fdopen(fds[0], "r");
@@ -340,7 +542,7 @@ Test(kv, concurrent_cas_loses_nothing)
 
             if (dn_kv_open(dir, 256u << 20, &ckv))
                 _exit(3);
-            for (int done = 0; done < 150;) {
+            for (int done = 0; done < 200;) {
                 void *v = NULL;
                 size_t len;
                 uint64_t ver;
@@ -369,8 +571,7 @@ Test(kv, concurrent_cas_loses_nothing)
         int status;
 
         cr_assert_eq(waitpid(pids[p], &status, 0), pids[p]);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d status %#x", p,
-                  status);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d status %#x", p, status);
     }
-    expect_record(5, "ctr", "300", 301);
+    expect_record(5, "ctr", "400", 401);
 }

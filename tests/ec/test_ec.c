@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "common/cairn.h"
 #include "ec/ec.h"
@@ -179,6 +180,31 @@ Test(ec, parity_is_a_function_of_data)
     stripe_fini(&s);
 }
 
+/* Longer than the 1 MiB pieces ec.c feeds ISA-L, so encode and rebuild cross piece boundaries. */
+Test(ec, fragments_longer_than_one_isal_call)
+{
+    struct stripe s;
+    size_t len = (5u << 19) + 7, off = (1u << 20) - 3, sub = 1u << 20;
+    uint8_t *parity[2], *data[4];
+
+    stripe_init(&s, 4, 2, len);
+    lose_and_rebuild(&s, 0x11); /* data 0 + parity 0 */
+    lose_and_rebuild(&s, 0x0c);
+    /* The code is position-independent: encoding a window straddling a boundary reproduces
+     * the same window of the whole-fragment parity. */
+    parity[0] = malloc(sub);
+    parity[1] = malloc(sub);
+    cr_assert(parity[0] && parity[1]);
+    for (unsigned i = 0; i < 4; i++)
+        data[i] = s.orig[i] + off;
+    ec_encode(s.c, sub, (const uint8_t *const *)data, parity);
+    for (unsigned i = 0; i < 2; i++)
+        cr_assert(memcmp(parity[i], s.orig[4 + i] + off, sub) == 0, "parity %u window", i);
+    free(parity[0]);
+    free(parity[1]);
+    stripe_fini(&s);
+}
+
 Test(ec, too_many_losses_and_bad_masks)
 {
     struct stripe s;
@@ -191,6 +217,16 @@ Test(ec, too_many_losses_and_bad_masks)
     /* Nothing was written by the refused calls. */
     for (unsigned i = 0; i < 6; i++)
         cr_assert(memcmp(s.frags[i], s.orig[i], s.len) == 0);
+    stripe_fini(&s);
+
+    /* Codes that use all 32 mask bits, and the one just below. */
+    stripe_init(&s, 28, 4, 64);
+    cr_assert_eq(ec_reconstruct(s.c, s.len, s.frags, 0x1fu << 27), CAIRN_EDEGRADED);
+    cr_assert_eq(ec_reconstruct(s.c, s.len, s.frags, 0xffffffffu), CAIRN_EDEGRADED);
+    stripe_fini(&s);
+    stripe_init(&s, 30, 1, 64);
+    cr_assert_eq(ec_reconstruct(s.c, s.len, s.frags, 1u << 31), CAIRN_EINVAL);
+    lose_and_rebuild(&s, 1u << 30);
     stripe_fini(&s);
 }
 
@@ -219,6 +255,62 @@ Test(ec, crc32c_known_value_and_chaining)
     for (size_t cut = 0; cut <= sizeof(buf); cut += 997)
         cr_assert_eq(ec_crc32c(ec_crc32c(0, buf, cut), buf + cut, sizeof(buf) - cut), whole,
                      "split at %zu", cut);
+}
+
+/* Bit-at-a-time CRC-32C (reflected 0x1edc6f41), independent of ISA-L's conventions. */
+static uint32_t ref_crc32c(uint32_t crc, const uint8_t *p, size_t n)
+{
+    crc = ~crc;
+    while (n--) {
+        crc ^= *p++;
+        for (int b = 0; b < 8; b++)
+            crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
+    }
+    return ~crc;
+}
+
+Test(ec, crc32c_matches_reference)
+{
+    size_t big = (3u << 20) + 13; /* crosses the pieces ec.c feeds ISA-L */
+    uint8_t *buf = malloc(big);
+    uint32_t want;
+
+    cr_assert(buf);
+    fill(buf, big);
+    /* Every short length and misalignment, so ISA-L's head/tail paths are all compared. */
+    for (size_t off = 0; off < 16; off++)
+        for (size_t n = 0; n <= 300; n++)
+            cr_assert_eq(ec_crc32c(0, buf + off, n), ref_crc32c(0, buf + off, n), "off %zu n %zu",
+                         off, n);
+    cr_assert_eq(ec_crc32c(0xdeadbeefu, buf, 1000), ref_crc32c(0xdeadbeefu, buf, 1000));
+    want = ref_crc32c(0, buf, big);
+    cr_assert_eq(ec_crc32c(0, buf, big), want);
+    /* Chaining across a piece boundary, with a seed that is not 0. */
+    cr_assert_eq(
+        ec_crc32c(ec_crc32c(0, buf, (1u << 20) - 5), buf + (1u << 20) - 5, big - (1u << 20) + 5),
+        want);
+    free(buf);
+}
+
+/* ISA-L takes an int length; a size_t beyond 32 bits must still be checksummed whole.  The
+ * buffer is untouched anonymous memory, so it reads as zeros without using RAM. */
+Test(ec, crc32c_beyond_4gib)
+{
+    size_t len = ((size_t)1 << 32) + 4096, piece = 1u << 20;
+    uint8_t *zeros = calloc(1, piece);
+    void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    uint32_t want = 0;
+
+    cr_assert(zeros);
+    if (map == MAP_FAILED) {
+        free(zeros);
+        cr_skip_test("cannot map %zu bytes", len);
+    }
+    for (size_t done = 0; done < len; done += piece)
+        want = ec_crc32c(want, zeros, CAIRN_MIN(piece, len - done));
+    cr_assert_eq(ec_crc32c(0, map, len), want);
+    munmap(map, len);
+    free(zeros);
 }
 
 Test(ec, crc_catches_every_single_bit_flip)
@@ -281,12 +373,61 @@ Test(ec, layout)
     cr_assert_eq(ec_layout_frag_len(&l, sb + 5, 1), 2);
     cr_assert_eq(ec_layout_frag_len(&l, 2 * sb - 1, 1), 65536);
     cr_assert_eq(ec_layout_frag_len(&l, 1000, 0), 250);
+    cr_assert_eq(ec_layout_frag_len(&l, 0, 0), 0);
+}
+
+Test(ec, layout_near_uint64_max)
+{
+    struct ec_layout l = {.k = 4, .m = 2, .frag_size = 65536};
+    uint64_t sb = 4 * 65536, n = UINT64_MAX / sb + 1; /* UINT64_MAX is not a multiple of sb */
+
+    cr_assert_eq(ec_layout_stripes(&l, UINT64_MAX), n);
+    cr_assert_eq(ec_layout_stripe_bytes(&l, UINT64_MAX, n - 1), sb - 1);
+    cr_assert_eq(ec_layout_frag_len(&l, UINT64_MAX, n - 1), 65536);
+    cr_assert_eq(ec_layout_stripe_bytes(&l, UINT64_MAX, n), 0);
+    cr_assert_eq(ec_layout_stripe_bytes(&l, 10, UINT64_MAX), 0);
+    cr_assert_eq(ec_layout_stripe_bytes(&l, 10, UINT64_MAX / sb + 1), 0);
+}
+
+/* For many (k, frag_size, length): stripes tile the object exactly, and each stripe's fragments
+ * are the shortest that hold it (k * flen >= bytes > k * (flen - 1)). */
+Test(ec, layout_tiles_the_object)
+{
+    static const uint32_t ks[] = {1, 3, 4, 7, 16, 31};
+    static const uint32_t fs[] = {1, 5, 4096};
+
+    for (size_t a = 0; a < CAIRN_ARRAY_SIZE(ks); a++) {
+        for (size_t b = 0; b < CAIRN_ARRAY_SIZE(fs); b++) {
+            struct ec_layout l = {.k = ks[a], .m = 1, .frag_size = fs[b]};
+            uint64_t sb = (uint64_t)l.k * l.frag_size;
+
+            for (int t = 0; t < 50; t++) {
+                uint64_t len = t < 3 ? sb * (uint64_t)t + 1 : rnd() % (5 * sb + 1), sum = 0;
+                uint64_t ns = ec_layout_stripes(&l, len);
+
+                for (uint64_t s = 0; s < ns; s++) {
+                    uint64_t bytes = ec_layout_stripe_bytes(&l, len, s);
+                    uint32_t flen = ec_layout_frag_len(&l, len, s);
+
+                    cr_assert(bytes >= 1 && bytes <= sb, "k %u f %u len %llu s %llu", l.k,
+                              l.frag_size, (unsigned long long)len, (unsigned long long)s);
+                    cr_assert(s + 1 == ns || bytes == sb);
+                    cr_assert(flen >= 1 && (uint64_t)flen * l.k >= bytes &&
+                              (uint64_t)(flen - 1) * l.k < bytes);
+                    sum += bytes;
+                }
+                cr_assert_eq(sum, len, "k %u f %u len %llu", l.k, l.frag_size,
+                             (unsigned long long)len);
+                cr_assert_eq(ec_layout_stripe_bytes(&l, len, ns), 0);
+            }
+        }
+    }
 }
 
 Test(ec, layout_parse)
 {
-    static const char *bad[] = {"0+2", "4+0", "4+", "+2", "4+2x", "20+13", "", "4-2", "4 +2",
-                                "99999999999+1", "a+b", "33+1"};
+    static const char *bad[] = {"0+2",  "4+0",           "4+",  "+2",  "4+2x", "20+13", "", "4-2",
+                                "4 +2", "99999999999+1", "a+b", "33+1"};
     uint32_t k = 0, m = 0;
 
     cr_assert_eq(ec_layout_parse("4+2", &k, &m), 0);
