@@ -32,6 +32,9 @@
 
 #define TAG "stripe"
 #define MAX_CODECS 8
+/* A D-node that failed to answer is skipped for this long: reads go to parity at once and
+ * writes fail fast, instead of every request waiting out the transport deadline. */
+#define DOWN_MS 10000u
 
 struct cn_cluster {
     struct tp_ctx *tp;
@@ -39,6 +42,7 @@ struct cn_cluster {
     char **addrs;   /* owned */
     uint64_t *peers; /* transport peer handles, by D-node index */
     uint64_t *keys;  /* placement keys, by D-node index */
+    uint64_t *down_until; /* ms clock: D-node considered down until then */
     struct ec_layout layout;
     unsigned depth;
     struct {
@@ -47,6 +51,8 @@ struct cn_cluster {
     } codecs[MAX_CODECS];
     unsigned ncodecs;
 };
+
+static void note_status(struct cn_cluster *cl, unsigned i, int transport_status);
 
 /* ---- cluster ---- */
 
@@ -138,7 +144,8 @@ int cn_cluster_open(const struct cn_cluster_config *cfg, struct cn_cluster **out
     }
     cl->peers = calloc(cl->n, sizeof(*cl->peers));
     cl->keys = calloc(cl->n, sizeof(*cl->keys));
-    if (!cl->peers || !cl->keys) {
+    cl->down_until = calloc(cl->n, sizeof(*cl->down_until));
+    if (!cl->peers || !cl->keys || !cl->down_until) {
         rc = CAIRN_ENOMEM;
         goto err;
     }
@@ -174,6 +181,7 @@ void cn_cluster_close(struct cn_cluster *cl)
         ec_codec_destroy(cl->codecs[i].c);
     free(cl->peers);
     free(cl->keys);
+    free(cl->down_until);
     free_addrs(cl);
     free(cl);
 }
@@ -209,8 +217,10 @@ int cn_cluster_ping(struct cn_cluster *cl, unsigned i, uint64_t *dev_size, uint6
         return CAIRN_EINVAL;
     req.op = CAIRN__OP__OP_PING;
     rc = tp_call_sync(cl->tp, cl->peers[i], &req, NULL, 0, NULL, 0, &s);
-    if (!rc)
+    if (!rc) {
+        note_status(cl, i, s.status);
         rc = s.status ? s.status : s.resp->status;
+    }
     if (!rc) {
         if (dev_size)
             *dev_size = s.resp->dev_size;
@@ -221,6 +231,63 @@ int cn_cluster_ping(struct cn_cluster *cl, unsigned i, uint64_t *dev_size, uint6
     }
     tp_sync_fini(&s);
     return rc;
+}
+
+static bool node_down(const struct cn_cluster *cl, unsigned i)
+{
+    return cl->down_until[i] && cairn_now_ms() < cl->down_until[i];
+}
+
+/* Remember a D-node that did not answer (transport-level failure, not a refusal). */
+static void note_status(struct cn_cluster *cl, unsigned i, int transport_status)
+{
+    if (transport_status == CAIRN_ETIMEDOUT || transport_status == CAIRN_EUNREACH) {
+        if (!node_down(cl, i))
+            log_warn(TAG, "D-node %s is not answering: %s; skipping it for %u s", cl->addrs[i],
+                     cairn_strerror(transport_status), DOWN_MS / 1000);
+        cl->down_until[i] = cairn_now_ms() + DOWN_MS;
+    } else if (transport_status == 0) {
+        cl->down_until[i] = 0;
+    }
+}
+
+struct probe {
+    struct cn_cluster *cl;
+    unsigned node;
+    unsigned *outstanding;
+};
+
+static void probe_done(void *arg, int status, const Cairn__Response *resp)
+{
+    struct probe *p = arg;
+
+    (void)resp;
+    note_status(p->cl, p->node, status);
+    (*p->outstanding)--;
+}
+
+unsigned cn_cluster_probe(struct cn_cluster *cl)
+{
+    struct probe *probes = calloc(cl->n, sizeof(*probes));
+    unsigned outstanding = 0, down = 0;
+
+    if (!probes)
+        return 0;
+    for (unsigned i = 0; i < cl->n; i++) {
+        Cairn__Request req = CAIRN__REQUEST__INIT;
+
+        probes[i] = (struct probe){.cl = cl, .node = i, .outstanding = &outstanding};
+        req.op = CAIRN__OP__OP_PING;
+        outstanding++;
+        if (tp_call(cl->tp, cl->peers[i], &req, NULL, 0, NULL, 0, probe_done, &probes[i]))
+            outstanding--;
+    }
+    while (outstanding)
+        tp_ctx_wait(cl->tp, 1000);
+    for (unsigned i = 0; i < cl->n; i++)
+        down += node_down(cl, i);
+    free(probes);
+    return down;
 }
 
 /* ---- stripe slots ---- */
@@ -382,6 +449,7 @@ static void put_done(void *arg, int status, const Cairn__Response *resp)
     struct slot *sl = op->slot;
     int rc = status ? status : resp->status;
 
+    note_status(sl->io->cl, sl->nodes[op->index], status);
     if (rc && !sl->err) {
         log_warn(TAG, "fragment %016llx/%u/%u on %s: %s", (unsigned long long)sl->sid,
                  sl->io->gen, op->index, sl->io->cl->addrs[sl->nodes[op->index]],
@@ -431,6 +499,14 @@ static int write_stripe(struct io *io, struct slot *sl, uint64_t s)
 
     if (rc)
         goto fail;
+    for (unsigned i = 0; i < n; i++) {
+        if (node_down(io->cl, sl->nodes[i])) {
+            rc = CAIRN_EUNREACH;
+            log_warn(TAG, "stripe %016llx: D-node %s is down; a write needs all %u fragments",
+                     (unsigned long long)sl->sid, io->cl->addrs[sl->nodes[i]], n);
+            goto fail;
+        }
+    }
     if (sl->partial) {
         /* The only copy on the write path: the last stripe is padded to k equal fragments. */
         memcpy(sl->tail, io->data + s * (uint64_t)l->k * l->frag_size, sl->bytes);
@@ -521,6 +597,7 @@ static void get_done(void *arg, int status, const Cairn__Response *resp)
     const struct ec_layout *l = io->l;
     int rc = status ? status : resp->status;
 
+    note_status(io->cl, sl->nodes[op->index], status);
     if (!rc && resp->payload_len != sl->flen)
         rc = CAIRN_EPROTO;
     if (!rc && ec_crc32c(0, op->buf, sl->flen) != resp->crc)
@@ -549,6 +626,11 @@ static void get_done(void *arg, int status, const Cairn__Response *resp)
 static int request_frag(struct io *io, struct slot *sl, unsigned idx)
 {
     sl->requested |= 1u << idx;
+    if (node_down(io->cl, sl->nodes[idx])) {
+        if (io->st)
+            io->st->frags_failed++;
+        return CAIRN_EUNREACH;
+    }
     return send_frag(io, sl, idx, CAIRN__OP__OP_FRAG_GET, NULL, 0, 0, sl->frags[idx], sl->flen,
                      get_done);
 }
@@ -666,6 +748,8 @@ int cn_stripe_delete(struct cn_cluster *cl, uint64_t object_id, uint32_t gen,
 
 struct meta_call {
     struct meta_state *ms;
+    struct cn_cluster *cl;
+    unsigned node;
     int status;
     uint64_t version;
     uint32_t len;
@@ -680,6 +764,7 @@ static void meta_done(void *arg, int status, const Cairn__Response *resp)
 {
     struct meta_call *mc = arg;
 
+    note_status(mc->cl, mc->node, status);
     mc->status = status ? status : resp->status;
     if (!status) {
         mc->version = resp->version;
@@ -724,7 +809,12 @@ static int meta_call_all(struct cn_cluster *cl, const char *key, Cairn__Op op, c
         Cairn__Request req = CAIRN__REQUEST__INIT;
         int rc;
 
-        calls[i] = (struct meta_call){.ms = &ms, .status = CAIRN_ECANCELED};
+        calls[i] = (struct meta_call){.ms = &ms, .cl = cl, .node = nodes[i],
+                                      .status = CAIRN_ECANCELED};
+        if (node_down(cl, nodes[i])) {
+            calls[i].status = CAIRN_EUNREACH;
+            continue;
+        }
         if (want_payload) {
             calls[i].buf = malloc(cap);
             if (!calls[i].buf) {

@@ -59,6 +59,11 @@ struct tp_ctx *cn_cluster_tp(struct cn_cluster *cl);
 int cn_cluster_ping(struct cn_cluster *cl, unsigned i, uint64_t *dev_size, uint64_t *dev_used,
                     uint64_t *frags);
 
+/* Ping every D-node at once and remember which do not answer, so that the next operations
+ * skip them (reads go to parity, writes fail fast) instead of each waiting out a deadline.
+ * Returns the number of D-nodes found down. */
+unsigned cn_cluster_probe(struct cn_cluster *cl);
+
 /* Write len bytes of data as object object_id, generation gen, with the cluster's layout.
  * data is borrowed for the call.  Returns 0 once all fragments are durable, or the first
  * error (CAIRN_EUNREACH, CAIRN_ETIMEDOUT, CAIRN_ENOSPC, ...); on error some fragments may

@@ -324,6 +324,7 @@ int main(int argc, char **argv)
             goto out;
         }
         snprintf(key, sizeof(key), KEY_PREFIX "%s", argv[2]);
+        cn_cluster_probe(cl);
         if (strcmp(argv[1], "put") == 0 && argc == 4)
             rc = cmd_put(cl, key, argv[3]);
         else if (strcmp(argv[1], "get") == 0 && argc == 4)

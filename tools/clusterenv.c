@@ -87,6 +87,7 @@ const char *clusterenv_get(const struct clusterenv *env, const char *name)
 int clusterenv_cluster_config(const struct clusterenv *env, struct cn_cluster_config *cfg)
 {
     const char *ec = clusterenv_get(env, "EC"), *fs = clusterenv_get(env, "FRAG_SIZE");
+    const char *to = clusterenv_get(env, "TIMEOUT_MS");
 
     cfg->dnodes = clusterenv_get(env, "DNODES");
     cfg->provider = clusterenv_get(env, "FABRIC_PROVIDER");
@@ -99,6 +100,8 @@ int clusterenv_cluster_config(const struct clusterenv *env, struct cn_cluster_co
         fprintf(stderr, "cluster.env: bad EC=%s (want K+M)\n", ec);
         return CAIRN_EINVAL;
     }
+    if (to)
+        cfg->timeout_ms = (uint32_t)strtoul(to, NULL, 10);
     if (fs) {
         char *end;
         unsigned long v = strtoul(fs, &end, 10);

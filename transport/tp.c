@@ -322,10 +322,9 @@ static void op_submit(struct tp_ctx *ctx, struct tp_op *op)
 {
     ssize_t rc;
 
-    if (ctx->pend) { /* keep FIFO order behind what is already waiting */
-        pend_push(ctx, op);
-        return;
-    }
+    /* Operations are independent (requests carry their own ids, responses are tagged), so a
+     * new one is tried at once even when others wait: an operation stuck on one peer (e.g.
+     * a connection to a dead D-node) must not hold up traffic to every other peer. */
     rc = op_post(ctx, op);
     if (rc == -FI_EAGAIN)
         pend_push(ctx, op);
@@ -335,15 +334,22 @@ static void op_submit(struct tp_ctx *ctx, struct tp_op *op)
 
 static void pend_retry(struct tp_ctx *ctx)
 {
-    while (ctx->pend) {
-        struct tp_op *op = ctx->pend;
-        ssize_t rc = op_post(ctx, op);
+    struct tp_op *op = ctx->pend, *next;
 
+    /* Try every waiting operation once; those still refused keep their place. */
+    for (; op; op = next) {
+        ssize_t rc;
+
+        next = op->qnext;
+        rc = op_post(ctx, op);
         if (rc == -FI_EAGAIN)
-            return;
+            continue;
         pend_remove(ctx, op);
-        if (rc)
+        if (rc) {
+            /* Failing may unlink or free other queued operations of the same call. */
             op_failed(ctx, op, fi_to_cairn((int)rc));
+            next = ctx->pend;
+        }
     }
 }
 
@@ -779,10 +785,15 @@ int tp_ctx_wait(struct tp_ctx *ctx, int timeout_ms)
 
     if (t >= 0 && (timeout_ms < 0 || t < timeout_ms))
         timeout_ms = t;
-    if (timeout_ms != 0 && tp_ctx_trywait(ctx) == 0) {
+    if (timeout_ms != 0) {
         struct pollfd pfd = {.fd = ctx->wait_fd, .events = POLLIN};
 
-        poll(&pfd, 1, timeout_ms);
+        if (tp_ctx_trywait(ctx) == 0)
+            poll(&pfd, 1, timeout_ms);
+        else if (ctx->pend)
+            /* Operations wait for resources (often a connection being set up): retry them
+             * every millisecond rather than spinning on the CPU until they go through. */
+            poll(&pfd, 1, timeout_ms < 0 || timeout_ms > 1 ? 1 : timeout_ms);
     }
     return tp_ctx_progress(ctx);
 }
