@@ -86,8 +86,9 @@ class Cluster:
                               stderr=subprocess.PIPE, timeout=timeout)
 
     def put(self, name, data):
-        path = os.path.join(self.dir, "in.tmp")
-        with open(path, "wb") as f:
+        # A private file per call: tests put from several threads at once.
+        fd, path = tempfile.mkstemp(dir=self.dir, suffix=".in")
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
         p = self.ctl("stripe", "put", name, path)
         os.unlink(path)
