@@ -1,150 +1,200 @@
 /*
- * store.c - the D-node fragment store (see store.h for the on-disk layout and the API).
+ * store.c - the D-node fragment store: extents tiled from block 1, io_uring, O_DIRECT | O_DSYNC.
  *
- * The device is the index.  Blocks 1..hwm are tiled by extents, each starting with a header
- * block; a restart walks the headers and rebuilds the in-memory hash index and free list.
- * Everything below keeps that walk correct across a crash at any instant, with three rules:
+ * Layout (all integers little-endian, the host order on every platform we build for):
+ *   block 0: superblock {magic, version, block size, device size, random 64-bit format id, CRC32C}.
+ *   blocks 1..hwm-1: extents.  An extent is one header block followed by payload blocks; the
+ *   header {magic, format id, USED|FREE, extent_blocks, for USED: fid, len, payload CRC32C; CRC32C
+ *   of the header} sits in the first 56 bytes, inside one sector, so a torn write leaves the old
+ *   or the new header.  Block hwm holds no valid header (or hwm is the end of the device).
+ * open() walks the chain of headers from block 1 and stops at the first invalid one: that is the
+ * high-water mark.  The format id makes headers of an earlier format of the same file invalid.
  *
- * 1. A header lives in the first 512-byte sector of its block, so a torn write leaves either
- *    the old or the new header, never a mix; a header is valid only with this device's random
- *    format id and a correct header CRC.
+ * In memory: a hash index fid -> extent, a list of free regions sorted by block (adjacent FREE
+ * extents coalesced; on disk they stay separate headers), and the high-water mark.  Allocation is
+ * first fit from the free list, else from the tail (bumping hwm).
  *
- * 2. Reusing part of a FREE extent: the FREE header of the remainder is written (durably)
- *    before the USED extent that shrinks the original (two io_uring writes linked with
- *    IOSQE_IO_LINK).  A crash between them leaves the original FREE header, which still spans
- *    both, so the walk never lands inside stale data.  The remainder joins the free list only
- *    once its header is durable, so no other write can race with that header.
- *
- * 3. Growing the tiled region (bump allocation at the high-water mark): several extents may be
- *    in flight, but a put is acknowledged only when it and every extent allocated below it are
- *    durable (completions are released in address order).  If the walk stops at an extent that
- *    did not make it, nothing acknowledged lies beyond it.  At open, everything past the
- *    high-water mark is punched out (zeroed) and synced, so stale headers of writes that were
- *    in flight at a crash can never be picked up by a later walk.  A bump write that fails is
- *    covered by a FREE header before the failure is reported.
- *
- * Durability: the device is opened O_DIRECT | O_DSYNC, so an io_uring completion means the
- * bytes are stable; header and payload of a fragment go down in one write.  Deletion rewrites
- * the header as FREE (same length) and frees the space after that write is durable and no read
- * of the extent is still in flight.
- *
- * Adjacent FREE extents are not merged yet, and the free list is first fit over a flat array;
- * with the uniform fragment sizes of a stripe layout that reuses space well.  Both are marked
- * as future work in docs/architecture.md.
+ * Crash ordering.  Invariant: the chain on disk, followed from block 1, only ever passes through
+ * headers we wrote on purpose, and it reaches every acknowledged fragment.  The danger is that a
+ * new boundary lands on a block that still holds something stale, e.g. an old FREE or USED header
+ * of this format inside reused space, or an unacknowledged header beyond hwm left by a crash.
+ * So every block that becomes a boundary is written before the header that points at it:
+ *   - Allocating n blocks at the start p of a free region [p, b) with n < b - p first writes a
+ *     "marker" at p + n: a FREE header for [p + n, b).  Writing FREE@x->b anywhere inside an
+ *     all-FREE stretch that ends at a boundary b keeps the tiling valid whether x is an existing
+ *     boundary or not, so markers need no ordering among themselves.
+ *   - Allocating from the tail [hwm, end) writes a zero block at hwm + n as the marker, so the
+ *     walk stops there even if a crash had left a valid header at that block.
+ *   - Only when the marker is durable (O_DSYNC completion) is the header+payload write submitted.
+ * A remainder's start p + n is "established" (the on-disk chain reaches it) only once the header
+ * at p is durable and p itself is established.  To keep puts concurrent, the next allocation may
+ * take the remainder before that: it records the earlier put as its predecessor, waits for the
+ * predecessor's marker before writing its own header to that same block (no two writes to one
+ * block are ever in flight), and is acknowledged only after its predecessor is established.
+ * Puts from one region thus write in parallel and acknowledge in address order.  Deletes rewrite
+ * a USED header as FREE with the same length, which changes no boundary; the space returns to
+ * the free list only after that write is durable and no get still reads it.
+ * A failed device write leaves the on-disk state of that block unknown, so the store then fails
+ * every later put and delete with CAIRN_EIO (gets still work) until it is reopened.
  */
-#define _GNU_SOURCE
 #include "dnode/store.h"
-
-#include <errno.h>
-#include <fcntl.h>
-#include <liburing.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/eventfd.h>
-#include <sys/random.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/cairn.h"
 #include "common/log.h"
 #include "ec/ec.h"
 
-#define TAG "store"
-#define SB_MAGIC 0x31565244524e5243ull  /* "CRNRDRV1" */
-#define HDR_MAGIC 0x3154584552524e43ull /* "CNRREXT1" */
-#define FORMAT_VERSION 1u
-#define HDR_USED 1u
-#define HDR_FREE 2u
-#define MIN_BLOCKS 4u /* superblock + a few extents */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-struct sb {
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the on-disk format is little-endian; add byte swapping for this host"
+#endif
+
+#define TAG "store"
+
+#define SB_MAGIC 0x3142534e52494143ull  /* "CAIRNSB1" */
+#define HDR_MAGIC 0x3158454e52494143ull /* "CAIRNEX1" */
+#define SB_VERSION 1u
+#define HDR_USED 0x44455355u /* "USED" */
+#define HDR_FREE 0x45455246u /* "FREE" */
+#define DEFAULT_DEPTH 256u
+#define MAX_DEPTH 4096u
+#define MIN_BLOCKS 3u /* superblock, one header, one payload block */
+
+struct dn_sb {
     uint64_t magic;
     uint32_t version;
-    uint32_t block;
+    uint32_t block_size;
     uint64_t dev_size;
     uint64_t format_id;
-    uint32_t pad;
-    uint32_t crc; /* CRC32C of the struct with crc = 0 */
+    uint32_t reserved;
+    uint32_t crc; /* CRC32C of the bytes before it */
 };
 
-struct hdr {
+struct dn_hdr {
     uint64_t magic;
     uint64_t format_id;
     uint32_t type;
-    uint32_t blocks; /* whole extent, header included */
+    uint32_t len; /* payload bytes (USED) */
+    uint64_t extent_blocks;
     uint64_t stripe;
     uint32_t gen;
     uint32_t index;
-    uint32_t len;
-    uint32_t payload_crc;
-    uint32_t pad;
-    uint32_t crc; /* CRC32C of the struct with crc = 0 */
+    uint32_t pcrc; /* CRC32C of the payload (USED) */
+    uint32_t hcrc; /* CRC32C of the bytes before it */
 };
 
-enum ent_state { ENT_WRITING, ENT_PRESENT, ENT_DELETING };
+_Static_assert(sizeof(struct dn_hdr) <= 512, "a header must fit in one sector");
+_Static_assert(sizeof(struct dn_sb) <= 512, "the superblock must fit in one sector");
 
-struct ent {
-    struct ent *next; /* hash chain */
+enum ext_state { EXT_INFLIGHT, EXT_PRESENT, EXT_DELETING };
+
+/* An extent that holds, or is being written to hold, a fragment. */
+struct dn_ext {
     struct dn_fid fid;
-    uint64_t start;  /* first block */
-    uint32_t blocks; /* extent length in blocks */
+    struct dn_ext *hnext;
+    uint64_t blk; /* header block */
+    uint64_t nblk;
     uint32_t len;
     uint32_t crc;
-    enum ent_state state;
-    unsigned readers;  /* gets in flight on this extent */
-    bool free_pending; /* deleted: free the extent when the last reader is done */
+    uint32_t readers;  /* gets in flight */
+    bool free_pending; /* deleted, space returns when readers drops to 0 */
+    uint8_t state;
 };
 
-struct extent {
-    uint64_t start;
-    uint64_t blocks;
+struct dn_op;
+
+/* A free region [blk, blk + nblk).  dep: the put whose remainder this is, until that put is
+ * established (the on-disk chain reaches blk); NULL when it already does. */
+struct dn_free {
+    uint64_t blk;
+    uint64_t nblk;
+    struct dn_op *dep;
+    struct dn_free *prev;
+    struct dn_free *next;
 };
 
-enum op_kind { OP_PUT, OP_REMAINDER, OP_GET, OP_DEL };
+enum op_type { OP_PUT, OP_GET, OP_DEL };
 
-struct op {
-    enum op_kind kind;
-    struct op *next; /* deferred list / bump queue */
-    struct ent *ent;
+struct dn_io {
+    struct dn_op *op;
+    struct dn_io *next; /* pending queue */
+    void *buf;
+    uint64_t off;
+    uint32_t len;
+    uint32_t done;
+    bool write;
+};
+
+struct dn_op {
+    enum op_type type;
+    int status;
     dn_store_cb cb;
     void *arg;
     void *buf;
-    size_t bytes;  /* expected transfer */
-    int status;    /* result, for deferred and ordered completion */
-    bool bump;     /* allocated at the high-water mark */
-    bool done;     /* bump: the write has completed */
-    struct extent rem; /* OP_REMAINDER: the extent its header describes */
-    void *hdrbuf;      /* owned 4 KiB block for header-only writes */
+    struct dn_ext *ext;
+    uint32_t len; /* get result */
+    uint32_t crc;
+    void *blk;            /* own 4 KiB block: marker or FREE header for del */
+    struct dn_io io[2];   /* [0] marker, [1] header + payload (or the one I/O of get/del) */
+    unsigned ios;         /* queued or in flight */
+    bool has_marker;
+    bool marker_done;
+    bool main_queued;
+    bool main_done;
+    bool established;
+    bool complete; /* status final; callback once ios == 0 */
+    bool listed;
+    struct dn_op *pred; /* put whose remainder we took, until it is established */
+    struct dn_op *succ;
+    struct dn_free *dep_region; /* region whose start waits on us */
+    bool dep_tail;
+    struct dn_op *next_done;
 };
 
 struct dn_store {
     int fd;
     int efd;
     struct io_uring ring;
+    unsigned depth;
+    unsigned inflight; /* SQEs handed to the ring */
+    bool unsubmitted;
+    bool failed;
     uint64_t dev_blocks;
+    uint64_t hwm;
     uint64_t format_id;
-    uint64_t hwm; /* first block past the tiled region */
-    struct ent **buckets;
-    size_t nbuckets, nents;
-    struct extent *free;
-    size_t nfree, free_cap;
-    uint64_t used_blocks, frag_count;
-    unsigned inflight; /* submitted I/Os */
-    struct op *deferred, *deferred_tail;
-    struct op *bump_head, *bump_tail; /* bump puts in address order */
-    bool broken; /* an error left the on-disk tiling uncertain: refuse writes */
+    struct dn_ext **bucket;
+    size_t nbucket;
+    size_t nindex;
+    struct dn_free *free_head;
+    struct dn_free *free_tail;
+    struct dn_op *tail_dep;
+    struct dn_io *pend_head;
+    struct dn_io *pend_tail;
+    struct dn_op *done_head;
+    struct dn_op *done_tail;
+    uint64_t outstanding; /* ops whose callback has not run */
+    uint64_t used_blocks;
+    uint64_t frag_count;
+    void *zero_blk;
 };
 
-/* ---- helpers ---- */
+/* ---- small helpers ---- */
 
-static uint64_t fid_hash(const struct dn_fid *f)
+static uint64_t blocks_for(uint32_t len)
 {
-    uint64_t x = f->stripe ^ ((uint64_t)f->gen << 32 | f->index);
-
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    return x;
+    return 1 + CAIRN_ALIGN_UP((uint64_t)len, CAIRN_BLOCK) / CAIRN_BLOCK;
 }
 
 static bool fid_eq(const struct dn_fid *a, const struct dn_fid *b)
@@ -152,124 +202,206 @@ static bool fid_eq(const struct dn_fid *a, const struct dn_fid *b)
     return a->stripe == b->stripe && a->gen == b->gen && a->index == b->index;
 }
 
-static struct ent *ent_find(const struct dn_store *s, const struct dn_fid *fid)
+static uint64_t fid_hash(const struct dn_fid *f)
 {
-    struct ent *e = s->buckets[fid_hash(fid) & (s->nbuckets - 1)];
+    uint64_t x = f->stripe ^ ((uint64_t)f->gen << 32 | f->index) * 0x9e3779b97f4a7c15ull;
 
-    while (e && !fid_eq(&e->fid, fid))
-        e = e->next;
-    return e;
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
 }
 
-static int ent_insert(struct dn_store *s, struct ent *e)
+static void *blk_alloc(void)
 {
-    if (s->nents >= s->nbuckets) {
-        size_t n = s->nbuckets * 2;
-        struct ent **b = calloc(n, sizeof(*b));
+    void *p = NULL;
 
-        if (!b)
-            return CAIRN_ENOMEM;
-        for (size_t i = 0; i < s->nbuckets; i++) {
-            for (struct ent *x = s->buckets[i], *nx; x; x = nx) {
-                nx = x->next;
-                x->next = b[fid_hash(&x->fid) & (n - 1)];
-                b[fid_hash(&x->fid) & (n - 1)] = x;
-            }
-        }
-        free(s->buckets);
-        s->buckets = b;
-        s->nbuckets = n;
-    }
-    e->next = s->buckets[fid_hash(&e->fid) & (s->nbuckets - 1)];
-    s->buckets[fid_hash(&e->fid) & (s->nbuckets - 1)] = e;
-    s->nents++;
-    return 0;
+    if (posix_memalign(&p, CAIRN_BLOCK, CAIRN_BLOCK))
+        return NULL;
+    memset(p, 0, CAIRN_BLOCK);
+    return p;
 }
 
-static void ent_unlink(struct dn_store *s, struct ent *e)
+static void hdr_fill_free(const struct dn_store *s, void *blk, uint64_t nblk)
 {
-    struct ent **p = &s->buckets[fid_hash(&e->fid) & (s->nbuckets - 1)];
+    struct dn_hdr *h = blk;
 
-    while (*p && *p != e)
-        p = &(*p)->next;
-    if (*p) {
-        *p = e->next;
-        s->nents--;
-    }
-}
-
-static int free_add(struct dn_store *s, uint64_t start, uint64_t blocks)
-{
-    if (s->nfree == s->free_cap) {
-        size_t n = s->free_cap ? 2 * s->free_cap : 64;
-        struct extent *f = realloc(s->free, n * sizeof(*f));
-
-        if (!f)
-            return CAIRN_ENOMEM;
-        s->free = f;
-        s->free_cap = n;
-    }
-    s->free[s->nfree++] = (struct extent){.start = start, .blocks = blocks};
-    return 0;
-}
-
-static uint32_t sb_crc(struct sb *sb)
-{
-    uint32_t saved = sb->crc, c;
-
-    sb->crc = 0;
-    c = ec_crc32c(0, sb, sizeof(*sb));
-    sb->crc = saved;
-    return c;
-}
-
-static uint32_t hdr_crc(struct hdr *h)
-{
-    uint32_t saved = h->crc, c;
-
-    h->crc = 0;
-    c = ec_crc32c(0, h, sizeof(*h));
-    h->crc = saved;
-    return c;
-}
-
-/* Fill a header block (the whole 4 KiB; the rest zero). */
-static void hdr_fill(const struct dn_store *s, void *block, uint32_t type, uint32_t blocks,
-                     const struct dn_fid *fid, uint32_t len, uint32_t crc)
-{
-    struct hdr *h = block;
-
-    memset(block, 0, CAIRN_BLOCK);
+    memset(blk, 0, CAIRN_BLOCK);
     h->magic = HDR_MAGIC;
     h->format_id = s->format_id;
-    h->type = type;
-    h->blocks = blocks;
-    if (fid) {
-        h->stripe = fid->stripe;
-        h->gen = fid->gen;
-        h->index = fid->index;
-    }
-    h->len = len;
-    h->payload_crc = crc;
-    h->crc = hdr_crc(h);
+    h->type = HDR_FREE;
+    h->extent_blocks = nblk;
+    h->hcrc = ec_crc32c(0, h, offsetof(struct dn_hdr, hcrc));
 }
 
-static bool hdr_valid(const struct dn_store *s, struct hdr *h, uint64_t at)
+static void hdr_fill_used(const struct dn_store *s, void *blk, const struct dn_ext *e)
 {
-    if (h->magic != HDR_MAGIC || h->format_id != s->format_id || h->crc != hdr_crc(h))
+    struct dn_hdr *h = blk;
+
+    memset(blk, 0, CAIRN_BLOCK);
+    h->magic = HDR_MAGIC;
+    h->format_id = s->format_id;
+    h->type = HDR_USED;
+    h->len = e->len;
+    h->extent_blocks = e->nblk;
+    h->stripe = e->fid.stripe;
+    h->gen = e->fid.gen;
+    h->index = e->fid.index;
+    h->pcrc = e->crc;
+    h->hcrc = ec_crc32c(0, h, offsetof(struct dn_hdr, hcrc));
+}
+
+/* Is the header at block b a valid header of this format that fits the device? */
+static bool hdr_valid(const struct dn_store *s, const struct dn_hdr *h, uint64_t b)
+{
+    if (h->magic != HDR_MAGIC || h->format_id != s->format_id)
         return false;
-    if (h->blocks == 0 || at + h->blocks > s->dev_blocks)
+    if (h->hcrc != ec_crc32c(0, h, offsetof(struct dn_hdr, hcrc)))
+        return false;
+    if (h->extent_blocks < 1 || h->extent_blocks > s->dev_blocks - b)
         return false;
     if (h->type == HDR_FREE)
         return true;
     return h->type == HDR_USED && h->len >= 1 && h->len <= DN_MAX_FRAG &&
-           1 + CAIRN_ALIGN_UP((uint64_t)h->len, CAIRN_BLOCK) / CAIRN_BLOCK <= h->blocks;
+           h->extent_blocks >= blocks_for(h->len);
 }
 
-static uint32_t extent_blocks(uint32_t len)
+/* ---- index ---- */
+
+static struct dn_ext *index_find(const struct dn_store *s, const struct dn_fid *fid)
 {
-    return 1 + (uint32_t)(CAIRN_ALIGN_UP((uint64_t)len, CAIRN_BLOCK) / CAIRN_BLOCK);
+    struct dn_ext *e = s->bucket[fid_hash(fid) & (s->nbucket - 1)];
+
+    while (e && !fid_eq(&e->fid, fid))
+        e = e->hnext;
+    return e;
 }
+
+static int index_grow(struct dn_store *s)
+{
+    size_t n = s->nbucket * 2;
+    struct dn_ext **nb = calloc(n, sizeof(*nb));
+
+    if (!nb)
+        return CAIRN_ENOMEM;
+    for (size_t i = 0; i < s->nbucket; i++) {
+        struct dn_ext *e = s->bucket[i], *next;
+
+        for (; e; e = next) {
+            size_t j = fid_hash(&e->fid) & (n - 1);
+
+            next = e->hnext;
+            e->hnext = nb[j];
+            nb[j] = e;
+        }
+    }
+    free(s->bucket);
+    s->bucket = nb;
+    s->nbucket = n;
+    return 0;
+}
+
+/* Insert e (whose fid is not in the index).  A failed grow only lengthens the chains. */
+static void index_insert(struct dn_store *s, struct dn_ext *e)
+{
+    size_t i;
+
+    if (s->nindex >= s->nbucket)
+        (void)index_grow(s);
+    i = fid_hash(&e->fid) & (s->nbucket - 1);
+    e->hnext = s->bucket[i];
+    s->bucket[i] = e;
+    s->nindex++;
+}
+
+static void index_remove(struct dn_store *s, struct dn_ext *e)
+{
+    struct dn_ext **pp = &s->bucket[fid_hash(&e->fid) & (s->nbucket - 1)];
+
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    s->nindex--;
+}
+
+/* ---- free regions ---- */
+
+/* Return [blk, blk + nblk), whose header on disk is FREE, to the free list. */
+static int free_insert(struct dn_store *s, uint64_t blk, uint64_t nblk)
+{
+    struct dn_free *prev = s->free_tail, *next = NULL, *f;
+
+    /* Walk back from the tail: the open-time walk appends, deletes land anywhere. */
+    while (prev && prev->blk > blk) {
+        next = prev;
+        prev = prev->prev;
+    }
+    assert(!prev || prev->blk + prev->nblk <= blk);
+    assert(!next || blk + nblk <= next->blk);
+    if (prev && prev->blk + prev->nblk == blk) {
+        prev->nblk += nblk;
+        if (next && prev->blk + prev->nblk == next->blk) {
+            /* Only a put's remainder waits on a dep, and that put's extent is right before it,
+             * in flight, so a region that follows freed space never has one. */
+            assert(!next->dep);
+            prev->nblk += next->nblk;
+            prev->next = next->next;
+            if (next->next)
+                next->next->prev = prev;
+            else
+                s->free_tail = prev;
+            free(next);
+        }
+        return 0;
+    }
+    if (next && blk + nblk == next->blk) {
+        assert(!next->dep);
+        next->blk = blk;
+        next->nblk += nblk;
+        return 0;
+    }
+    f = calloc(1, sizeof(*f));
+    if (!f)
+        return CAIRN_ENOMEM;
+    f->blk = blk;
+    f->nblk = nblk;
+    f->prev = prev;
+    f->next = next;
+    if (prev)
+        prev->next = f;
+    else
+        s->free_head = f;
+    if (next)
+        next->prev = f;
+    else
+        s->free_tail = f;
+    return 0;
+}
+
+static void free_remove(struct dn_store *s, struct dn_free *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        s->free_head = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    else
+        s->free_tail = f->prev;
+    free(f);
+}
+
+/* Space of a deleted extent goes back once the FREE header is durable and no get reads it. */
+static void ext_release(struct dn_store *s, struct dn_ext *e)
+{
+    if (free_insert(s, e->blk, e->nblk))
+        log_warn(TAG, "out of memory: %" PRIu64 " blocks at %" PRIu64 " leak until restart",
+                 e->nblk, e->blk);
+    free(e);
+}
+
+/* ---- I/O queue ---- */
 
 static void wake(struct dn_store *s)
 {
@@ -279,261 +411,528 @@ static void wake(struct dn_store *s)
         log_warn(TAG, "eventfd write: %s", strerror(errno));
 }
 
-/* Report an error found before any I/O from the next dn_store_poll(). */
-static int defer(struct dn_store *s, dn_store_cb cb, void *arg, int status)
-{
-    struct op *op = calloc(1, sizeof(*op));
-
-    if (!op)
-        return CAIRN_ENOMEM;
-    op->cb = cb;
-    op->arg = arg;
-    op->status = status;
-    if (s->deferred_tail)
-        s->deferred_tail->next = op;
-    else
-        s->deferred = op;
-    s->deferred_tail = op;
-    wake(s);
-    return 0;
-}
-
-static struct io_uring_sqe *get_sqe(struct dn_store *s)
+static void io_start(struct dn_store *s, struct dn_io *io)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    char *buf = (char *)io->buf + io->done;
 
     if (!sqe) {
         io_uring_submit(&s->ring);
         sqe = io_uring_get_sqe(&s->ring);
     }
-    return sqe;
+    assert(sqe); /* inflight <= depth == SQ size */
+    if (io->write)
+        io_uring_prep_write(sqe, s->fd, buf, io->len - io->done, io->off + io->done);
+    else
+        io_uring_prep_read(sqe, s->fd, buf, io->len - io->done, io->off + io->done);
+    io_uring_sqe_set_data(sqe, io);
+    s->inflight++;
+    s->unsubmitted = true;
+}
+
+/* Queue an I/O; it is handed to the ring when a slot is free, so the CQ never overflows. */
+static void io_queue(struct dn_store *s, struct dn_io *io)
+{
+    if (s->inflight < s->depth && !s->pend_head) {
+        io_start(s, io);
+        return;
+    }
+    io->next = NULL;
+    if (s->pend_tail)
+        s->pend_tail->next = io;
+    else
+        s->pend_head = io;
+    s->pend_tail = io;
+}
+
+static void io_pump(struct dn_store *s)
+{
+    while (s->pend_head && s->inflight < s->depth) {
+        struct dn_io *io = s->pend_head;
+
+        s->pend_head = io->next;
+        if (!s->pend_head)
+            s->pend_tail = NULL;
+        io_start(s, io);
+    }
+}
+
+static void io_flush(struct dn_store *s)
+{
+    int rc;
+
+    if (!s->unsubmitted)
+        return;
+    rc = io_uring_submit(&s->ring);
+    if (rc < 0) /* the SQEs stay queued; the next flush retries */
+        log_warn(TAG, "io_uring_submit: %s", strerror(-rc));
+    else
+        s->unsubmitted = false;
+}
+
+static void io_prep(struct dn_op *op, int slot, void *buf, uint64_t off, uint32_t len, bool wr)
+{
+    struct dn_io *io = &op->io[slot];
+
+    io->op = op;
+    io->buf = buf;
+    io->off = off;
+    io->len = len;
+    io->done = 0;
+    io->write = wr;
+    op->ios++;
+}
+
+/* ---- operation completion ---- */
+
+static void op_check_finish(struct dn_store *s, struct dn_op *op)
+{
+    if (op->ios || !op->complete || op->listed)
+        return;
+    op->listed = true;
+    op->next_done = NULL;
+    if (s->done_tail)
+        s->done_tail->next_done = op;
+    else
+        s->done_head = op;
+    s->done_tail = op;
+}
+
+/* Complete an op that did no I/O; the callback runs from the next dn_store_poll(). */
+static void op_defer(struct dn_store *s, struct dn_op *op, int status)
+{
+    op->status = status;
+    op->complete = true;
+    op_check_finish(s, op);
+    wake(s);
+}
+
+static void op_unlink_deps(struct dn_store *s, struct dn_op *op)
+{
+    if (op->dep_region) {
+        op->dep_region->dep = NULL;
+        op->dep_region = NULL;
+    }
+    if (op->dep_tail && s->tail_dep == op)
+        s->tail_dep = NULL;
+    op->dep_tail = false;
+}
+
+/* A put failed: it and every put chained after it can never be established. */
+static void put_fail(struct dn_store *s, struct dn_op *op, int status)
+{
+    if (!s->failed)
+        log_error(TAG, "device write failed (%s): no more puts or deletes until reopen",
+                  cairn_strerror(status));
+    s->failed = true;
+    if (op->pred) {
+        op->pred->succ = NULL;
+        op->pred = NULL;
+    }
+    while (op && !op->complete) {
+        struct dn_op *next = op->succ;
+
+        op->status = status;
+        op->complete = true;
+        /* The extent's blocks are in an unknown state: leave them out of the free list. */
+        index_remove(s, op->ext);
+        free(op->ext);
+        op->ext = NULL;
+        op_unlink_deps(s, op);
+        op->succ = NULL;
+        if (next)
+            next->pred = NULL;
+        op_check_finish(s, op);
+        op = next;
+    }
+}
+
+/* Establish op and the puts chained after it whose writes are done. */
+static void put_establish(struct dn_store *s, struct dn_op *op)
+{
+    while (op && !op->complete && op->main_done && (!op->pred || getenv("MUT_NOORDER"))) {
+        struct dn_op *next = op->succ;
+
+        op->established = true;
+        op->complete = true;
+        op->status = 0;
+        op->ext->state = EXT_PRESENT;
+        s->used_blocks += op->ext->nblk;
+        s->frag_count++;
+        op_unlink_deps(s, op);
+        op->succ = NULL;
+        if (next)
+            next->pred = NULL;
+        op_check_finish(s, op);
+        op = next;
+    }
+}
+
+/* Submit a put's header + payload write once no write to its blocks can race it. */
+static void put_try_main(struct dn_store *s, struct dn_op *op)
+{
+    if (op->complete || op->main_queued)
+        return;
+    if (op->has_marker && !op->marker_done)
+        return;
+    if (op->pred && !op->pred->marker_done && !getenv("MUT_NOWAW"))
+        return; /* the predecessor's marker is still being written to our header block */
+    op->main_queued = true;
+    io_prep(op, 1, op->buf, op->ext->blk * CAIRN_BLOCK,
+            (uint32_t)(op->ext->nblk * CAIRN_BLOCK), true);
+    io_queue(s, &op->io[1]);
+}
+
+static void put_io_done(struct dn_store *s, struct dn_op *op, int slot, int err)
+{
+    if (err) {
+        put_fail(s, op, err);
+        return;
+    }
+    if (slot == 0) {
+        op->marker_done = true;
+        put_try_main(s, op);
+        if (op->succ)
+            put_try_main(s, op->succ);
+    } else {
+        op->main_done = true;
+        put_establish(s, op);
+    }
+}
+
+static void get_io_done(struct dn_store *s, struct dn_op *op, int err)
+{
+    struct dn_ext *e = op->ext;
+    const struct dn_hdr *h = op->buf;
+
+    op->complete = true;
+    op->status = err;
+    if (!err) {
+        if (!hdr_valid(s, h, e->blk) || h->type != HDR_USED || h->stripe != e->fid.stripe ||
+            h->gen != e->fid.gen || h->index != e->fid.index || h->len != e->len ||
+            h->pcrc != e->crc ||
+            ec_crc32c(0, (const char *)op->buf + CAIRN_BLOCK, e->len) != e->crc) {
+            op->status = e->state == EXT_PRESENT ? CAIRN_ECRC : CAIRN_ENOENT;
+            if (op->status == CAIRN_ECRC)
+                log_warn(TAG, "fragment %" PRIu64 ".%u.%u at block %" PRIu64 " is corrupt",
+                         e->fid.stripe, e->fid.gen, e->fid.index, e->blk);
+        } else {
+            op->len = e->len;
+            op->crc = e->crc;
+        }
+    }
+    op->ext = NULL;
+    if (--e->readers == 0 && e->free_pending)
+        ext_release(s, e);
+}
+
+static void del_io_done(struct dn_store *s, struct dn_op *op, int err)
+{
+    struct dn_ext *e = op->ext;
+
+    op->complete = true;
+    op->ext = NULL;
+    if (err) {
+        if (!s->failed)
+            log_error(TAG, "device write failed (%s): no more puts or deletes until reopen",
+                      cairn_strerror(err));
+        s->failed = true;
+        op->status = err;
+        e->state = EXT_PRESENT; /* the header may still say USED */
+        return;
+    }
+    op->status = 0;
+    index_remove(s, e);
+    s->used_blocks -= e->nblk;
+    s->frag_count--;
+    if (e->readers)
+        e->free_pending = true;
+    else
+        ext_release(s, e);
+}
+
+static void io_complete(struct dn_store *s, struct dn_io *io, int res)
+{
+    struct dn_op *op = io->op;
+    int err = 0;
+
+    s->inflight--;
+    if (res < 0) {
+        err = cairn_from_errno(-res);
+        if (err != CAIRN_ENOSPC)
+            err = CAIRN_EIO;
+    } else if (res == 0) {
+        err = CAIRN_EIO;
+    } else {
+        io->done += (uint32_t)res;
+        if (io->done < io->len) {
+            if (io->done % 512 == 0) { /* short transfer: resubmit the rest */
+                io_queue(s, io);
+                return;
+            }
+            err = CAIRN_EIO;
+        }
+    }
+    if (err)
+        log_error(TAG, "%s of %u bytes at %" PRIu64 ": %s", io->write ? "write" : "read",
+                  io->len, io->off, res < 0 ? strerror(-res) : "short transfer");
+    op->ios--;
+    switch (op->type) {
+    case OP_PUT:
+        put_io_done(s, op, (int)(io - op->io), err);
+        break;
+    case OP_GET:
+        get_io_done(s, op, err);
+        break;
+    case OP_DEL:
+        del_io_done(s, op, err);
+        break;
+    }
+    op_check_finish(s, op);
+}
+
+static void op_free(struct dn_op *op)
+{
+    free(op->blk);
+    free(op);
 }
 
 /* ---- open / close ---- */
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+static int open_errno(const char *what, const char *path)
 {
-    size_t done = 0;
+    int e = errno;
 
-    while (done < len) {
-        ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? cairn_from_errno(errno) : CAIRN_EIO;
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        ssize_t n = pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? cairn_from_errno(errno) : CAIRN_EIO;
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-static int format(struct dn_store *s, uint64_t size, void *block)
-{
-    struct sb *sb = block;
-    struct stat st;
-    int rc;
-
-    size -= size % CAIRN_BLOCK;
-    if (size < MIN_BLOCKS * CAIRN_BLOCK)
+    log_error(TAG, "%s %s: %s", what, path, strerror(e));
+    if (e == ENOMEM)
+        return CAIRN_ENOMEM;
+    if (e == EINVAL)
         return CAIRN_EINVAL;
-    if (fstat(s->fd, &st))
-        return cairn_from_errno(errno);
-    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size < size && ftruncate(s->fd, (off_t)size))
-        return cairn_from_errno(errno);
+    return CAIRN_EIO;
+}
+
+static int pio(int fd, void *buf, uint64_t off, bool wr)
+{
+    ssize_t n = wr ? pwrite(fd, buf, CAIRN_BLOCK, (off_t)off) : pread(fd, buf, CAIRN_BLOCK, (off_t)off);
+
+    if (n == (ssize_t)CAIRN_BLOCK)
+        return 0;
+    if (n >= 0)
+        errno = EIO;
+    return -1;
+}
+
+static bool sb_valid(const struct dn_sb *sb)
+{
+    return sb->magic == SB_MAGIC && sb->version == SB_VERSION && sb->block_size == CAIRN_BLOCK &&
+           sb->crc == ec_crc32c(0, sb, offsetof(struct dn_sb, crc));
+}
+
+/* Size the file (or check the device) and write a fresh superblock. */
+static int store_format(struct dn_store *s, const char *path, const struct stat *st,
+                        uint64_t have, uint64_t create_size, void *blk)
+{
+    uint64_t size = create_size / CAIRN_BLOCK * CAIRN_BLOCK;
+    struct dn_sb *sb = blk;
+
+    if (size < MIN_BLOCKS * CAIRN_BLOCK) {
+        log_error(TAG, "%s: %" PRIu64 " bytes is too small for a store", path, create_size);
+        return CAIRN_EINVAL;
+    }
+    if (S_ISBLK(st->st_mode)) {
+        if (size > have) {
+            log_error(TAG, "%s: device has %" PRIu64 " bytes, %" PRIu64 " asked", path, have, size);
+            return CAIRN_EINVAL;
+        }
+    } else if (have < size) {
+        int rc = posix_fallocate(s->fd, 0, (off_t)size); /* reserve now: no ENOSPC later */
+
+        if (rc == EOPNOTSUPP || rc == EINVAL)
+            rc = ftruncate(s->fd, (off_t)size) ? errno : 0;
+        if (rc) {
+            errno = rc;
+            return open_errno("size", path);
+        }
+    }
     if (getrandom(&s->format_id, sizeof(s->format_id), 0) != sizeof(s->format_id))
-        return CAIRN_EIO;
+        return open_errno("getrandom for", path);
     s->dev_blocks = size / CAIRN_BLOCK;
-    /* Block 1 first: the walk of a fresh device must stop there. */
-    memset(block, 0, CAIRN_BLOCK);
-    rc = pwrite_full(s->fd, block, CAIRN_BLOCK, CAIRN_BLOCK);
-    if (rc)
-        return rc;
+    /* Block 1 first: the walk must stop there once the superblock is valid. */
+    memset(blk, 0, CAIRN_BLOCK);
+    if (pio(s->fd, blk, CAIRN_BLOCK, true))
+        return open_errno("write", path);
     sb->magic = SB_MAGIC;
-    sb->version = FORMAT_VERSION;
-    sb->block = CAIRN_BLOCK;
+    sb->version = SB_VERSION;
+    sb->block_size = CAIRN_BLOCK;
     sb->dev_size = size;
     sb->format_id = s->format_id;
-    sb->crc = sb_crc(sb);
-    rc = pwrite_full(s->fd, block, CAIRN_BLOCK, 0);
-    if (!rc)
-        log_info(TAG, "formatted %llu bytes, format id %016llx", (unsigned long long)size,
-                 (unsigned long long)s->format_id);
-    return rc;
-}
-
-/* Rebuild the index and free list from the extent headers. */
-static int walk(struct dn_store *s, void *block)
-{
-    uint64_t at = 1;
-    int rc;
-
-    while (at < s->dev_blocks) {
-        struct hdr *h = block;
-
-        rc = pread_full(s->fd, block, CAIRN_BLOCK, at * CAIRN_BLOCK);
-        if (rc)
-            return rc;
-        if (!hdr_valid(s, h, at))
-            break;
-        if (h->type == HDR_USED) {
-            struct ent *e = calloc(1, sizeof(*e));
-
-            if (!e)
-                return CAIRN_ENOMEM;
-            e->fid = (struct dn_fid){.stripe = h->stripe, .gen = h->gen, .index = h->index};
-            e->start = at;
-            e->blocks = h->blocks;
-            e->len = h->len;
-            e->crc = h->payload_crc;
-            e->state = ENT_PRESENT;
-            if (ent_find(s, &e->fid)) {
-                /* Cannot happen through the API (puts of existing ids are refused); keep the
-                 * first and reclaim nothing, so no data is destroyed by guessing. */
-                log_error(TAG, "duplicate fragment at block %llu", (unsigned long long)at);
-                free(e);
-            } else if ((rc = ent_insert(s, e))) {
-                free(e);
-                return rc;
-            } else {
-                s->used_blocks += h->blocks;
-                s->frag_count++;
-            }
-        } else if ((rc = free_add(s, at, h->blocks))) {
-            return rc;
-        }
-        at += h->blocks;
-    }
-    s->hwm = at;
+    sb->crc = ec_crc32c(0, sb, offsetof(struct dn_sb, crc));
+    if (pio(s->fd, blk, 0, true) || fsync(s->fd))
+        return open_errno("write superblock of", path);
+    log_info(TAG, "formatted %s: %" PRIu64 " bytes, format id %016" PRIx64, path, size,
+             s->format_id);
     return 0;
 }
 
-/* Zero everything past the high-water mark (see rule 3 in the file comment). */
-static void trim_tail(struct dn_store *s)
+/* Walk the extent chain from block 1 and rebuild the index, the free list and hwm. */
+static int store_load(struct dn_store *s, const char *path, void *blk)
 {
-    uint64_t off = s->hwm * CAIRN_BLOCK, len = (s->dev_blocks - s->hwm) * CAIRN_BLOCK;
+    const struct dn_hdr *h = blk;
+    uint64_t b = 1;
+    int rc;
 
-    if (len == 0)
-        return;
-    if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) ==
-            0 &&
-        fsync(s->fd) == 0)
-        return;
-    /* Without hole punching, at least invalidate the block the next walk would read first. */
-    log_warn(TAG, "cannot punch the device tail (%s); zeroing one block", strerror(errno));
-    {
-        void *z = aligned_alloc(CAIRN_BLOCK, CAIRN_BLOCK);
+    while (b < s->dev_blocks) {
+        if (pio(s->fd, blk, b * CAIRN_BLOCK, false))
+            return open_errno("read", path);
+        if (!hdr_valid(s, h, b))
+            break;
+        if (h->type == HDR_USED) {
+            struct dn_fid fid = {h->stripe, h->gen, h->index};
+            struct dn_ext *e;
 
-        if (z) {
-            memset(z, 0, CAIRN_BLOCK);
-            if (pwrite_full(s->fd, z, CAIRN_BLOCK, off))
-                log_error(TAG, "cannot zero block %llu", (unsigned long long)s->hwm);
-            free(z);
+            if (index_find(s, &fid)) {
+                /* Never written by this code; keep the first copy and reuse the space. */
+                log_warn(TAG, "%s: duplicate fragment %" PRIu64 ".%u.%u at block %" PRIu64
+                              " treated as free", path, fid.stripe, fid.gen, fid.index, b);
+                if ((rc = free_insert(s, b, h->extent_blocks)))
+                    return rc;
+                b += h->extent_blocks;
+                continue;
+            }
+            e = calloc(1, sizeof(*e));
+            if (!e)
+                return CAIRN_ENOMEM;
+            e->fid = fid;
+            e->blk = b;
+            e->nblk = h->extent_blocks;
+            e->len = h->len;
+            e->crc = h->pcrc;
+            e->state = EXT_PRESENT;
+            index_insert(s, e);
+            s->used_blocks += e->nblk;
+            s->frag_count++;
+        } else if ((rc = free_insert(s, b, h->extent_blocks))) {
+            return rc;
+        }
+        b += h->extent_blocks;
+    }
+    s->hwm = b;
+    log_info(TAG, "opened %s: %" PRIu64 " fragments, %" PRIu64 " of %" PRIu64 " blocks used, hwm %" PRIu64,
+             path, s->frag_count, s->used_blocks, s->dev_blocks, s->hwm);
+    return 0;
+}
+
+static void store_free_mem(struct dn_store *s)
+{
+    for (size_t i = 0; s->bucket && i < s->nbucket; i++) {
+        struct dn_ext *e = s->bucket[i], *next;
+
+        for (; e; e = next) {
+            next = e->hnext;
+            free(e);
         }
     }
+    free(s->bucket);
+    while (s->free_head)
+        free_remove(s, s->free_head);
+    free(s->zero_blk);
+    free(s);
 }
 
 int dn_store_open(const char *path, uint64_t create_size, unsigned queue_depth,
                   struct dn_store **out)
 {
     struct dn_store *s;
-    void *block = NULL;
-    struct sb *sb;
-    int rc, flags = O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC;
+    struct stat st;
+    uint64_t have;
+    void *blk;
+    int rc;
 
+    if (!path || !out)
+        return CAIRN_EINVAL;
     s = calloc(1, sizeof(*s));
     if (!s)
         return CAIRN_ENOMEM;
-    s->fd = -1;
-    s->efd = -1;
-    s->nbuckets = 1024;
-    s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
-    block = aligned_alloc(CAIRN_BLOCK, CAIRN_BLOCK);
-    if (!s->buckets || !block) {
+    s->fd = s->efd = -1;
+    s->depth = queue_depth ? CAIRN_MIN(queue_depth, MAX_DEPTH) : DEFAULT_DEPTH;
+    s->nbucket = 1024;
+    s->bucket = calloc(s->nbucket, sizeof(*s->bucket));
+    s->zero_blk = blk_alloc();
+    blk = blk_alloc();
+    if (!s->bucket || !s->zero_blk || !blk) {
         rc = CAIRN_ENOMEM;
-        goto err;
+        goto err_mem;
     }
-    s->fd = open(path, flags | (create_size ? O_CREAT : 0), 0600);
+    s->fd = open(path, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC | (create_size ? O_CREAT : 0),
+                 0644);
     if (s->fd < 0) {
-        log_error(TAG, "open %s: %s", path, strerror(errno));
-        rc = errno == ENOENT ? CAIRN_EINVAL : CAIRN_EIO;
-        goto err;
+        rc = open_errno("open", path);
+        goto err_mem;
     }
-    memset(block, 0, CAIRN_BLOCK);
-    rc = pread(s->fd, block, CAIRN_BLOCK, 0) == CAIRN_BLOCK ? 0 : CAIRN_EIO;
-    sb = block;
-    if (rc == 0 && sb->magic == SB_MAGIC && sb->version == FORMAT_VERSION &&
-        sb->block == CAIRN_BLOCK && sb->crc == sb_crc(sb) && sb->dev_size >= MIN_BLOCKS) {
+    if (fstat(s->fd, &st)) {
+        rc = open_errno("stat", path);
+        goto err_close;
+    }
+    have = (uint64_t)st.st_size;
+    if (S_ISBLK(st.st_mode) && ioctl(s->fd, BLKGETSIZE64, &have)) {
+        rc = open_errno("size of", path);
+        goto err_close;
+    }
+    if (have >= CAIRN_BLOCK && pio(s->fd, blk, 0, false)) {
+        rc = open_errno("read superblock of", path);
+        goto err_close;
+    }
+    if (have >= CAIRN_BLOCK && sb_valid(blk)) {
+        const struct dn_sb *sb = blk;
+
+        if (sb->dev_size > have || sb->dev_size < MIN_BLOCKS * CAIRN_BLOCK) {
+            log_error(TAG, "%s: superblock says %" PRIu64 " bytes, device has %" PRIu64, path,
+                      sb->dev_size, have);
+            rc = CAIRN_EIO;
+            goto err_close;
+        }
         s->format_id = sb->format_id;
         s->dev_blocks = sb->dev_size / CAIRN_BLOCK;
-    } else if (create_size) {
-        rc = format(s, create_size, block);
-        if (rc)
-            goto err;
-    } else {
-        log_error(TAG, "%s has no Cairn superblock", path);
+    } else if (!create_size) {
+        log_error(TAG, "%s: no valid superblock", path);
         rc = CAIRN_EINVAL;
-        goto err;
+        goto err_close;
+    } else if ((rc = store_format(s, path, &st, have, create_size, blk))) {
+        goto err_close;
     }
-    rc = walk(s, block);
+    rc = store_load(s, path, blk);
     if (rc)
-        goto err;
-    trim_tail(s);
+        goto err_close;
+    rc = io_uring_queue_init(s->depth, &s->ring, 0);
+    if (rc < 0) {
+        errno = -rc;
+        rc = open_errno("io_uring_queue_init for", path);
+        goto err_close;
+    }
     s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (s->efd < 0) {
-        rc = CAIRN_EIO;
-        goto err;
+        rc = open_errno("eventfd for", path);
+        goto err_ring;
     }
-    rc = io_uring_queue_init(queue_depth ? queue_depth : 256, &s->ring, 0);
+    rc = io_uring_register_eventfd(&s->ring, s->efd);
     if (rc < 0) {
-        log_error(TAG, "io_uring: %s", strerror(-rc));
-        rc = CAIRN_EIO;
-        s->ring.ring_fd = -1;
-        goto err;
+        errno = -rc;
+        rc = open_errno("io_uring_register_eventfd for", path);
+        goto err_efd;
     }
-    if (io_uring_register_eventfd(&s->ring, s->efd) < 0) {
-        io_uring_queue_exit(&s->ring);
-        s->ring.ring_fd = -1;
-        rc = CAIRN_EIO;
-        goto err;
-    }
-    free(block);
-    log_info(TAG, "%s: %llu fragments, %llu free extents, high-water mark %llu MiB of %llu MiB",
-             path, (unsigned long long)s->frag_count, (unsigned long long)s->nfree,
-             (unsigned long long)(s->hwm * CAIRN_BLOCK >> 20),
-             (unsigned long long)(s->dev_blocks * CAIRN_BLOCK >> 20));
+    free(blk);
     *out = s;
     return 0;
 
-err:
-    free(block);
-    if (s->efd >= 0)
-        close(s->efd);
-    if (s->fd >= 0)
-        close(s->fd);
-    for (size_t i = 0; i < s->nbuckets && s->buckets; i++)
-        for (struct ent *e = s->buckets[i], *n; e; e = n) {
-            n = e->next;
-            free(e);
-        }
-    free(s->buckets);
-    free(s->free);
-    free(s);
+err_efd:
+    close(s->efd);
+err_ring:
+    io_uring_queue_exit(&s->ring);
+err_close:
+    close(s->fd);
+err_mem:
+    free(blk);
+    store_free_mem(s);
     return rc;
 }
 
@@ -545,413 +944,269 @@ void dn_store_close(struct dn_store *s)
     io_uring_queue_exit(&s->ring);
     close(s->efd);
     close(s->fd);
-    for (size_t i = 0; i < s->nbuckets; i++)
-        for (struct ent *e = s->buckets[i], *n; e; e = n) {
-            n = e->next;
-            free(e);
-        }
-    free(s->buckets);
-    free(s->free);
-    free(s);
+    store_free_mem(s);
 }
+
+/* ---- event loop ---- */
 
 int dn_store_event_fd(const struct dn_store *s)
 {
     return s->efd;
 }
 
-/* ---- completions ---- */
-
-static void put_finish(struct dn_store *s, struct op *op)
-{
-    struct ent *e = op->ent;
-
-    if (op->status == 0) {
-        e->state = ENT_PRESENT;
-        s->used_blocks += e->blocks;
-        s->frag_count++;
-    } else {
-        ent_unlink(s, e);
-        free(e);
-    }
-    op->cb(op->arg, op->status, 0, 0);
-    free(op);
-}
-
-/* A bump write that failed leaves an invalid header inside the tiled region; cover it with a
- * FREE header (synchronously: an error path) so later extents stay reachable. */
-static void bump_failed(struct dn_store *s, struct op *op)
-{
-    void *blk = aligned_alloc(CAIRN_BLOCK, CAIRN_BLOCK);
-
-    if (blk) {
-        hdr_fill(s, blk, HDR_FREE, op->ent->blocks, NULL, 0, 0);
-        if (pwrite_full(s->fd, blk, CAIRN_BLOCK, op->ent->start * CAIRN_BLOCK) == 0 &&
-            free_add(s, op->ent->start, op->ent->blocks) == 0) {
-            free(blk);
-            return;
-        }
-        free(blk);
-    }
-    log_error(TAG, "cannot cover failed extent at block %llu: refusing further writes",
-              (unsigned long long)op->ent->start);
-    s->broken = true;
-}
-
-/* Release bump puts in address order: each is acknowledged only after all below it. */
-static void bump_release(struct dn_store *s)
-{
-    while (s->bump_head && s->bump_head->done) {
-        struct op *op = s->bump_head;
-
-        s->bump_head = op->next;
-        if (!s->bump_head)
-            s->bump_tail = NULL;
-        if (op->status)
-            bump_failed(s, op);
-        put_finish(s, op);
-    }
-}
-
-static void ent_release_extent(struct dn_store *s, struct ent *e)
-{
-    if (free_add(s, e->start, e->blocks))
-        log_warn(TAG, "free list full: %u blocks leaked until restart", e->blocks);
-    free(e);
-}
-
-static void complete(struct dn_store *s, struct op *op, int res)
-{
-    int status = res < 0 ? cairn_from_errno(res) : ((size_t)res == op->bytes ? 0 : CAIRN_EIO);
-
-    switch (op->kind) {
-    case OP_REMAINDER:
-        if (status == 0) {
-            if (free_add(s, op->rem.start, op->rem.blocks))
-                log_warn(TAG, "free list full: extent leaked until restart");
-        } else {
-            /* The original FREE header still spans the remainder; nothing is lost but space. */
-            log_error(TAG, "remainder header at block %llu: %s",
-                      (unsigned long long)op->rem.start, cairn_strerror(status));
-        }
-        free(op->hdrbuf);
-        free(op);
-        return;
-    case OP_PUT:
-        op->status = status;
-        if (status)
-            log_error(TAG, "write at block %llu: %s", (unsigned long long)op->ent->start,
-                      res == -ECANCELED ? "cancelled after a failed remainder header"
-                                        : cairn_strerror(status));
-        if (op->bump) {
-            op->done = true;
-            bump_release(s);
-        } else {
-            if (status) {
-                /* In-place reuse: the old FREE header (or a torn new header) describes the same
-                 * extent length, so the space can go back to the free list as it was. */
-                if (free_add(s, op->ent->start, op->ent->blocks))
-                    log_warn(TAG, "free list full: extent leaked until restart");
-            }
-            put_finish(s, op);
-        }
-        return;
-    case OP_GET: {
-        struct ent *e = op->ent;
-        struct hdr *h = op->buf;
-        uint32_t len = e->len, crc = e->crc;
-
-        if (status == 0 &&
-            (!hdr_valid(s, h, e->start) || h->type != HDR_USED || h->stripe != e->fid.stripe ||
-             h->gen != e->fid.gen || h->index != e->fid.index || h->len != len ||
-             h->payload_crc != crc ||
-             ec_crc32c(0, (uint8_t *)op->buf + CAIRN_BLOCK, len) != crc)) {
-            log_error(TAG, "fragment %016llx/%u/%u at block %llu fails its CRC",
-                      (unsigned long long)e->fid.stripe, e->fid.gen, e->fid.index,
-                      (unsigned long long)e->start);
-            status = CAIRN_ECRC;
-        }
-        if (--e->readers == 0 && e->free_pending)
-            ent_release_extent(s, e);
-        op->cb(op->arg, status, status ? 0 : len, status ? 0 : crc);
-        free(op);
-        return;
-    }
-    case OP_DEL: {
-        struct ent *e = op->ent;
-
-        if (status == 0) {
-            s->used_blocks -= e->blocks;
-            s->frag_count--;
-            ent_unlink(s, e);
-            if (e->readers)
-                e->free_pending = true;
-            else
-                ent_release_extent(s, e);
-        } else {
-            e->state = ENT_PRESENT;
-        }
-        free(op->hdrbuf);
-        op->cb(op->arg, status, 0, 0);
-        free(op);
-        return;
-    }
-    }
-}
-
 int dn_store_poll(struct dn_store *s)
 {
-    struct io_uring_cqe *cqe;
     uint64_t cnt;
     int n = 0;
 
+    /* Read first: a completion posted after this read makes the fd readable again. */
     if (read(s->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-        log_debug(TAG, "eventfd read: %s", strerror(errno));
-    while (s->deferred) {
-        struct op *op = s->deferred;
+        log_warn(TAG, "eventfd read: %s", strerror(errno));
+    for (;;) {
+        struct io_uring_cqe *cqe;
 
-        s->deferred = op->next;
-        if (!s->deferred)
-            s->deferred_tail = NULL;
-        op->cb(op->arg, op->status, 0, 0);
-        free(op);
-        n++;
-    }
-    while (io_uring_peek_cqe(&s->ring, &cqe) == 0) {
-        struct op *op = io_uring_cqe_get_data(cqe);
-        int res = cqe->res;
+        while (io_uring_peek_cqe(&s->ring, &cqe) == 0) {
+            struct dn_io *io = io_uring_cqe_get_data(cqe);
+            int res = cqe->res;
 
-        io_uring_cqe_seen(&s->ring, cqe);
-        s->inflight--;
-        complete(s, op, res);
-        n++;
+            io_uring_cqe_seen(&s->ring, cqe);
+            io_complete(s, io, res);
+        }
+        io_pump(s);
+        io_flush(s);
+        if (!s->done_head)
+            break;
+        /* Callbacks may start new operations; those land behind the ones run here. */
+        while (s->done_head) {
+            struct dn_op *op = s->done_head;
+
+            s->done_head = op->next_done;
+            if (!s->done_head)
+                s->done_tail = NULL;
+            s->outstanding--;
+            n++;
+            if (op->cb)
+                op->cb(op->arg, op->status, op->status ? 0 : op->len,
+                       op->status ? 0 : op->crc);
+            op_free(op);
+        }
+        io_flush(s);
     }
     return n;
 }
 
 void dn_store_drain(struct dn_store *s)
 {
-    if (!s)
-        return;
-    dn_store_poll(s);
-    while (s->inflight) {
+    while (s->outstanding) {
         struct io_uring_cqe *cqe;
+        int rc;
 
-        io_uring_submit(&s->ring);
-        if (io_uring_wait_cqe(&s->ring, &cqe) == 0)
-            dn_store_poll(s);
+        dn_store_poll(s);
+        if (!s->outstanding)
+            break;
+        /* Everything left waits on I/O the ring owns. */
+        assert(s->inflight > 0);
+        io_flush(s);
+        rc = io_uring_wait_cqe(&s->ring, &cqe);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
+            log_error(TAG, "io_uring_wait_cqe: %s", strerror(-rc));
+            break;
+        }
     }
-    dn_store_poll(s);
 }
 
 /* ---- operations ---- */
 
-/* Find space for an extent of `blocks`: first fit in the free list, else the high-water mark.
- * For a split free extent, *rem receives the remainder (blocks == 0 if none). */
-static int alloc_extent(struct dn_store *s, uint32_t blocks, uint64_t *start, bool *bump,
-                        struct extent *rem)
+static struct dn_op *op_new(struct dn_store *s, enum op_type type, dn_store_cb cb, void *arg)
 {
-    rem->blocks = 0;
-    for (size_t i = 0; i < s->nfree; i++) {
-        if (s->free[i].blocks >= blocks) {
-            *start = s->free[i].start;
-            *bump = false;
-            if (s->free[i].blocks > blocks) {
-                rem->start = s->free[i].start + blocks;
-                rem->blocks = s->free[i].blocks - blocks;
-            }
-            s->free[i] = s->free[--s->nfree];
-            return 0;
+    struct dn_op *op = calloc(1, sizeof(*op));
+
+    if (!op)
+        return NULL;
+    op->type = type;
+    op->cb = cb;
+    op->arg = arg;
+    s->outstanding++;
+    return op;
+}
+
+/* Pick n blocks for op: first fit in the free list, else the tail.  Sets up the marker and the
+ * predecessor as the top-of-file comment describes. */
+static int put_alloc(struct dn_store *s, struct dn_op *op, uint64_t n)
+{
+    struct dn_ext *e = op->ext;
+    struct dn_free *f;
+    struct dn_op *dep;
+
+    for (f = s->free_head; f && f->nblk < n; f = f->next)
+        ;
+    if (f) {
+        e->blk = f->blk;
+        dep = f->dep;
+        if (f->nblk > n) {
+            op->blk = blk_alloc();
+            if (!op->blk)
+                return CAIRN_ENOMEM;
+            hdr_fill_free(s, op->blk, f->nblk - n);
+            op->has_marker = true;
+            io_prep(op, 0, op->blk, (f->blk + n) * CAIRN_BLOCK, CAIRN_BLOCK, true);
+            f->blk += n;
+            f->nblk -= n;
+            f->dep = op;
+            op->dep_region = f;
+        } else {
+            free_remove(s, f);
         }
-    }
-    if (s->hwm + blocks > s->dev_blocks)
+        if (dep)
+            dep->dep_region = NULL;
+    } else if (s->dev_blocks - s->hwm >= n) {
+        e->blk = s->hwm;
+        dep = s->tail_dep;
+        s->hwm += n;
+        if (s->hwm < s->dev_blocks) {
+            op->has_marker = true;
+            io_prep(op, 0, s->zero_blk, s->hwm * CAIRN_BLOCK, CAIRN_BLOCK, true);
+        }
+        s->tail_dep = op;
+        op->dep_tail = true;
+        if (dep)
+            dep->dep_tail = false;
+    } else {
         return CAIRN_ENOSPC;
-    *start = s->hwm;
-    *bump = true;
-    s->hwm += blocks;
+    }
+    e->nblk = n;
+    if (dep) {
+        assert(!dep->succ && !dep->complete);
+        op->pred = dep;
+        dep->succ = op;
+    }
     return 0;
 }
 
 int dn_store_put(struct dn_store *s, const struct dn_fid *fid, void *buf, uint32_t len,
                  uint32_t crc, dn_store_cb cb, void *arg)
 {
-    struct io_uring_sqe *sqe;
-    struct op *op, *rop = NULL;
-    struct extent rem;
-    struct ent *e;
-    uint64_t start;
-    uint32_t blocks;
-    bool bump;
+    struct dn_op *op;
+    struct dn_ext *e;
+    char *payload = (char *)buf + CAIRN_BLOCK;
     int rc;
 
-    if (!s || !fid || !buf || !cb || len == 0 || len > DN_MAX_FRAG ||
-        ((uintptr_t)buf % CAIRN_BLOCK))
+    if (!s || !fid || !buf || (uintptr_t)buf % CAIRN_BLOCK || len < 1 || len > DN_MAX_FRAG)
         return CAIRN_EINVAL;
-    if (s->broken)
-        return defer(s, cb, arg, CAIRN_EIO);
-    if (ent_find(s, fid))
-        return defer(s, cb, arg, CAIRN_EEXIST);
-    if (ec_crc32c(0, (uint8_t *)buf + CAIRN_BLOCK, len) != crc)
-        return defer(s, cb, arg, CAIRN_ECRC);
-    blocks = extent_blocks(len);
-    op = calloc(1, sizeof(*op));
+    op = op_new(s, OP_PUT, cb, arg);
+    if (!op)
+        return CAIRN_ENOMEM;
+    op->buf = buf;
+    if (s->failed) {
+        op_defer(s, op, CAIRN_EIO);
+        return 0;
+    }
+    if (index_find(s, fid)) {
+        op_defer(s, op, CAIRN_EEXIST);
+        return 0;
+    }
+    if (ec_crc32c(0, payload, len) != crc) {
+        op_defer(s, op, CAIRN_ECRC);
+        return 0;
+    }
     e = calloc(1, sizeof(*e));
-    if (!op || !e) {
-        free(op);
-        free(e);
-        return defer(s, cb, arg, CAIRN_ENOMEM);
-    }
-    rc = alloc_extent(s, blocks, &start, &bump, &rem);
-    if (rc) {
-        free(op);
-        free(e);
-        return defer(s, cb, arg, rc);
-    }
-    if (rem.blocks) {
-        rop = calloc(1, sizeof(*rop));
-        if (rop)
-            rop->hdrbuf = aligned_alloc(CAIRN_BLOCK, CAIRN_BLOCK);
-        if (!rop || !rop->hdrbuf) {
-            free(rop);
-            /* Give the whole free extent back untouched. */
-            free_add(s, start, blocks + rem.blocks);
-            free(op);
-            free(e);
-            return defer(s, cb, arg, CAIRN_ENOMEM);
-        }
+    if (!e) {
+        op_defer(s, op, CAIRN_ENOMEM);
+        return 0;
     }
     e->fid = *fid;
-    e->start = start;
-    e->blocks = blocks;
     e->len = len;
     e->crc = crc;
-    e->state = ENT_WRITING;
-    if (ent_insert(s, e)) {
-        /* Cannot undo a bump cheaply; the block range stays reserved and is covered below. */
+    e->state = EXT_INFLIGHT;
+    op->ext = e;
+    rc = put_alloc(s, op, blocks_for(len));
+    if (rc) {
         free(e);
-        free(op);
-        if (rop) {
-            free(rop->hdrbuf);
-            free(rop);
-        }
-        if (!bump)
-            free_add(s, start, blocks + rem.blocks);
-        else
-            s->hwm -= blocks == s->hwm - start ? blocks : 0;
-        return defer(s, cb, arg, CAIRN_ENOMEM);
+        op->ext = NULL;
+        op_defer(s, op, rc);
+        return 0;
     }
-
-    /* The header goes in the caller's scratch block; padding after the payload is zeroed so
-     * no stale memory reaches the device. */
-    hdr_fill(s, buf, HDR_USED, blocks, fid, len, crc);
-    memset((uint8_t *)buf + CAIRN_BLOCK + len, 0,
-           CAIRN_ALIGN_UP((size_t)len, CAIRN_BLOCK) - len);
-    op->kind = OP_PUT;
-    op->ent = e;
-    op->cb = cb;
-    op->arg = arg;
-    op->buf = buf;
-    op->bytes = (size_t)blocks * CAIRN_BLOCK;
-    op->bump = bump;
-    if (bump) {
-        if (s->bump_tail)
-            s->bump_tail->next = op;
-        else
-            s->bump_head = op;
-        s->bump_tail = op;
-    }
-    if (rop) {
-        rop->kind = OP_REMAINDER;
-        rop->rem = rem;
-        rop->bytes = CAIRN_BLOCK;
-        hdr_fill(s, rop->hdrbuf, HDR_FREE, (uint32_t)rem.blocks, NULL, 0, 0);
-        sqe = get_sqe(s);
-        io_uring_prep_write(sqe, s->fd, rop->hdrbuf, CAIRN_BLOCK, rem.start * CAIRN_BLOCK);
-        io_uring_sqe_set_data(sqe, rop);
-        sqe->flags |= IOSQE_IO_LINK; /* the USED write starts only after this one succeeded */
-        s->inflight++;
-    }
-    sqe = get_sqe(s);
-    io_uring_prep_write(sqe, s->fd, buf, (unsigned)op->bytes, start * CAIRN_BLOCK);
-    io_uring_sqe_set_data(sqe, op);
-    s->inflight++;
-    io_uring_submit(&s->ring);
+    index_insert(s, e); /* reserves the fid: EEXIST for puts, ENOENT for gets until durable */
+    hdr_fill_used(s, buf, e);
+    memset(payload + len, 0, CAIRN_ALIGN_UP(len, CAIRN_BLOCK) - len);
+    if (op->has_marker && getenv("MUT_NOMARK")) { op->has_marker = false; op->ios--; }
+    if (op->has_marker)
+        io_queue(s, &op->io[0]);
+    put_try_main(s, op);
+    io_flush(s);
     return 0;
 }
 
 int dn_store_get(struct dn_store *s, const struct dn_fid *fid, void *buf, size_t buf_len,
                  dn_store_cb cb, void *arg)
 {
-    struct io_uring_sqe *sqe;
-    struct ent *e;
-    struct op *op;
-    size_t need;
+    struct dn_op *op;
+    struct dn_ext *e;
+    uint32_t n;
 
-    if (!s || !fid || !buf || !cb || ((uintptr_t)buf % CAIRN_BLOCK))
+    if (!s || !fid || !buf || (uintptr_t)buf % CAIRN_BLOCK)
         return CAIRN_EINVAL;
-    e = ent_find(s, fid);
-    if (!e || e->state != ENT_PRESENT)
-        return defer(s, cb, arg, CAIRN_ENOENT);
-    need = CAIRN_BLOCK + CAIRN_ALIGN_UP((size_t)e->len, CAIRN_BLOCK);
-    if (buf_len < need)
-        return defer(s, cb, arg, CAIRN_ETOOBIG);
-    op = calloc(1, sizeof(*op));
+    op = op_new(s, OP_GET, cb, arg);
     if (!op)
-        return defer(s, cb, arg, CAIRN_ENOMEM);
-    op->kind = OP_GET;
-    op->ent = e;
-    op->cb = cb;
-    op->arg = arg;
+        return CAIRN_ENOMEM;
     op->buf = buf;
-    op->bytes = need;
+    e = index_find(s, fid);
+    if (!e || e->state != EXT_PRESENT) {
+        op_defer(s, op, CAIRN_ENOENT);
+        return 0;
+    }
+    n = CAIRN_BLOCK + CAIRN_ALIGN_UP(e->len, CAIRN_BLOCK);
+    if (buf_len < n) {
+        op_defer(s, op, CAIRN_ETOOBIG);
+        return 0;
+    }
     e->readers++;
-    sqe = get_sqe(s);
-    io_uring_prep_read(sqe, s->fd, buf, (unsigned)need, e->start * CAIRN_BLOCK);
-    io_uring_sqe_set_data(sqe, op);
-    s->inflight++;
-    io_uring_submit(&s->ring);
+    op->ext = e;
+    io_prep(op, 1, buf, e->blk * CAIRN_BLOCK, n, false);
+    io_queue(s, &op->io[1]);
+    io_flush(s);
     return 0;
 }
 
 int dn_store_del(struct dn_store *s, const struct dn_fid *fid, dn_store_cb cb, void *arg)
 {
-    struct io_uring_sqe *sqe;
-    struct ent *e;
-    struct op *op;
+    struct dn_op *op;
+    struct dn_ext *e;
 
-    if (!s || !fid || !cb)
+    if (!s || !fid)
         return CAIRN_EINVAL;
-    e = ent_find(s, fid);
-    if (!e || e->state != ENT_PRESENT)
-        return defer(s, cb, arg, CAIRN_ENOENT);
-    op = calloc(1, sizeof(*op));
-    if (op)
-        op->hdrbuf = aligned_alloc(CAIRN_BLOCK, CAIRN_BLOCK);
-    if (!op || !op->hdrbuf) {
-        free(op);
-        return defer(s, cb, arg, CAIRN_ENOMEM);
+    op = op_new(s, OP_DEL, cb, arg);
+    if (!op)
+        return CAIRN_ENOMEM;
+    e = index_find(s, fid);
+    if (!e || e->state != EXT_PRESENT) {
+        op_defer(s, op, CAIRN_ENOENT);
+        return 0;
     }
-    e->state = ENT_DELETING; /* new gets see ENOENT from now on */
-    op->kind = OP_DEL;
-    op->ent = e;
-    op->cb = cb;
-    op->arg = arg;
-    op->bytes = CAIRN_BLOCK;
-    hdr_fill(s, op->hdrbuf, HDR_FREE, e->blocks, NULL, 0, 0);
-    sqe = get_sqe(s);
-    io_uring_prep_write(sqe, s->fd, op->hdrbuf, CAIRN_BLOCK, e->start * CAIRN_BLOCK);
-    io_uring_sqe_set_data(sqe, op);
-    s->inflight++;
-    io_uring_submit(&s->ring);
+    if (s->failed) {
+        op_defer(s, op, CAIRN_EIO);
+        return 0;
+    }
+    op->blk = blk_alloc();
+    if (!op->blk) {
+        op_defer(s, op, CAIRN_ENOMEM);
+        return 0;
+    }
+    hdr_fill_free(s, op->blk, e->nblk);
+    e->state = EXT_DELETING; /* gets see ENOENT from now on; puts of the fid EEXIST until done */
+    op->ext = e;
+    io_prep(op, 1, op->blk, e->blk * CAIRN_BLOCK, CAIRN_BLOCK, true);
+    io_queue(s, &op->io[1]);
+    io_flush(s);
     return 0;
 }
 
 bool dn_store_lookup(const struct dn_store *s, const struct dn_fid *fid, uint32_t *len,
                      uint32_t *crc)
 {
-    const struct ent *e = ent_find(s, fid);
+    const struct dn_ext *e = index_find(s, fid);
 
-    if (!e || e->state != ENT_PRESENT)
+    if (!e || e->state != EXT_PRESENT)
         return false;
     if (len)
         *len = e->len;
