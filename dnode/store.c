@@ -10,8 +10,8 @@
  * open() walks the chain of headers from block 1 and stops at the first invalid one: that is the
  * high-water mark.  The format id makes headers of an earlier format of the same file invalid.
  *
- * In memory: a hash index fid -> extent, a list of free regions sorted by block (adjacent FREE
- * extents coalesced; on disk they stay separate headers), and the high-water mark.  Allocation is
+ * In memory: a hash index fid -> extent, a list of free regions sorted by block (one per FREE
+ * extent on disk: adjacent ones are not merged, see free_insert()), and the high-water mark.  Allocation is
  * first fit from the free list, else from the tail (bumping hwm).
  *
  * Crash ordering.  Invariant: the chain on disk, followed from block 1, only ever passes through
@@ -339,28 +339,11 @@ static int free_insert(struct dn_store *s, uint64_t blk, uint64_t nblk)
     }
     assert(!prev || prev->blk + prev->nblk <= blk);
     assert(!next || blk + nblk <= next->blk);
-    if (prev && prev->blk + prev->nblk == blk) {
-        prev->nblk += nblk;
-        if (next && prev->blk + prev->nblk == next->blk) {
-            /* Only a put's remainder waits on a dep, and that put's extent is right before it,
-             * in flight, so a region that follows freed space never has one. */
-            assert(!next->dep);
-            prev->nblk += next->nblk;
-            prev->next = next->next;
-            if (next->next)
-                next->next->prev = prev;
-            else
-                s->free_tail = prev;
-            free(next);
-        }
-        return 0;
-    }
-    if (next && blk + nblk == next->blk) {
-        assert(!next->dep);
-        next->blk = blk;
-        next->nblk += nblk;
-        return 0;
-    }
+    /* Adjacent regions are NOT merged: each region is exactly one FREE extent on disk (or a
+     * remainder whose marker header is being written).  A merged region would let a put's
+     * payload cover the header of the second extent while the on-disk chain still passes
+     * through it; a crash then would cut the chain and lose every fragment beyond.  Merging
+     * needs a durable FREE header over the union first (future work). */
     f = calloc(1, sizeof(*f));
     if (!f)
         return CAIRN_ENOMEM;

@@ -581,8 +581,9 @@ Test(store, stale_header_beyond_hwm_stays_dead)
     expect_absent(2);
 }
 
-/* Reusing part of a coalesced free region must leave the fragments after it reachable: the
- * remainder gets its FREE header before the new extent's header points at it. */
+/* Reusing part of a free extent must leave the fragments after it reachable: the remainder
+ * gets its FREE header before the new extent's header points at it.  Adjacent free extents
+ * are not merged (see store.c), so each is reused on its own. */
 Test(store, split_free_space_keeps_chain)
 {
     open_store(4 * MiB);
@@ -590,9 +591,9 @@ Test(store, split_free_space_keeps_chain)
     cr_assert_eq(put_sync(2, 7 * CAIRN_BLOCK), 0);  /* blocks 3..10 */
     cr_assert_eq(put_sync(3, 3 * CAIRN_BLOCK), 0);  /* blocks 11..14 */
     cr_assert_eq(del_sync(1), 0);
-    cr_assert_eq(del_sync(2), 0);                   /* free 1..10 in memory, two headers on disk */
-    cr_assert_eq(put_sync(4, 2 * CAIRN_BLOCK), 0);  /* 1..3, remainder 4..10 */
-    cr_assert_eq(put_sync(5, 2 * CAIRN_BLOCK), 0);  /* 4..6, remainder 7..10 */
+    cr_assert_eq(del_sync(2), 0);                   /* free 1..2 and 3..10 */
+    cr_assert_eq(put_sync(4, 2 * CAIRN_BLOCK), 0);  /* 3..5, remainder 6..10 */
+    cr_assert_eq(put_sync(5, 2 * CAIRN_BLOCK), 0);  /* 6..8, remainder 9..10 */
     reopen();
     expect_frag(3, 3 * CAIRN_BLOCK);
     expect_frag(4, 2 * CAIRN_BLOCK);
@@ -601,10 +602,12 @@ Test(store, split_free_space_keeps_chain)
     expect_absent(2);
     cr_assert_eq(stats().frag_count, 3);
     cr_assert_eq(stats().hwm, 15 * CAIRN_BLOCK);
-    cr_assert_eq(put_sync(6, 3 * CAIRN_BLOCK), 0); /* exactly 7..10 */
+    cr_assert_eq(put_sync(6, CAIRN_BLOCK), 0);      /* exactly 1..2 */
+    cr_assert_eq(put_sync(7, CAIRN_BLOCK), 0);      /* exactly 9..10 */
     cr_assert_eq(stats().hwm, 15 * CAIRN_BLOCK);
     reopen();
-    expect_frag(6, 3 * CAIRN_BLOCK);
+    expect_frag(6, CAIRN_BLOCK);
+    expect_frag(7, CAIRN_BLOCK);
     expect_frag(3, 3 * CAIRN_BLOCK);
 }
 
@@ -646,8 +649,16 @@ static void child_del_done(void *arg, int status, uint32_t len, uint32_t crc)
 
     (void)len;
     (void)crc;
-    if (status)
+    /* Acknowledgements are released in address order, so the put of this id may not be
+     * acknowledged yet (then it is not found); the parent then just finds it present. */
+    if (status == CAIRN_ENOENT) {
+        free(p);
+        return;
+    }
+    if (status) {
+        fprintf(stderr, "child: delete failed: %s\n", cairn_strerror(status));
         _exit(4);
+    }
     child_ack(p->c, p->id | ACK_DEL);
     free(p);
 }
@@ -744,9 +755,7 @@ Test(store, kill9_mid_stream_loses_no_acknowledged_write)
         cr_assert(WIFSIGNALED(wst), "child exited with %d", WEXITSTATUS(wst));
         cr_assert_geq(acks, KILL_ACKS);
 
-        { char cmd[256]; snprintf(cmd, sizeof cmd, "cp %s /var/tmp/dbg-dev-%d", path, round); system(cmd); }
         cr_assert_eq(dn_store_open(path, 0, 0, &st), 0);
-        { int np=0, nun=0; for (uint64_t id = 0; id < (uint64_t)ROUNDS * SPAN; id++) { struct dn_fid f = fid_of(id); if (dn_store_lookup(st,&f,NULL,NULL)) { np++; if (state[id]!=1) nun++; } } fprintf(stderr, "DBG present %d unacked-present %d\n", np, nun); }
         for (uint64_t id = 0; id < (uint64_t)ROUNDS * SPAN; id++) {
             struct dn_fid f = fid_of(id);
             bool present = dn_store_lookup(st, &f, NULL, NULL);
@@ -767,7 +776,6 @@ Test(store, kill9_mid_stream_loses_no_acknowledged_write)
                 state[id] = 2;
             }
         }
-        fprintf(stderr, "DBG round %d hwm %llu frags %llu\n", round, (unsigned long long)stats().hwm, (unsigned long long)stats().frag_count);
         cr_assert_eq(stats().used, 0);
         dn_store_close(st);
         st = NULL;
