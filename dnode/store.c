@@ -11,8 +11,8 @@
  * high-water mark.  The format id makes headers of an earlier format of the same file invalid.
  *
  * In memory: a hash index fid -> extent, a list of free regions sorted by block (one per FREE
- * extent on disk: adjacent ones are not merged, see free_insert()), and the high-water mark.  Allocation is
- * first fit from the free list, else from the tail (bumping hwm).
+ * extent on disk, see free_insert()), and the high-water mark.  Allocation is first fit from the
+ * free list, else from the tail (bumping hwm).
  *
  * Crash ordering.  Invariant: the chain on disk, followed from block 1, only ever passes through
  * headers we wrote on purpose, and it reaches every acknowledged fragment.  The danger is that a
@@ -31,9 +31,17 @@
  * take the remainder before that: it records the earlier put as its predecessor, waits for the
  * predecessor's marker before writing its own header to that same block (no two writes to one
  * block are ever in flight), and is acknowledged only after its predecessor is established.
- * Puts from one region thus write in parallel and acknowledge in address order.  Deletes rewrite
- * a USED header as FREE with the same length, which changes no boundary; the space returns to
- * the free list only after that write is durable and no get still reads it.
+ * Puts from one region thus write in parallel and acknowledge in address order.
+ * A free region is always exactly one FREE extent on disk: a put's multi-block write is not atomic,
+ * so if its payload covered the header of a second FREE extent that the chain still passes
+ * through, a crash could tear the write, keep the old header in front and cut the chain there.
+ * Space is coalesced by writing one FREE header over the union instead, a single-sector write:
+ * a delete writes FREE at the start of the free region before it (if no put is working in that
+ * region) covering that region, the deleted extent and the free region after it, which drops the
+ * two old headers from the chain at once; the neighbours leave the free list while that write is
+ * in flight.  open() rewrites runs of adjacent FREE extents the same way.  The deleted space (and
+ * the neighbours) return to the free list only after the write is durable and no get still reads
+ * the extent.
  * A failed device write leaves the on-disk state of that block unknown, so the store then fails
  * every later put and delete with CAIRN_EIO (gets still work) until it is reopened.
  */
@@ -110,6 +118,8 @@ struct dn_ext {
     uint32_t crc;
     uint32_t readers;  /* gets in flight */
     bool free_pending; /* deleted, space returns when readers drops to 0 */
+    uint64_t free_blk; /* after delete: the coalesced free extent this one became part of */
+    uint64_t free_nblk;
     uint8_t state;
 };
 
@@ -146,9 +156,11 @@ struct dn_op {
     struct dn_ext *ext;
     uint32_t len; /* get result */
     uint32_t crc;
-    void *blk;            /* own 4 KiB block: marker or FREE header for del */
-    struct dn_io io[2];   /* [0] marker, [1] header + payload (or the one I/O of get/del) */
-    unsigned ios;         /* queued or in flight */
+    uint64_t mblk; /* del: the FREE extent written, the deleted one merged with idle neighbours */
+    uint64_t mnblk;
+    void *blk;          /* own 4 KiB block: marker or FREE header for del */
+    struct dn_io io[2]; /* [0] marker, [1] header + payload (or the one I/O of get/del) */
+    unsigned ios;       /* queued or in flight */
     bool has_marker;
     bool marker_done;
     bool main_queued;
@@ -339,11 +351,8 @@ static int free_insert(struct dn_store *s, uint64_t blk, uint64_t nblk)
     }
     assert(!prev || prev->blk + prev->nblk <= blk);
     assert(!next || blk + nblk <= next->blk);
-    /* Adjacent regions are NOT merged: each region is exactly one FREE extent on disk (or a
-     * remainder whose marker header is being written).  A merged region would let a put's
-     * payload cover the header of the second extent while the on-disk chain still passes
-     * through it; a crash then would cut the chain and lose every fragment beyond.  Merging
-     * needs a durable FREE header over the union first (future work). */
+    /* No merging here: each region must stay one FREE extent on disk.  Coalescing happens by
+     * writing one header over the union (del_merge(), load_free_run()). */
     f = calloc(1, sizeof(*f));
     if (!f)
         return CAIRN_ENOMEM;
@@ -378,9 +387,9 @@ static void free_remove(struct dn_store *s, struct dn_free *f)
 /* Space of a deleted extent goes back once the FREE header is durable and no get reads it. */
 static void ext_release(struct dn_store *s, struct dn_ext *e)
 {
-    if (free_insert(s, e->blk, e->nblk))
+    if (free_insert(s, e->free_blk, e->free_nblk))
         log_warn(TAG, "out of memory: %" PRIu64 " blocks at %" PRIu64 " leak until restart",
-                 e->nblk, e->blk);
+                 e->free_nblk, e->free_blk);
     free(e);
 }
 
@@ -533,7 +542,7 @@ static void put_fail(struct dn_store *s, struct dn_op *op, int status)
 /* Establish op and the puts chained after it whose writes are done. */
 static void put_establish(struct dn_store *s, struct dn_op *op)
 {
-    while (op && !op->complete && op->main_done && (!op->pred || getenv("MUT_NOORDER"))) {
+    while (op && !op->complete && op->main_done && !op->pred) {
         struct dn_op *next = op->succ;
 
         op->established = true;
@@ -558,11 +567,11 @@ static void put_try_main(struct dn_store *s, struct dn_op *op)
         return;
     if (op->has_marker && !op->marker_done)
         return;
-    if (op->pred && !op->pred->marker_done && !getenv("MUT_NOWAW"))
+    if (op->pred && !op->pred->marker_done)
         return; /* the predecessor's marker is still being written to our header block */
     op->main_queued = true;
-    io_prep(op, 1, op->buf, op->ext->blk * CAIRN_BLOCK,
-            (uint32_t)(op->ext->nblk * CAIRN_BLOCK), true);
+    io_prep(op, 1, op->buf, op->ext->blk * CAIRN_BLOCK, (uint32_t)(op->ext->nblk * CAIRN_BLOCK),
+            true);
     io_queue(s, &op->io[1]);
 }
 
@@ -621,13 +630,15 @@ static void del_io_done(struct dn_store *s, struct dn_op *op, int err)
                       cairn_strerror(err));
         s->failed = true;
         op->status = err;
-        e->state = EXT_PRESENT; /* the header may still say USED */
+        e->state = EXT_PRESENT; /* the header may still say USED; the neighbours stay out */
         return;
     }
     op->status = 0;
     index_remove(s, e);
     s->used_blocks -= e->nblk;
     s->frag_count--;
+    e->free_blk = op->mblk;
+    e->free_nblk = op->mnblk;
     if (e->readers)
         e->free_pending = true;
     else
@@ -657,8 +668,8 @@ static void io_complete(struct dn_store *s, struct dn_io *io, int res)
         }
     }
     if (err)
-        log_error(TAG, "%s of %u bytes at %" PRIu64 ": %s", io->write ? "write" : "read",
-                  io->len, io->off, res < 0 ? strerror(-res) : "short transfer");
+        log_error(TAG, "%s of %u bytes at %" PRIu64 ": %s", io->write ? "write" : "read", io->len,
+                  io->off, res < 0 ? strerror(-res) : "short transfer");
     op->ios--;
     switch (op->type) {
     case OP_PUT:
@@ -696,7 +707,8 @@ static int open_errno(const char *what, const char *path)
 
 static int pio(int fd, void *buf, uint64_t off, bool wr)
 {
-    ssize_t n = wr ? pwrite(fd, buf, CAIRN_BLOCK, (off_t)off) : pread(fd, buf, CAIRN_BLOCK, (off_t)off);
+    ssize_t n =
+        wr ? pwrite(fd, buf, CAIRN_BLOCK, (off_t)off) : pread(fd, buf, CAIRN_BLOCK, (off_t)off);
 
     if (n == (ssize_t)CAIRN_BLOCK)
         return 0;
@@ -712,8 +724,8 @@ static bool sb_valid(const struct dn_sb *sb)
 }
 
 /* Size the file (or check the device) and write a fresh superblock. */
-static int store_format(struct dn_store *s, const char *path, const struct stat *st,
-                        uint64_t have, uint64_t create_size, void *blk)
+static int store_format(struct dn_store *s, const char *path, const struct stat *st, uint64_t have,
+                        uint64_t create_size, void *blk)
 {
     uint64_t size = create_size / CAIRN_BLOCK * CAIRN_BLOCK;
     struct dn_sb *sb = blk;
@@ -757,11 +769,34 @@ static int store_format(struct dn_store *s, const char *path, const struct stat 
     return 0;
 }
 
+/* End a run of adjacent FREE extents [start, start + nblk) found by the walk: if there are
+ * several, one FREE header over all of them replaces their chain of headers (a single-sector
+ * write, so a crash leaves either chain), and the run becomes one free region. */
+static int load_free_run(struct dn_store *s, const char *path, uint64_t start, uint64_t nblk,
+                         unsigned extents)
+{
+    void *blk;
+    int rc;
+
+    if (extents > 1) {
+        blk = blk_alloc();
+        if (!blk)
+            return CAIRN_ENOMEM;
+        hdr_fill_free(s, blk, nblk);
+        rc = pio(s->fd, blk, start * CAIRN_BLOCK, true);
+        free(blk);
+        if (rc)
+            return open_errno("write", path);
+    }
+    return extents ? free_insert(s, start, nblk) : 0;
+}
+
 /* Walk the extent chain from block 1 and rebuild the index, the free list and hwm. */
 static int store_load(struct dn_store *s, const char *path, void *blk)
 {
     const struct dn_hdr *h = blk;
-    uint64_t b = 1;
+    uint64_t b = 1, run_start = 0, run_nblk = 0;
+    unsigned run_extents = 0;
     int rc;
 
     while (b < s->dev_blocks) {
@@ -769,14 +804,29 @@ static int store_load(struct dn_store *s, const char *path, void *blk)
             return open_errno("read", path);
         if (!hdr_valid(s, h, b))
             break;
-        if (h->type == HDR_USED) {
+        if (h->type == HDR_FREE) {
+            if (!run_extents)
+                run_start = b;
+            run_nblk += h->extent_blocks;
+            run_extents++;
+            b += h->extent_blocks;
+            continue;
+        }
+        rc = load_free_run(s, path, run_start, run_nblk, run_extents);
+        if (rc)
+            return rc;
+        run_nblk = 0;
+        run_extents = 0;
+        {
             struct dn_fid fid = {h->stripe, h->gen, h->index};
             struct dn_ext *e;
 
             if (index_find(s, &fid)) {
                 /* Never written by this code; keep the first copy and reuse the space. */
-                log_warn(TAG, "%s: duplicate fragment %" PRIu64 ".%u.%u at block %" PRIu64
-                              " treated as free", path, fid.stripe, fid.gen, fid.index, b);
+                log_warn(TAG,
+                         "%s: duplicate fragment %" PRIu64 ".%u.%u at block %" PRIu64
+                         " treated as free",
+                         path, fid.stripe, fid.gen, fid.index, b);
                 if ((rc = free_insert(s, b, h->extent_blocks)))
                     return rc;
                 b += h->extent_blocks;
@@ -794,13 +844,16 @@ static int store_load(struct dn_store *s, const char *path, void *blk)
             index_insert(s, e);
             s->used_blocks += e->nblk;
             s->frag_count++;
-        } else if ((rc = free_insert(s, b, h->extent_blocks))) {
-            return rc;
         }
         b += h->extent_blocks;
     }
+    rc = load_free_run(s, path, run_start, run_nblk, run_extents);
+    if (rc)
+        return rc;
     s->hwm = b;
-    log_info(TAG, "opened %s: %" PRIu64 " fragments, %" PRIu64 " of %" PRIu64 " blocks used, hwm %" PRIu64,
+    log_info(TAG,
+             "opened %s: %" PRIu64 " fragments, %" PRIu64 " of %" PRIu64
+             " blocks used, hwm %" PRIu64,
              path, s->frag_count, s->used_blocks, s->dev_blocks, s->hwm);
     return 0;
 }
@@ -846,8 +899,7 @@ int dn_store_open(const char *path, uint64_t create_size, unsigned queue_depth,
         rc = CAIRN_ENOMEM;
         goto err_mem;
     }
-    s->fd = open(path, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC | (create_size ? O_CREAT : 0),
-                 0644);
+    s->fd = open(path, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC | (create_size ? O_CREAT : 0), 0644);
     if (s->fd < 0) {
         rc = open_errno("open", path);
         goto err_mem;
@@ -969,8 +1021,7 @@ int dn_store_poll(struct dn_store *s)
             s->outstanding--;
             n++;
             if (op->cb)
-                op->cb(op->arg, op->status, op->status ? 0 : op->len,
-                       op->status ? 0 : op->crc);
+                op->cb(op->arg, op->status, op->status ? 0 : op->len, op->status ? 0 : op->crc);
             op_free(op);
         }
         io_flush(s);
@@ -1112,7 +1163,6 @@ int dn_store_put(struct dn_store *s, const struct dn_fid *fid, void *buf, uint32
     index_insert(s, e); /* reserves the fid: EEXIST for puts, ENOENT for gets until durable */
     hdr_fill_used(s, buf, e);
     memset(payload + len, 0, CAIRN_ALIGN_UP(len, CAIRN_BLOCK) - len);
-    if (op->has_marker && getenv("MUT_NOMARK")) { op->has_marker = false; op->ios--; }
     if (op->has_marker)
         io_queue(s, &op->io[0]);
     put_try_main(s, op);
@@ -1151,6 +1201,30 @@ int dn_store_get(struct dn_store *s, const struct dn_fid *fid, void *buf, size_t
     return 0;
 }
 
+/* Take the free regions right before and after e out of the list if no put is working in them
+ * (dep == NULL: their header is durable and on the chain, nothing in flight writes there); the
+ * delete's FREE header then covers them too (see the top of the file). */
+static void del_merge(struct dn_store *s, const struct dn_ext *e, struct dn_op *op)
+{
+    struct dn_free *f = s->free_head, *prev = NULL, *next = NULL;
+    uint64_t end = e->blk + e->nblk;
+
+    while (f && f->blk < e->blk) {
+        prev = f;
+        f = f->next;
+    }
+    if (f && f->blk == end && !f->dep)
+        next = f;
+    if (prev && (prev->blk + prev->nblk != e->blk || prev->dep))
+        prev = NULL;
+    op->mblk = prev ? prev->blk : e->blk;
+    op->mnblk = (next ? next->blk + next->nblk : end) - op->mblk;
+    if (prev)
+        free_remove(s, prev);
+    if (next)
+        free_remove(s, next);
+}
+
 int dn_store_del(struct dn_store *s, const struct dn_fid *fid, dn_store_cb cb, void *arg)
 {
     struct dn_op *op;
@@ -1175,10 +1249,11 @@ int dn_store_del(struct dn_store *s, const struct dn_fid *fid, dn_store_cb cb, v
         op_defer(s, op, CAIRN_ENOMEM);
         return 0;
     }
-    hdr_fill_free(s, op->blk, e->nblk);
+    del_merge(s, e, op);
+    hdr_fill_free(s, op->blk, op->mnblk);
     e->state = EXT_DELETING; /* gets see ENOENT from now on; puts of the fid EEXIST until done */
     op->ext = e;
-    io_prep(op, 1, op->blk, e->blk * CAIRN_BLOCK, CAIRN_BLOCK, true);
+    io_prep(op, 1, op->blk, op->mblk * CAIRN_BLOCK, CAIRN_BLOCK, true);
     io_queue(s, &op->io[1]);
     io_flush(s);
     return 0;
