@@ -238,6 +238,31 @@ static bool node_down(const struct cn_cluster *cl, unsigned i)
     return cl->down_until[i] && cairn_now_ms() < cl->down_until[i];
 }
 
+bool cn_cluster_node_down(const struct cn_cluster *cl, unsigned i)
+{
+    return i < cl->n && node_down(cl, i);
+}
+
+void cn_cluster_note(struct cn_cluster *cl, unsigned i, int transport_status)
+{
+    if (i < cl->n)
+        note_status(cl, i, transport_status);
+}
+
+int cn_cluster_order(const struct cn_cluster *cl, uint64_t item, unsigned *nodes)
+{
+    return meta_place(item, cl->keys, cl->n, cl->n, nodes);
+}
+
+int cn_cluster_call(struct cn_cluster *cl, unsigned node, Cairn__Request *req,
+                    const void *payload, uint32_t len, void *resp_buf, uint32_t resp_cap,
+                    tp_call_cb cb, void *arg)
+{
+    if (node >= cl->n)
+        return CAIRN_EINVAL;
+    return tp_call(cl->tp, cl->peers[node], req, payload, len, resp_buf, resp_cap, cb, arg);
+}
+
 /* Remember a D-node that did not answer (transport-level failure, not a refusal). */
 static void note_status(struct cn_cluster *cl, unsigned i, int transport_status)
 {
@@ -324,6 +349,7 @@ struct io {
     struct ec_codec *codec;
     uint64_t object_id;
     uint32_t gen;
+    uint64_t first; /* object stripe number of this call's stripe 0 */
     uint64_t len;
     uint8_t *data; /* caller's buffer */
     uint64_t nstripes;
@@ -399,7 +425,7 @@ static int slot_prepare(struct io *io, struct slot *sl, uint64_t s)
     memset(sl->ops, 0, sizeof(sl->ops));
     sl->busy = true;
     sl->s = s;
-    sl->sid = meta_stripe_id(io->object_id, s);
+    sl->sid = meta_stripe_id(io->object_id, io->first + s);
     sl->flen = ec_layout_frag_len(l, io->len, s);
     sl->bytes = ec_layout_stripe_bytes(l, io->len, s);
     sl->outstanding = 0;
@@ -535,12 +561,20 @@ fail:
 int cn_stripe_write(struct cn_cluster *cl, uint64_t object_id, uint32_t gen, const uint8_t *data,
                     uint64_t len, struct cn_io_stats *st)
 {
+    return cn_stripe_write_at(cl, object_id, gen, 0, data, len, st);
+}
+
+int cn_stripe_write_at(struct cn_cluster *cl, uint64_t object_id, uint32_t gen,
+                       uint64_t first_stripe, const uint8_t *data, uint64_t len,
+                       struct cn_io_stats *st)
+{
     struct io io;
     int rc;
 
     rc = io_init(&io, cl, &cl->layout, object_id, gen, (uint8_t *)data, len, st);
     if (rc)
         goto out;
+    io.first = first_stripe;
     while (!io.err && (io.next < io.nstripes || io.inflight)) {
         struct slot *sl;
 
@@ -665,12 +699,20 @@ static void read_stripe(struct io *io, struct slot *sl, uint64_t s)
 int cn_stripe_read(struct cn_cluster *cl, uint64_t object_id, uint32_t gen,
                    const struct ec_layout *l, uint8_t *out, uint64_t len, struct cn_io_stats *st)
 {
+    return cn_stripe_read_at(cl, object_id, gen, l, 0, out, len, st);
+}
+
+int cn_stripe_read_at(struct cn_cluster *cl, uint64_t object_id, uint32_t gen,
+                      const struct ec_layout *l, uint64_t first_stripe, uint8_t *out,
+                      uint64_t len, struct cn_io_stats *st)
+{
     struct io io;
     int rc;
 
     rc = io_init(&io, cl, l, object_id, gen, out, len, st);
     if (rc)
         goto out;
+    io.first = first_stripe;
     while (!io.err && (io.next < io.nstripes || io.inflight)) {
         struct slot *sl;
 

@@ -20,6 +20,7 @@
 #ifndef CAIRN_CN_STRIPE_H
 #define CAIRN_CN_STRIPE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ec/ec.h"
@@ -71,15 +72,41 @@ unsigned cn_cluster_probe(struct cn_cluster *cl);
 int cn_stripe_write(struct cn_cluster *cl, uint64_t object_id, uint32_t gen, const uint8_t *data,
                     uint64_t len, struct cn_io_stats *st);
 
+/* The same for a piece of an object: data becomes the object's stripes first_stripe,
+ * first_stripe + 1, ...  Every piece but the last must hold whole stripes (a multiple of
+ * k * frag_size bytes), so an object can be written as it streams in. */
+int cn_stripe_write_at(struct cn_cluster *cl, uint64_t object_id, uint32_t gen,
+                       uint64_t first_stripe, const uint8_t *data, uint64_t len,
+                       struct cn_io_stats *st);
+
 /* Read object object_id (gen, layout l, len bytes) into out.  Returns 0, CAIRN_EDEGRADED if a
  * stripe lost more than m fragments, or another error. */
 int cn_stripe_read(struct cn_cluster *cl, uint64_t object_id, uint32_t gen,
                    const struct ec_layout *l, uint8_t *out, uint64_t len, struct cn_io_stats *st);
 
+/* Read len bytes starting at stripe first_stripe (len = what the object holds from there on,
+ * or a multiple of the stripe size) into out. */
+int cn_stripe_read_at(struct cn_cluster *cl, uint64_t object_id, uint32_t gen,
+                      const struct ec_layout *l, uint64_t first_stripe, uint8_t *out,
+                      uint64_t len, struct cn_io_stats *st);
+
 /* Delete every fragment of the object; missing fragments are not an error.  Returns the first
  * other error, after trying them all. */
 int cn_stripe_delete(struct cn_cluster *cl, uint64_t object_id, uint32_t gen,
                      const struct ec_layout *l, uint64_t len);
+
+/* ---- for the metadata layer (meta/rec.c): raw calls to one D-node ---- */
+
+/* Whether this view considers D-node i down (it failed to answer recently). */
+bool cn_cluster_node_down(const struct cn_cluster *cl, unsigned i);
+/* Report the transport status of a call to D-node i (0, CAIRN_ETIMEDOUT, ...). */
+void cn_cluster_note(struct cn_cluster *cl, unsigned i, int transport_status);
+/* All D-nodes in rendezvous order for item (nodes has room for cn_cluster_dnodes()). */
+int cn_cluster_order(const struct cn_cluster *cl, uint64_t item, unsigned *nodes);
+/* tp_call() to D-node node; progress with tp_ctx_wait(cn_cluster_tp(cl), ...). */
+int cn_cluster_call(struct cn_cluster *cl, unsigned node, Cairn__Request *req,
+                    const void *payload, uint32_t len, void *resp_buf, uint32_t resp_cap,
+                    tp_call_cb cb, void *arg);
 
 /* Metadata records, replicated on the m + 1 D-nodes that placement picks for the key's shard.
  * put writes every replica unconditionally with a fresh version and succeeds only if all

@@ -1,0 +1,114 @@
+/*
+ * server.h - the C-node's HTTP front end: libuv event loops for the sockets, worker threads
+ * for the requests.
+ *
+ * Design.  `loops` threads each run a libuv loop; all listen on one port with SO_REUSEPORT, so
+ * the kernel spreads connections across them.  A loop reads its connections, parses with
+ * cnode/http.h, and when a request head is complete hands the request to the worker pool.
+ * A worker runs the application's handler, which may block: the stripe client and the
+ * metadata layer wait on the D-nodes synchronously, each worker with its own cluster view
+ * (worker_init), so no cluster state is shared between threads.
+ *
+ * Bodies stream.  The loop copies de-chunked body bytes into the request's body window (a
+ * bounded ring, body_window bytes) and stops reading the socket while the window is full; the
+ * handler pulls bytes with cn_req_read(), which wakes the loop as space frees.  Responses
+ * stream the other way: cn_req_write() queues bytes for the loop to send and blocks while more
+ * than body_window bytes wait.  A 5 GiB PUT or GET thus holds at most two windows of memory.
+ *
+ * One request at a time per connection: the loop reads the next request of a keep-alive
+ * connection only after the handler finished the previous response and its body was read
+ * whole (a handler that answers without reading the body makes the server discard up to
+ * CN_SERVER_MAX_DISCARD bytes, else close the connection).  "Expect: 100-continue" is answered
+ * with "100 Continue" when the handler first calls cn_req_read(); a handler that answers first
+ * gets its final status sent without the 100 and the connection closed after it.
+ *
+ * Limits: malformed or oversized heads are answered by the loop itself (status from the
+ * parser, via the app's error_response hook so the body is an S3 error) and the connection
+ * closed; idle keep-alive connections close after CN_SERVER_IDLE_MS; a request whose body
+ * stalls for CN_SERVER_BODY_MS fails cn_req_read() with CAIRN_ETIMEDOUT.
+ */
+#ifndef CAIRN_CN_SERVER_H
+#define CAIRN_CN_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cnode/http.h"
+
+#define CN_SERVER_IDLE_MS 60000u
+#define CN_SERVER_BODY_MS 60000u
+#define CN_SERVER_MAX_DISCARD (1u << 20)
+#define CN_SERVER_DEFAULT_WINDOW (8u << 20)
+#define CN_SERVER_MAX_CONNS 4096u
+
+struct cn_server;
+struct cn_req; /* one HTTP request, owned by the server; handlers borrow it */
+
+struct cn_server_app {
+    void *app; /* passed back to every hook */
+    /* Per-worker state (e.g. a cluster view), created on the worker thread before it takes
+     * requests; NULL return fails cn_server_start().  May be NULL. */
+    void *(*worker_init)(void *app, unsigned worker);
+    void (*worker_fini)(void *app, void *wstate);
+    /* Handle one request on a worker thread.  Must answer: cn_req_respond() then (unless the
+     * method is HEAD or the length is 0) cn_req_write() and cn_req_finish().  If it returns
+     * without responding, the server answers 500 and closes the connection. */
+    void (*handle)(void *app, void *wstate, struct cn_req *r);
+    /* Build the body for an error the loop answers itself (bad head: status 400/413/431/...):
+     * fills *body (malloc'd, the server frees it) and *len and returns the content type, or
+     * NULL for an empty body.  May be NULL. */
+    const char *(*error_response)(void *app, int status, const char *reason, char **body,
+                                  size_t *len);
+};
+
+struct cn_server_config {
+    const char *host; /* address to listen on */
+    unsigned port;    /* 0: ephemeral (see cn_server_port) */
+    unsigned loops;   /* event loop threads; 0 = number of online CPUs */
+    unsigned workers; /* handler threads; 0 = 16 */
+    size_t body_window; /* 0 = CN_SERVER_DEFAULT_WINDOW */
+};
+
+/* Bind, start the loops and the workers.  Returns 0, CAIRN_EINVAL, CAIRN_EIO (bind failed:
+ * errno kept), CAIRN_ENOMEM. */
+int cn_server_start(const struct cn_server_config *cfg, const struct cn_server_app *app,
+                    struct cn_server **out);
+unsigned cn_server_port(const struct cn_server *s);
+/* Stop accepting, close every connection, join all threads.  Accepts NULL. */
+void cn_server_stop(struct cn_server *s);
+
+/* ---- for handlers, on the worker thread ---- */
+
+const struct http_request *cn_req_http(const struct cn_req *r);
+/* Client address as "ip:port". */
+const char *cn_req_peer(const struct cn_req *r);
+
+/* Read up to len body bytes (the body as sent, chunked framing removed).  Blocks until at
+ * least one byte, the end of the body, or an error.  Returns bytes read, 0 at the end of the
+ * body, or CAIRN_ETIMEDOUT / CAIRN_EUNREACH (client gone) / CAIRN_EPROTO (bad chunking). */
+ssize_t cn_req_read(struct cn_req *r, void *buf, size_t len);
+/* Read exactly len bytes unless the body ends first; returns bytes read or an error. */
+ssize_t cn_req_read_full(struct cn_req *r, void *buf, size_t len);
+
+/* Start the response.  headers (name: value pairs, names as to be sent) are copied.
+ * content_length >= 0 sends Content-Length; -1 sends Transfer-Encoding: chunked.  The server
+ * adds Date, Server, Connection (and Content-Length: 0 for bodiless responses when asked).
+ * For HEAD requests content_length is sent as the header and no body follows (call
+ * cn_req_finish() next).  Returns 0 or CAIRN_EUNREACH if the client is gone. */
+int cn_req_respond(struct cn_req *r, int status, const struct http_header *headers,
+                   unsigned nheaders, int64_t content_length);
+/* Queue body bytes (copied).  Blocks while the output window is full.  Returns 0 or
+ * CAIRN_EUNREACH. */
+int cn_req_write(struct cn_req *r, const void *data, size_t len);
+/* End the response (writes the last chunk for chunked responses).  The request is done; r
+ * must not be used afterwards.  Returns 0 or CAIRN_EUNREACH. */
+int cn_req_finish(struct cn_req *r);
+/* Convenience: respond with a complete body in one call (respond + write + finish). */
+int cn_req_reply(struct cn_req *r, int status, const struct http_header *headers,
+                 unsigned nheaders, const void *body, size_t len);
+/* Ask the server to close the connection after this response (e.g. the body was refused). */
+void cn_req_close_after(struct cn_req *r);
+
+#endif

@@ -1,0 +1,566 @@
+/*
+ * ns.c - namespace records: key layout, typed get/put, and the few multi-record steps
+ * (directory creation) that must be safe against C-nodes racing (see ns.h).
+ */
+#include "meta/ns.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "common/cairn.h"
+#include "common/log.h"
+#include "meta/placement.h"
+
+#define TAG "ns"
+
+static void be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static void be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t rand64(void)
+{
+    uint64_t v = 0;
+
+    if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+        v = cairn_now_ns() ^ ((uint64_t)rand() << 32) ^ (uint64_t)rand();
+    return v;
+}
+
+uint64_t meta_new_ino(void)
+{
+    uint64_t v;
+
+    do {
+        v = rand64() & INT64_MAX;
+    } while (v <= META_ROOT_INO);
+    return v;
+}
+
+void meta_random_hex(char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = rand64(), b = rand64();
+
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[(a >> (i * 4)) & 15];
+        out[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    out[32] = 0;
+}
+
+bool meta_name_valid(const char *name, size_t len)
+{
+    if (len == 0 || len > META_NAME_MAX)
+        return false;
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+        return false;
+    return !memchr(name, '/', len) && !memchr(name, 0, len);
+}
+
+/* ---- typed records ---- */
+
+static int msg_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                   const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out,
+                   uint64_t *version)
+{
+    struct meta_rec r;
+    int rc = meta_rec_get(cl, shard, key, klen, &r);
+
+    if (version)
+        *version = r.version;
+    if (rc)
+        return rc;
+    *out = protobuf_c_message_unpack(desc, NULL, r.len, r.val);
+    free(r.val);
+    if (!*out) {
+        log_error(TAG, "undecodable %s record", desc->short_name);
+        return CAIRN_EPROTO;
+    }
+    return 0;
+}
+
+static int msg_put(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                   const ProtobufCMessage *msg, uint64_t expect, uint64_t *version)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf;
+    int rc;
+
+    if (len > META_REC_MAX_VAL)
+        return CAIRN_ETOOBIG;
+    buf = malloc(len ? len : 1);
+    if (!buf)
+        return CAIRN_ENOMEM;
+    protobuf_c_message_pack(msg, buf);
+    rc = meta_rec_put(cl, shard, key, klen, expect, buf, (uint32_t)len, version);
+    free(buf);
+    return rc;
+}
+
+/* ---- inodes ---- */
+
+static size_t inode_key(uint8_t *k, uint64_t ino)
+{
+    k[0] = 'I';
+    be64(k + 1, ino);
+    return 9;
+}
+
+int meta_inode_get(struct cn_cluster *cl, uint64_t ino, Cairn__Inode **out, uint64_t *version)
+{
+    uint8_t k[9];
+    size_t kl = inode_key(k, ino);
+
+    return msg_get(cl, meta_shard_of_u64(ino), k, kl, &cairn__inode__descriptor,
+                   (ProtobufCMessage **)out, version);
+}
+
+int meta_inode_put(struct cn_cluster *cl, uint64_t ino, const Cairn__Inode *in, uint64_t expect,
+                   uint64_t *version)
+{
+    uint8_t k[9];
+    size_t kl = inode_key(k, ino);
+
+    return msg_put(cl, meta_shard_of_u64(ino), k, kl, &in->base, expect, version);
+}
+
+int meta_inode_del(struct cn_cluster *cl, uint64_t ino, uint64_t expect)
+{
+    uint8_t k[9];
+    size_t kl = inode_key(k, ino);
+
+    return meta_rec_del(cl, meta_shard_of_u64(ino), k, kl, expect);
+}
+
+int meta_inode_create(struct cn_cluster *cl, const Cairn__Inode *in, uint64_t *ino)
+{
+    for (int attempt = 0; attempt < 4; attempt++) {
+        uint64_t n = meta_new_ino();
+        int rc = meta_inode_put(cl, n, in, 0, NULL);
+
+        if (rc == 0)
+            *ino = n;
+        if (rc != CAIRN_ECONFLICT)
+            return rc;
+    }
+    return CAIRN_ECONFLICT;
+}
+
+/* ---- directory entries ---- */
+
+static size_t dirent_key(uint8_t *k, uint64_t dir, const char *name, size_t len, bool is_dir)
+{
+    k[0] = 'D';
+    be64(k + 1, dir);
+    memcpy(k + 9, name, len);
+    if (is_dir)
+        k[9 + len++] = '/';
+    return 9 + len;
+}
+
+int meta_dirent_get(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
+                    bool is_dir, Cairn__Dirent **out, uint64_t *version)
+{
+    uint8_t k[META_DIRENT_KEY_MAX];
+    size_t kl;
+
+    if (!meta_name_valid(name, len))
+        return CAIRN_EINVAL;
+    kl = dirent_key(k, dir, name, len, is_dir);
+    return msg_get(cl, meta_shard_of_u64(dir), k, kl, &cairn__dirent__descriptor,
+                   (ProtobufCMessage **)out, version);
+}
+
+int meta_dirent_put(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
+                    const Cairn__Dirent *d, uint64_t expect, uint64_t *version)
+{
+    uint8_t k[META_DIRENT_KEY_MAX];
+    size_t kl;
+
+    if (!meta_name_valid(name, len))
+        return CAIRN_EINVAL;
+    kl = dirent_key(k, dir, name, len, d->type == CAIRN__FILE_TYPE__FT_DIR);
+    return msg_put(cl, meta_shard_of_u64(dir), k, kl, &d->base, expect, version);
+}
+
+int meta_dirent_del(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
+                    bool is_dir, uint64_t expect)
+{
+    uint8_t k[META_DIRENT_KEY_MAX];
+    size_t kl;
+
+    if (!meta_name_valid(name, len))
+        return CAIRN_EINVAL;
+    kl = dirent_key(k, dir, name, len, is_dir);
+    return meta_rec_del(cl, meta_shard_of_u64(dir), k, kl, expect);
+}
+
+int meta_lookup(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len, uint64_t *ino,
+                Cairn__FileType *type)
+{
+    for (int form = 1; form >= 0; form--) {
+        Cairn__Dirent *d;
+        int rc = meta_dirent_get(cl, dir, name, len, form, &d, NULL);
+
+        if (rc == CAIRN_ENOENT)
+            continue;
+        if (rc)
+            return rc;
+        *ino = d->ino;
+        *type = d->type;
+        cairn__dirent__free_unpacked(d, NULL);
+        return 0;
+    }
+    return CAIRN_ENOENT;
+}
+
+int meta_mkdir(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len, bool explicit_dir,
+               uint32_t mode, uint64_t *ino)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        Cairn__Dirent *d = NULL, nd = CAIRN__DIRENT__INIT;
+        Cairn__Inode in = CAIRN__INODE__INIT;
+        uint64_t ver = 0, new_ino;
+        struct timespec ts;
+        int rc = meta_dirent_get(cl, dir, name, len, true, &d, &ver);
+
+        if (rc == 0) {
+            *ino = d->ino;
+            cairn__dirent__free_unpacked(d, NULL);
+            if (explicit_dir) {
+                Cairn__Inode *cur;
+                uint64_t iver;
+
+                rc = meta_inode_get(cl, *ino, &cur, &iver);
+                if (rc)
+                    return rc;
+                if (!cur->explicit_dir) {
+                    cur->explicit_dir = true;
+                    rc = meta_inode_put(cl, *ino, cur, iver, NULL);
+                }
+                cairn__inode__free_unpacked(cur, NULL);
+                if (rc == CAIRN_ECONFLICT)
+                    continue;
+                return rc;
+            }
+            return 0;
+        }
+        if (rc != CAIRN_ENOENT)
+            return rc;
+        /* A file of the same name excludes the directory. */
+        rc = meta_dirent_get(cl, dir, name, len, false, &d, NULL);
+        if (rc == 0) {
+            cairn__dirent__free_unpacked(d, NULL);
+            return CAIRN_EEXIST;
+        }
+        if (rc != CAIRN_ENOENT)
+            return rc;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        in.type = CAIRN__FILE_TYPE__FT_DIR;
+        in.mode = mode ? mode : 0755;
+        in.nlink = 2;
+        in.mtime_ns = in.ctime_ns = in.btime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        in.explicit_dir = explicit_dir;
+        in.parent = dir;
+        rc = meta_inode_create(cl, &in, &new_ino);
+        if (rc)
+            return rc;
+        nd.ino = new_ino;
+        nd.type = CAIRN__FILE_TYPE__FT_DIR;
+        rc = meta_dirent_put(cl, dir, name, len, &nd, ver, NULL);
+        if (rc == 0) {
+            *ino = new_ino;
+            return 0;
+        }
+        /* Someone else made it first (or the put failed): drop our inode and look again. */
+        meta_inode_del(cl, new_ino, META_ANY);
+        if (rc != CAIRN_ECONFLICT)
+            return rc;
+    }
+    return CAIRN_ECONFLICT;
+}
+
+int meta_dir_scan(struct cn_cluster *cl, uint64_t dir, const char *start, size_t slen,
+                  unsigned limit, struct meta_scan *out)
+{
+    uint8_t from[META_DIRENT_KEY_MAX + 1], to[9];
+
+    if (slen > META_NAME_MAX + 2)
+        return CAIRN_EINVAL;
+    from[0] = 'D';
+    be64(from + 1, dir);
+    if (start && slen)
+        memcpy(from + 9, start, slen);
+    else
+        slen = 0;
+    /* The end: the next directory number's first key. */
+    to[0] = 'D';
+    be64(to + 1, dir + 1);
+    return meta_rec_scan(cl, meta_shard_of_u64(dir), from, 9 + slen, to, 9, limit, out);
+}
+
+const char *meta_dirent_name(const uint8_t *key, uint32_t klen, uint32_t *len)
+{
+    *len = klen > 9 ? klen - 9 : 0;
+    return (const char *)key + 9;
+}
+
+int meta_dir_empty(struct cn_cluster *cl, uint64_t dir, bool *empty)
+{
+    struct meta_scan s;
+    const char *start = NULL;
+    size_t slen = 0;
+    uint8_t *next = NULL;
+    int rc;
+
+    /* Pages may hold only tombstones: keep going until a live entry or the end. */
+    for (;;) {
+        rc = meta_dir_scan(cl, dir, start, slen, 64, &s);
+        free(next);
+        next = NULL;
+        if (rc)
+            return rc;
+        if (s.n || !s.more) {
+            *empty = s.n == 0;
+            meta_scan_fini(&s);
+            return 0;
+        }
+        next = s.next;
+        s.next = NULL;
+        start = (const char *)next + 9;
+        slen = s.next_len - 9;
+        meta_scan_fini(&s);
+    }
+}
+
+/* ---- users ---- */
+
+static uint32_t bytes_shard(const char *s)
+{
+    return meta_shard_of(s, strlen(s)) % META_SHARDS;
+}
+
+int meta_user_get(struct cn_cluster *cl, const char *access_key, Cairn__User **out)
+{
+    char k[1 + 256];
+    size_t n = strlen(access_key);
+
+    if (n == 0 || n > 255)
+        return CAIRN_EINVAL;
+    k[0] = 'U';
+    memcpy(k + 1, access_key, n);
+    return msg_get(cl, bytes_shard(access_key), k, n + 1, &cairn__user__descriptor,
+                   (ProtobufCMessage **)out, NULL);
+}
+
+int meta_user_put(struct cn_cluster *cl, const Cairn__User *u)
+{
+    char k[1 + 256];
+    size_t n = strlen(u->access_key);
+
+    if (n == 0 || n > 255)
+        return CAIRN_EINVAL;
+    k[0] = 'U';
+    memcpy(k + 1, u->access_key, n);
+    return msg_put(cl, bytes_shard(u->access_key), k, n + 1, &u->base, META_ANY, NULL);
+}
+
+int meta_user_del(struct cn_cluster *cl, const char *access_key)
+{
+    char k[1 + 256];
+    size_t n = strlen(access_key);
+
+    if (n == 0 || n > 255)
+        return CAIRN_EINVAL;
+    k[0] = 'U';
+    memcpy(k + 1, access_key, n);
+    return meta_rec_del(cl, bytes_shard(access_key), k, n + 1, META_ANY);
+}
+
+/* ---- multipart uploads ---- */
+
+#define UPLOAD_ID_LEN 32u
+
+static int upload_key(char *k, const char *upload_id)
+{
+    if (strlen(upload_id) != UPLOAD_ID_LEN)
+        return CAIRN_EINVAL;
+    k[0] = 'M';
+    memcpy(k + 1, upload_id, UPLOAD_ID_LEN);
+    return 0;
+}
+
+static size_t upload_index_key(uint8_t *k, uint64_t bucket, const char *key, const char *upload_id)
+{
+    size_t kl = strlen(key), ul = strlen(upload_id);
+
+    k[0] = 'Q';
+    be64(k + 1, bucket);
+    memcpy(k + 9, key, kl);
+    k[9 + kl] = 0;
+    memcpy(k + 10 + kl, upload_id, ul);
+    return 10 + kl + ul;
+}
+
+int meta_upload_get(struct cn_cluster *cl, const char *upload_id, Cairn__Upload **out,
+                    uint64_t *version)
+{
+    char k[1 + UPLOAD_ID_LEN];
+
+    if (upload_key(k, upload_id))
+        return CAIRN_ENOENT;
+    return msg_get(cl, bytes_shard(upload_id), k, sizeof(k), &cairn__upload__descriptor,
+                   (ProtobufCMessage **)out, version);
+}
+
+int meta_upload_create(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u)
+{
+    char k[1 + UPLOAD_ID_LEN];
+    uint8_t ik[META_REC_MAX_KEY];
+    uint8_t one = 1;
+    int rc;
+
+    if (upload_key(k, upload_id) || 10 + strlen(u->key) + UPLOAD_ID_LEN > META_REC_MAX_KEY)
+        return CAIRN_EINVAL;
+    rc = msg_put(cl, bytes_shard(upload_id), k, sizeof(k), &u->base, 0, NULL);
+    if (rc)
+        return rc;
+    return meta_rec_put(cl, meta_shard_of_u64(u->bucket), ik,
+                        upload_index_key(ik, u->bucket, u->key, upload_id), META_ANY, &one, 1,
+                        NULL);
+}
+
+int meta_upload_del(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u,
+                    uint64_t version)
+{
+    char k[1 + UPLOAD_ID_LEN];
+    uint8_t ik[META_REC_MAX_KEY];
+    int rc;
+
+    if (upload_key(k, upload_id) || 10 + strlen(u->key) + UPLOAD_ID_LEN > META_REC_MAX_KEY)
+        return CAIRN_EINVAL;
+    rc = meta_rec_del(cl, bytes_shard(upload_id), k, sizeof(k), version);
+    if (rc)
+        return rc;
+    rc = meta_rec_del(cl, meta_shard_of_u64(u->bucket), ik,
+                      upload_index_key(ik, u->bucket, u->key, upload_id), META_ANY);
+    return rc == CAIRN_ENOENT ? 0 : rc;
+}
+
+int meta_upload_scan(struct cn_cluster *cl, uint64_t bucket, const char *key_marker,
+                     const char *upload_marker, unsigned limit, struct meta_scan *out)
+{
+    uint8_t from[META_REC_MAX_KEY + 1], to[9];
+    size_t fl;
+
+    if (key_marker && strlen(key_marker) + 10 + UPLOAD_ID_LEN > META_REC_MAX_KEY)
+        return CAIRN_EINVAL;
+    fl = upload_index_key(from, bucket, key_marker ? key_marker : "",
+                          upload_marker ? upload_marker : "");
+    if (!key_marker || !*key_marker)
+        fl = 9;
+    to[0] = 'Q';
+    be64(to + 1, bucket + 1);
+    return meta_rec_scan(cl, meta_shard_of_u64(bucket), from, fl, to, 9, limit, out);
+}
+
+int meta_upload_index_key(const uint8_t *key, uint32_t klen, const char **obj_key,
+                          uint32_t *klen_out, const char **upload_id, uint32_t *ulen)
+{
+    const uint8_t *z;
+
+    if (klen < 10 || key[0] != 'Q')
+        return CAIRN_EPROTO;
+    z = memchr(key + 9, 0, klen - 9);
+    if (!z)
+        return CAIRN_EPROTO;
+    *obj_key = (const char *)key + 9;
+    *klen_out = (uint32_t)(z - (key + 9));
+    *upload_id = (const char *)z + 1;
+    *ulen = klen - (uint32_t)(z + 1 - key);
+    return 0;
+}
+
+static size_t part_key(uint8_t *k, const char *upload_id, uint32_t number)
+{
+    k[0] = 'P';
+    memcpy(k + 1, upload_id, UPLOAD_ID_LEN);
+    be32(k + 1 + UPLOAD_ID_LEN, number);
+    return 1 + UPLOAD_ID_LEN + 4;
+}
+
+int meta_part_get(struct cn_cluster *cl, const char *upload_id, uint32_t number,
+                  Cairn__Part **out, uint64_t *version)
+{
+    uint8_t k[1 + UPLOAD_ID_LEN + 4];
+
+    if (strlen(upload_id) != UPLOAD_ID_LEN)
+        return CAIRN_EINVAL;
+    return msg_get(cl, bytes_shard(upload_id), k, part_key(k, upload_id, number),
+                   &cairn__part__descriptor, (ProtobufCMessage **)out, version);
+}
+
+int meta_part_put(struct cn_cluster *cl, const char *upload_id, const Cairn__Part *p,
+                  Cairn__Part **old)
+{
+    uint8_t k[1 + UPLOAD_ID_LEN + 4];
+    size_t kl;
+
+    *old = NULL;
+    if (strlen(upload_id) != UPLOAD_ID_LEN)
+        return CAIRN_EINVAL;
+    kl = part_key(k, upload_id, p->number);
+    for (int attempt = 0; attempt < 8; attempt++) {
+        uint64_t ver = 0;
+        int rc = msg_get(cl, bytes_shard(upload_id), k, kl, &cairn__part__descriptor,
+                         (ProtobufCMessage **)old, &ver);
+
+        if (rc && rc != CAIRN_ENOENT)
+            return rc;
+        if (rc)
+            *old = NULL;
+        rc = msg_put(cl, bytes_shard(upload_id), k, kl, &p->base, ver, NULL);
+        if (rc != CAIRN_ECONFLICT)
+            return rc;
+        if (*old)
+            cairn__part__free_unpacked(*old, NULL);
+        *old = NULL;
+    }
+    return CAIRN_ECONFLICT;
+}
+
+int meta_part_del(struct cn_cluster *cl, const char *upload_id, uint32_t number)
+{
+    uint8_t k[1 + UPLOAD_ID_LEN + 4];
+
+    if (strlen(upload_id) != UPLOAD_ID_LEN)
+        return CAIRN_EINVAL;
+    return meta_rec_del(cl, bytes_shard(upload_id), k, part_key(k, upload_id, number), META_ANY);
+}
+
+int meta_part_scan(struct cn_cluster *cl, const char *upload_id, uint32_t from, unsigned limit,
+                   struct meta_scan *out)
+{
+    uint8_t a[1 + UPLOAD_ID_LEN + 4], b[1 + UPLOAD_ID_LEN + 4];
+    size_t al;
+
+    if (strlen(upload_id) != UPLOAD_ID_LEN)
+        return CAIRN_EINVAL;
+    al = part_key(a, upload_id, from);
+    part_key(b, upload_id, UINT32_MAX);
+    return meta_rec_scan(cl, bytes_shard(upload_id), a, al, b, sizeof(b), limit, out);
+}

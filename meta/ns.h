@@ -1,0 +1,124 @@
+/*
+ * ns.h - the one namespace, as records in the metadata shards (meta/rec.h).
+ *
+ * A file system tree that S3 and NFS both serve: inodes, and directory entries naming them.
+ * The root directory is inode META_ROOT_INO; a bucket is a directory entry in the root; the
+ * object key "a/b/c" of bucket B is the file c in directory b in directory a in B.
+ *
+ * Record keys (binary, big-endian numbers) and the shard each lives in:
+ *
+ *     'I' ino                          inode (cairn.Inode)       shard of ino
+ *     'D' dir name ['/']               directory entry (Dirent)  shard of dir
+ *     'U' access-key                   S3 user (User)            shard of the key bytes
+ *     'M' upload-id                    multipart upload (Upload) shard of the upload id
+ *     'P' upload-id part-number(u32)   uploaded part (Part)      shard of the upload id
+ *     'Q' bucket key 0x00 upload-id    uploads of a bucket       shard of bucket
+ *
+ * A directory's entries share one shard, so a listing is a range scan.  A subdirectory's
+ * entry carries a trailing '/' in its key: the shard's byte order is then exactly S3's key
+ * order ("a-b" < "a/" + ... < "a0"), so a recursive walk lists keys in S3 order without
+ * sorting, and a file "x" and a directory "x/" are told apart by a single point lookup.  Names
+ * never contain '/' or NUL, so the forms cannot collide; creating one form checks the other.
+ *
+ * Inode numbers are random 63-bit values (> 1) claimed with a create-if-absent, so C-nodes
+ * allocate them with no coordination.
+ */
+#ifndef CAIRN_META_NS_H
+#define CAIRN_META_NS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn.pb-c.h"
+#include "cnode/stripe.h"
+#include "meta/rec.h"
+
+#define META_ROOT_INO 1ull
+#define META_NAME_MAX 255u          /* bytes of one name */
+#define META_INLINE_MAX (16u << 10) /* files up to this size keep their bytes in the inode */
+#define META_DIRENT_KEY_MAX (1u + 8u + META_NAME_MAX + 1u)
+
+/* A fresh random inode number (> 1, < 2^63). */
+uint64_t meta_new_ino(void);
+/* 32 random lowercase hex characters + NUL (upload ids, request ids). */
+void meta_random_hex(char out[33]);
+
+/* Whether name is a valid single name: 1..META_NAME_MAX bytes, no '/', no NUL, not "." or "..". */
+bool meta_name_valid(const char *name, size_t len);
+
+/* ---- inodes ---- */
+
+/* *out is unpacked (free with cairn__inode__free_unpacked).  Errors as meta_rec_get; *version
+ * (may be NULL) gets the record version (the tombstone's for ENOENT). */
+int meta_inode_get(struct cn_cluster *cl, uint64_t ino, Cairn__Inode **out, uint64_t *version);
+int meta_inode_put(struct cn_cluster *cl, uint64_t ino, const Cairn__Inode *in, uint64_t expect,
+                   uint64_t *version);
+int meta_inode_del(struct cn_cluster *cl, uint64_t ino, uint64_t expect);
+/* Create an inode under a fresh number (retries on the rare collision); *ino gets it. */
+int meta_inode_create(struct cn_cluster *cl, const Cairn__Inode *in, uint64_t *ino);
+
+/* ---- directory entries ---- */
+
+/* Entry name (is_dir: the "name/" form) of directory dir.  Errors as meta_rec_get. */
+int meta_dirent_get(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
+                    bool is_dir, Cairn__Dirent **out, uint64_t *version);
+int meta_dirent_put(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
+                    const Cairn__Dirent *d, uint64_t expect, uint64_t *version);
+int meta_dirent_del(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
+                    bool is_dir, uint64_t expect);
+
+/* Look a name up in either form (a directory first).  Returns 0 with *ino, *type, or
+ * CAIRN_ENOENT. */
+int meta_lookup(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len, uint64_t *ino,
+                Cairn__FileType *type);
+
+/* Find or create the subdirectory name of dir (an implied directory unless explicit; an
+ * existing one is marked explicit if asked).  Returns 0 with *ino, CAIRN_EEXIST if a file of
+ * that name exists, or another error.  Safe against C-nodes racing to create it. */
+int meta_mkdir(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len, bool explicit_dir,
+               uint32_t mode, uint64_t *ino);
+
+/* One page of dir's entries, from the entry sort name start (inclusive; NULL = first).
+ * Entry keys in out are full record keys: use meta_dirent_name() on them. */
+int meta_dir_scan(struct cn_cluster *cl, uint64_t dir, const char *start, size_t slen,
+                  unsigned limit, struct meta_scan *out);
+/* The sort name of a directory entry key (the name, with '/' appended for directories):
+ * returns a pointer into key and sets *len. */
+const char *meta_dirent_name(const uint8_t *key, uint32_t klen, uint32_t *len);
+/* Whether dir has no entries at all. */
+int meta_dir_empty(struct cn_cluster *cl, uint64_t dir, bool *empty);
+
+/* ---- users, uploads, parts ---- */
+
+int meta_user_get(struct cn_cluster *cl, const char *access_key, Cairn__User **out);
+int meta_user_put(struct cn_cluster *cl, const Cairn__User *u);
+int meta_user_del(struct cn_cluster *cl, const char *access_key);
+
+int meta_upload_get(struct cn_cluster *cl, const char *upload_id, Cairn__Upload **out,
+                    uint64_t *version);
+/* Creates the upload record (must be new) and its entry in the bucket's upload index. */
+int meta_upload_create(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u);
+/* Removes the upload record (conditional on version) and its index entry. */
+int meta_upload_del(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u,
+                    uint64_t version);
+/* Uploads of a bucket in key order, from (key, upload id) onwards; entry values are the
+ * upload ids (use meta_upload_index_key() to split a key). */
+int meta_upload_scan(struct cn_cluster *cl, uint64_t bucket, const char *key_marker,
+                     const char *upload_marker, unsigned limit, struct meta_scan *out);
+/* Split an upload index key into the object key and the upload id (pointers into key). */
+int meta_upload_index_key(const uint8_t *key, uint32_t klen, const char **obj_key, uint32_t *klen_out,
+                          const char **upload_id, uint32_t *ulen);
+
+int meta_part_get(struct cn_cluster *cl, const char *upload_id, uint32_t number,
+                  Cairn__Part **out, uint64_t *version);
+/* Put a part record unconditionally (a re-upload of a part number replaces it); *old gets the
+ * replaced record, if any, so the caller can free its stripes. */
+int meta_part_put(struct cn_cluster *cl, const char *upload_id, const Cairn__Part *p,
+                  Cairn__Part **old);
+int meta_part_del(struct cn_cluster *cl, const char *upload_id, uint32_t number);
+/* Parts of an upload in number order, from part number `from` on. */
+int meta_part_scan(struct cn_cluster *cl, const char *upload_id, uint32_t from, unsigned limit,
+                   struct meta_scan *out);
+
+#endif

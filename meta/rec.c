@@ -1,0 +1,530 @@
+/*
+ * rec.c - replicated metadata records with compare-and-set (see rec.h for the protocol).
+ *
+ * Every operation is a round of parallel KV calls to the members of a shard's replica set,
+ * waited for on the calling thread's transport context.  A member that does not answer is
+ * reported to the cluster view (which then skips it) and the round is repeated with the
+ * recomputed set, at most ROUNDS times, so a dead D-node costs one deadline, not a failure.
+ */
+#include "meta/rec.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/cairn.h"
+#include "common/log.h"
+#include "meta/placement.h"
+
+#define TAG "meta"
+#define ROUNDS 3
+#define MAX_SET (EC_MAX_FRAGS + 1)
+#define LIVE 1u
+#define KV_ANY_VERSION UINT64_MAX /* the D-node KV's "any version" */
+#define DEAD 0u
+
+struct call {
+    unsigned node;
+    unsigned *outstanding;
+    int tstatus; /* transport status */
+    int status;  /* the D-node's answer */
+    uint64_t version;
+    uint32_t len;
+    uint8_t *buf; /* owned: response payload */
+    uint32_t cap;
+};
+
+uint32_t meta_shard_of_u64(uint64_t item)
+{
+    return (uint32_t)(meta_mix64(item ^ 0x6d657461ull) % META_SHARDS);
+}
+
+static void call_done(void *arg, int status, const Cairn__Response *resp)
+{
+    struct call *c = arg;
+
+    c->tstatus = status;
+    if (!status) {
+        c->status = resp->status;
+        c->version = resp->version;
+        c->len = resp->payload_len;
+    }
+    (*c->outstanding)--;
+}
+
+/* The replica set: the first m + 1 D-nodes of the shard's order that are not down. */
+static unsigned replica_set(struct cn_cluster *cl, uint32_t shard, unsigned *set)
+{
+    unsigned n = cn_cluster_dnodes(cl), want = cn_cluster_layout(cl)->m + 1, got = 0;
+    unsigned order[CN_MAX_DNODES];
+
+    if (want > n)
+        want = n;
+    if (want > MAX_SET)
+        want = MAX_SET;
+    if (cn_cluster_order(cl, meta_mix64(0x5348415244ull ^ shard), order))
+        return 0;
+    for (unsigned i = 0; i < n && got < want; i++)
+        if (!cn_cluster_node_down(cl, order[i]))
+            set[got++] = order[i];
+    return got == want ? got : 0;
+}
+
+static void wait_calls(struct cn_cluster *cl, unsigned *outstanding)
+{
+    while (*outstanding)
+        tp_ctx_wait(cn_cluster_tp(cl), 1000);
+}
+
+/* Issue one KV call to c->node; on a refused call c->tstatus holds the error. */
+static void issue(struct cn_cluster *cl, struct call *c, Cairn__Request *req, const void *payload,
+                  uint32_t len)
+{
+    int rc;
+
+    c->tstatus = CAIRN_ECANCELED;
+    c->status = 0;
+    c->version = 0;
+    c->len = 0;
+    (*c->outstanding)++;
+    rc = cn_cluster_call(cl, c->node, req, payload, len, c->buf, c->buf ? c->cap : 0, call_done,
+                         c);
+    if (rc) {
+        (*c->outstanding)--;
+        c->tstatus = rc;
+    }
+}
+
+static bool transport_failed(struct cn_cluster *cl, struct call *c)
+{
+    if (c->tstatus == CAIRN_ETIMEDOUT || c->tstatus == CAIRN_EUNREACH) {
+        cn_cluster_note(cl, c->node, c->tstatus);
+        return true;
+    }
+    if (!c->tstatus)
+        cn_cluster_note(cl, c->node, 0);
+    return c->tstatus != 0;
+}
+
+static void req_init(Cairn__Request *req, Cairn__Op op, uint32_t shard, const void *key,
+                     size_t klen)
+{
+    cairn__request__init(req);
+    req->op = op;
+    req->shard = shard;
+    req->key.data = (uint8_t *)key;
+    req->key.len = klen;
+}
+
+static uint64_t wall_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Write the newest copy to members found behind (read repair).  Best effort. */
+static void repair(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                   struct call *calls, unsigned n, unsigned best)
+{
+    unsigned outstanding = 0;
+    struct call rc[MAX_SET];
+    unsigned nr = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        Cairn__Request req;
+
+        if (i == best || calls[i].tstatus || (calls[i].status == 0 &&
+                                              calls[i].version >= calls[best].version))
+            continue;
+        if (calls[i].status && calls[i].status != CAIRN_ENOENT)
+            continue;
+        req_init(&req, CAIRN__OP__OP_KV_PUT, shard, key, klen);
+        req.expect_version = KV_ANY_VERSION;
+        req.new_version = calls[best].version;
+        rc[nr] = (struct call){.node = calls[i].node, .outstanding = &outstanding};
+        log_debug(TAG, "repairing a record on D-node %s", cn_cluster_dnode_addr(cl, calls[i].node));
+        issue(cl, &rc[nr], &req, calls[best].buf, calls[best].len);
+        nr++;
+    }
+    wait_calls(cl, &outstanding);
+    for (unsigned i = 0; i < nr; i++)
+        transport_failed(cl, &rc[i]);
+}
+
+int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                 struct meta_rec *out)
+{
+    struct call calls[MAX_SET];
+    unsigned set[MAX_SET], n = 0, best;
+    int rc = CAIRN_EUNREACH;
+
+    memset(out, 0, sizeof(*out));
+    if (klen == 0 || klen > META_REC_MAX_KEY)
+        return CAIRN_EINVAL;
+    for (unsigned round = 0; round < ROUNDS; round++) {
+        unsigned outstanding = 0;
+        bool retry = false;
+
+        n = replica_set(cl, shard, set);
+        if (!n)
+            return CAIRN_EUNREACH;
+        for (unsigned i = 0; i < n; i++) {
+            Cairn__Request req;
+
+            calls[i] = (struct call){.node = set[i], .outstanding = &outstanding,
+                                     .cap = META_REC_MAX_VAL + 1};
+            calls[i].buf = malloc(calls[i].cap);
+            if (!calls[i].buf) {
+                calls[i].tstatus = CAIRN_ENOMEM;
+                continue;
+            }
+            req_init(&req, CAIRN__OP__OP_KV_GET, shard, key, klen);
+            issue(cl, &calls[i], &req, NULL, 0);
+        }
+        wait_calls(cl, &outstanding);
+        for (unsigned i = 0; i < n; i++)
+            if (transport_failed(cl, &calls[i]))
+                retry = true;
+        if (!retry)
+            break;
+        for (unsigned i = 0; i < n; i++)
+            free(calls[i].buf);
+        n = 0;
+        if (round + 1 == ROUNDS)
+            return CAIRN_EUNREACH;
+    }
+    best = UINT32_MAX;
+    for (unsigned i = 0; i < n; i++) {
+        if (calls[i].status == 0) {
+            if (calls[i].len == 0) {
+                rc = CAIRN_EPROTO;
+                goto out;
+            }
+            if (best == UINT32_MAX || calls[i].version > calls[best].version)
+                best = i;
+        } else if (calls[i].status != CAIRN_ENOENT) {
+            rc = calls[i].status;
+            goto out;
+        }
+    }
+    if (best == UINT32_MAX) {
+        rc = CAIRN_ENOENT;
+        goto out;
+    }
+    repair(cl, shard, key, klen, calls, n, best);
+    out->version = calls[best].version;
+    if (calls[best].buf[0] != LIVE) {
+        rc = CAIRN_ENOENT;
+        goto out;
+    }
+    /* Hand the payload over without the liveness byte. */
+    memmove(calls[best].buf, calls[best].buf + 1, calls[best].len - 1);
+    out->val = calls[best].buf;
+    out->len = calls[best].len - 1;
+    calls[best].buf = NULL;
+    rc = 0;
+out:
+    for (unsigned i = 0; i < n; i++)
+        free(calls[i].buf);
+    return rc;
+}
+
+/* Put the raw stored value (liveness byte included). */
+static int rec_write(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                     uint64_t expect, const uint8_t *val, uint32_t len, uint64_t *version)
+{
+    unsigned set[MAX_SET], n = 0;
+    uint64_t nv = wall_ns();
+    bool decided = false;
+    unsigned have[MAX_SET]; /* nodes holding our version */
+    unsigned nhave = 0;
+
+    if (klen == 0 || klen > META_REC_MAX_KEY || len > META_REC_MAX_VAL + 1)
+        return CAIRN_EINVAL;
+    if (expect != META_ANY && nv <= expect)
+        nv = expect + 1;
+    for (unsigned round = 0; round < ROUNDS + 2; round++) {
+        unsigned outstanding = 0, nc = 0;
+        struct call calls[MAX_SET];
+        bool missing = false;
+
+        n = replica_set(cl, shard, set);
+        if (!n)
+            return CAIRN_EUNREACH;
+        if (!decided) {
+            Cairn__Request req;
+
+            /* The primary decides. */
+            req_init(&req, CAIRN__OP__OP_KV_PUT, shard, key, klen);
+            req.expect_version = expect == META_ANY ? KV_ANY_VERSION : expect;
+            req.new_version = nv;
+            calls[0] = (struct call){.node = set[0], .outstanding = &outstanding};
+            issue(cl, &calls[0], &req, val, len);
+            wait_calls(cl, &outstanding);
+            if (transport_failed(cl, &calls[0])) {
+                if (calls[0].tstatus != CAIRN_ETIMEDOUT && calls[0].tstatus != CAIRN_EUNREACH)
+                    return calls[0].tstatus;
+                continue;
+            }
+            if (calls[0].status == CAIRN_ECONFLICT && expect == META_ANY) {
+                /* Our clock is behind the record's version: go past it. */
+                nv = calls[0].version + 1;
+                continue;
+            }
+            if (calls[0].status)
+                return calls[0].status;
+            decided = true;
+            have[nhave++] = set[0];
+        }
+        /* Copy to every member that does not hold it yet. */
+        for (unsigned i = 0; i < n; i++) {
+            Cairn__Request req;
+            bool held = false;
+
+            for (unsigned j = 0; j < nhave; j++)
+                held |= have[j] == set[i];
+            if (held)
+                continue;
+            req_init(&req, CAIRN__OP__OP_KV_PUT, shard, key, klen);
+            req.expect_version = KV_ANY_VERSION;
+            req.new_version = nv;
+            calls[nc] = (struct call){.node = set[i], .outstanding = &outstanding};
+            issue(cl, &calls[nc], &req, val, len);
+            nc++;
+        }
+        wait_calls(cl, &outstanding);
+        for (unsigned i = 0; i < nc; i++) {
+            if (transport_failed(cl, &calls[i])) {
+                missing = true;
+                continue;
+            }
+            /* A conflict here means the member already holds this or a newer version. */
+            if (calls[i].status && calls[i].status != CAIRN_ECONFLICT) {
+                log_warn(TAG, "record copy on %s: %s", cn_cluster_dnode_addr(cl, calls[i].node),
+                         cairn_strerror(calls[i].status));
+                return calls[i].status;
+            }
+            if (nhave < MAX_SET)
+                have[nhave++] = calls[i].node;
+        }
+        if (!missing) {
+            if (version)
+                *version = nv;
+            return 0;
+        }
+    }
+    return CAIRN_EUNREACH;
+}
+
+int meta_rec_put(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                 uint64_t expect, const void *val, uint32_t len, uint64_t *version)
+{
+    uint8_t *buf;
+    int rc;
+
+    if (len > META_REC_MAX_VAL)
+        return CAIRN_ETOOBIG;
+    buf = malloc((size_t)len + 1);
+    if (!buf)
+        return CAIRN_ENOMEM;
+    buf[0] = LIVE;
+    if (len)
+        memcpy(buf + 1, val, len);
+    rc = rec_write(cl, shard, key, klen, expect, buf, len + 1, version);
+    free(buf);
+    return rc;
+}
+
+int meta_rec_del(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                 uint64_t expect)
+{
+    uint8_t dead = DEAD;
+
+    if (expect == META_ANY) {
+        struct meta_rec r;
+        int rc = meta_rec_get(cl, shard, key, klen, &r);
+
+        if (rc)
+            return rc;
+        free(r.val);
+        expect = r.version;
+    }
+    return rec_write(cl, shard, key, klen, expect, &dead, 1, NULL);
+}
+
+/* ---- scans ---- */
+
+static int key_cmp(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+static int entry_cmp(const void *pa, const void *pb)
+{
+    const struct meta_entry *a = pa, *b = pb;
+    int c = key_cmp(a->key, a->klen, b->key, b->klen);
+
+    if (c)
+        return c;
+    /* Highest version first, so the first of equal keys is the newest. */
+    return a->version < b->version ? 1 : a->version > b->version ? -1 : 0;
+}
+
+void meta_scan_fini(struct meta_scan *s)
+{
+    for (unsigned i = 0; i < s->n; i++) {
+        free(s->entries[i].key);
+        free(s->entries[i].val);
+    }
+    free(s->entries);
+    free(s->next);
+    memset(s, 0, sizeof(*s));
+}
+
+int meta_rec_scan(struct cn_cluster *cl, uint32_t shard, const void *start, size_t slen,
+                  const void *end, size_t elen, unsigned limit, struct meta_scan *out)
+{
+    struct call calls[MAX_SET];
+    Cairn__KvScanResult *res[MAX_SET] = {0};
+    unsigned set[MAX_SET], n = 0, total = 0, k = 0;
+    struct meta_entry *all = NULL;
+    const uint8_t *bound = NULL; /* smallest last key among members that have more */
+    uint32_t bound_len = 0;
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (limit == 0 || limit > META_SCAN_MAX)
+        limit = META_SCAN_MAX;
+    if (slen > META_REC_MAX_KEY || elen > META_REC_MAX_KEY)
+        return CAIRN_EINVAL;
+    for (unsigned round = 0;; round++) {
+        unsigned outstanding = 0;
+        bool retry = false;
+
+        n = replica_set(cl, shard, set);
+        if (!n)
+            return CAIRN_EUNREACH;
+        for (unsigned i = 0; i < n; i++) {
+            Cairn__Request req;
+
+            calls[i] = (struct call){.node = set[i], .outstanding = &outstanding,
+                                     .cap = tp_ctx_max_payload(cn_cluster_tp(cl))};
+            calls[i].buf = malloc(calls[i].cap);
+            if (!calls[i].buf) {
+                calls[i].tstatus = CAIRN_ENOMEM;
+                continue;
+            }
+            req_init(&req, CAIRN__OP__OP_KV_SCAN, shard, start, slen);
+            req.end_key.data = (uint8_t *)end;
+            req.end_key.len = end ? elen : 0;
+            req.limit = limit;
+            issue(cl, &calls[i], &req, NULL, 0);
+        }
+        wait_calls(cl, &outstanding);
+        for (unsigned i = 0; i < n; i++)
+            if (transport_failed(cl, &calls[i]))
+                retry = true;
+        if (!retry)
+            break;
+        for (unsigned i = 0; i < n; i++)
+            free(calls[i].buf);
+        if (round + 1 == ROUNDS)
+            return CAIRN_EUNREACH;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (calls[i].status) {
+            rc = calls[i].status;
+            goto out;
+        }
+        res[i] = cairn__kv_scan_result__unpack(NULL, calls[i].len, calls[i].buf);
+        if (!res[i]) {
+            rc = CAIRN_EPROTO;
+            goto out;
+        }
+        total += (unsigned)res[i]->n_entries;
+        if (res[i]->more && res[i]->n_entries) {
+            Cairn__KvEntry *last = res[i]->entries[res[i]->n_entries - 1];
+
+            if (!bound || key_cmp(last->key.data, (uint32_t)last->key.len, bound, bound_len) < 0) {
+                bound = last->key.data;
+                bound_len = (uint32_t)last->key.len;
+            }
+        }
+    }
+    all = calloc(total ? total : 1, sizeof(*all));
+    if (!all) {
+        rc = CAIRN_ENOMEM;
+        goto out;
+    }
+    /* Borrow keys and values from the unpacked results for sorting. */
+    for (unsigned i = 0; i < n; i++) {
+        for (size_t j = 0; j < res[i]->n_entries; j++) {
+            Cairn__KvEntry *e = res[i]->entries[j];
+
+            if (bound && key_cmp(e->key.data, (uint32_t)e->key.len, bound, bound_len) > 0)
+                continue;
+            if (e->value.len == 0)
+                continue;
+            all[k++] = (struct meta_entry){.key = e->key.data, .klen = (uint32_t)e->key.len,
+                                           .version = e->version, .val = e->value.data,
+                                           .len = (uint32_t)e->value.len};
+        }
+    }
+    qsort(all, k, sizeof(*all), entry_cmp);
+    out->entries = calloc(k ? k : 1, sizeof(*out->entries));
+    if (!out->entries) {
+        rc = CAIRN_ENOMEM;
+        goto out;
+    }
+    for (unsigned i = 0; i < k; i++) {
+        struct meta_entry *e = &all[i], *o;
+
+        if (i && key_cmp(all[i - 1].key, all[i - 1].klen, e->key, e->klen) == 0)
+            continue; /* an older copy */
+        if (e->val[0] != LIVE)
+            continue;
+        o = &out->entries[out->n];
+        o->key = malloc(e->klen ? e->klen : 1);
+        o->val = malloc(e->len);
+        if (!o->key || !o->val) {
+            free(o->key);
+            free(o->val);
+            rc = CAIRN_ENOMEM;
+            goto out;
+        }
+        memcpy(o->key, e->key, e->klen);
+        o->klen = e->klen;
+        o->version = e->version;
+        memcpy(o->val, e->val + 1, e->len - 1);
+        o->len = e->len - 1;
+        out->n++;
+    }
+    if (bound) {
+        /* Continue just after the bound: the same key with a 0 byte appended. */
+        out->more = true;
+        out->next = malloc(bound_len + 1);
+        if (!out->next) {
+            rc = CAIRN_ENOMEM;
+            goto out;
+        }
+        memcpy(out->next, bound, bound_len);
+        out->next[bound_len] = 0;
+        out->next_len = bound_len + 1;
+    }
+out:
+    free(all);
+    for (unsigned i = 0; i < n; i++) {
+        if (res[i])
+            cairn__kv_scan_result__free_unpacked(res[i], NULL);
+        free(calls[i].buf);
+    }
+    if (rc)
+        meta_scan_fini(out);
+    return rc;
+}

@@ -1,0 +1,93 @@
+/*
+ * rec.h - metadata records replicated on the D-nodes, updated only by compare-and-set.
+ *
+ * A record lives in one shard; a shard's replica set is the first m + 1 D-nodes of the shard's
+ * rendezvous order that this C-node's view does not consider down, so a record keeps m + 1
+ * copies while D-nodes are down (a down node's place goes to the next node in the order).
+ * No lock service, no leader: every C-node computes the same order from the cluster map.
+ *
+ * Versions.  Every record has a 64-bit version (> 0) that only grows; a put names the
+ * version it expects and the D-node refuses it otherwise (CAIRN_ECONFLICT).  A put is decided
+ * on the first member of the replica set (the primary), which serialises competing writers,
+ * and then copied to the other members with "newer version wins", so replicas converge on the
+ * same record whatever order the copies arrive in.  The put is acknowledged only when all
+ * m + 1 members hold it (durably: the D-node's KV commit is synchronous).  Deletes write a
+ * tombstone (a record whose value is empty of data and marked dead) with a fresh version, so
+ * a replica that missed the delete is overruled rather than resurrecting the record.
+ *
+ * Reads ask every member and take the highest version, so a replica that missed updates
+ * (it was down, or is the substitute that joined the set) cannot hide a newer record; members
+ * found behind are repaired on the spot with the newest copy (read repair), which also brings
+ * a returning primary up to date before the next conditional put is decided on it.
+ * Scans merge the members' ordered pages the same way.
+ *
+ * Known limit: two C-nodes that disagree about which D-node is down can pick different
+ * primaries for a moment; the newer version then wins on every replica (last writer wins),
+ * which is right for object overwrites, but a create-if-absent may succeed on both sides.
+ */
+#ifndef CAIRN_META_REC_H
+#define CAIRN_META_REC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cnode/stripe.h"
+
+#define META_ANY UINT64_MAX      /* put/del: no condition */
+#define META_REC_MAX_KEY 500u    /* bytes (the D-node's KV limit) */
+#define META_REC_MAX_VAL (1u << 20)
+#define META_SCAN_MAX 1000u      /* entries per replica page */
+
+struct meta_rec {
+    uint64_t version; /* of the live record, or of its tombstone (0: never existed) */
+    void *val;        /* owned by the caller (free()), NULL for ENOENT */
+    uint32_t len;
+};
+
+/* Newest copy of a record.  Returns 0 (live record in *out), CAIRN_ENOENT (absent or deleted;
+ * out->version is what a create must expect), CAIRN_EUNREACH (fewer than m + 1 D-nodes up or
+ * answering), or another CAIRN_E* code. */
+int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                 struct meta_rec *out);
+
+/* Conditional put: expect is the version the record must have now (from meta_rec_get: 0 or a
+ * tombstone's version for "absent"), or META_ANY.  On success *version (may be NULL) gets the
+ * record's new version.  Returns 0, CAIRN_ECONFLICT (the record changed: read again),
+ * CAIRN_EUNREACH (not all m + 1 copies could be written: the put may or may not take effect),
+ * CAIRN_EINVAL (limits). */
+int meta_rec_put(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                 uint64_t expect, const void *val, uint32_t len, uint64_t *version);
+
+/* Conditional delete (writes a tombstone); errors as meta_rec_put, plus CAIRN_ENOENT when the
+ * record is already absent and expect is META_ANY. */
+int meta_rec_del(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                 uint64_t expect);
+
+struct meta_entry {
+    uint8_t *key; /* owned by the scan */
+    uint32_t klen;
+    uint64_t version;
+    uint8_t *val; /* owned by the scan */
+    uint32_t len;
+};
+
+struct meta_scan {
+    struct meta_entry *entries; /* live records in key order */
+    unsigned n;
+    bool more;       /* more keys may follow: continue at next */
+    uint8_t *next;   /* where the next page starts (inclusive), when more */
+    uint32_t next_len;
+};
+
+/* One page of live records with start <= key < end (end NULL or elen 0: end of shard), at most
+ * limit (<= META_SCAN_MAX) of them.  Returns 0 and fills *out (free with meta_scan_fini), or an
+ * error as meta_rec_get. */
+int meta_rec_scan(struct cn_cluster *cl, uint32_t shard, const void *start, size_t slen,
+                  const void *end, size_t elen, unsigned limit, struct meta_scan *out);
+void meta_scan_fini(struct meta_scan *s);
+
+/* The shard of a 64-bit item (an inode number, a hashed name). */
+uint32_t meta_shard_of_u64(uint64_t item);
+
+#endif
