@@ -79,7 +79,8 @@ struct http_parser *http_parser_create(void);
 void http_parser_destroy(struct http_parser *p); /* accepts NULL */
 
 /* Consume input up to the next event.  *consumed is set to the bytes used (the caller feeds
- * the rest again on the next call).  For HTTP_EV_BODY, *body/*body_len point into data.
+ * the rest again on the next call).  For HTTP_EV_BODY, *body points into data and *body_len
+ * is the span's length (never 0).
  * After HTTP_EV_DONE the next call starts a new request.  After HTTP_EV_ERROR every call
  * returns HTTP_EV_ERROR. */
 enum http_event http_parser_feed(struct http_parser *p, const char *data, size_t len,

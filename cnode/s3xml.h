@@ -20,6 +20,8 @@
 #define S3_MAX_PARTS 10000u
 #define S3_MAX_DELETE_KEYS 1000u
 #define S3_MAX_KEY_LEN 1024u
+/* The namespace of every S3 document (xmlns of response roots; optional on requests). */
+#define S3_XML_NS "http://s3.amazonaws.com/doc/2006-03-01/"
 
 /* A growable output buffer.  On allocation failure it sets oom and ignores further writes. */
 struct s3_xbuf {
@@ -41,7 +43,7 @@ void s3_xbuf_elem(struct s3_xbuf *b, const char *tag, const char *text);
 void s3_xbuf_decl(struct s3_xbuf *b);
 
 /* An S3 error document: <Error><Code/><Message/><Resource/><RequestId/></Error>.  message NULL
- * uses the table's message. */
+ * uses the table's message; resource or request_id NULL leaves that element out. */
 void s3_xml_error(struct s3_xbuf *b, enum s3_err e, const char *message, const char *resource,
                   const char *request_id);
 
@@ -71,14 +73,16 @@ struct s3_delete {
 enum s3_err s3xml_parse_delete(const char *body, size_t len, struct s3_delete *out);
 void s3_delete_fini(struct s3_delete *d);
 
-/* CreateBucketConfiguration: <LocationConstraint/>; an empty body is fine (region ""). */
+/* CreateBucketConfiguration: <LocationConstraint/>; an empty body is fine (region "").
+ * Errors: S3E_MALFORMED_XML (also a region that does not fit cap), S3E_INTERNAL_ERROR. */
 enum s3_err s3xml_parse_create_bucket(const char *body, size_t len, char *region, size_t cap);
 
 /* Time formats S3 uses: ISO 8601 with milliseconds for XML ("2009-10-12T17:50:30.000Z") and
  * RFC 1123 for headers ("Wed, 12 Oct 2009 17:50:30 GMT").  buf needs 32 bytes. */
 void s3_time_iso8601(int64_t unix_ns, char *buf);
 void s3_time_http(int64_t unix_ns, char *buf);
-/* Parse an HTTP date (RFC 1123, also RFC 850 and asctime as RFC 9110 asks).  -1 if invalid. */
+/* Parse an HTTP date (RFC 1123, also RFC 850 and asctime as RFC 9110 asks) into unix time in
+ * nanoseconds (whole seconds), so s3_time_http() output parses back.  -1 if invalid. */
 int64_t s3_time_parse_http(const char *s);
 
 #endif

@@ -58,9 +58,13 @@ struct cn_server_app {
     void (*handle)(void *app, void *wstate, struct cn_req *r);
     /* Build the body for an error the loop answers itself (bad head: status 400/413/431/...):
      * fills *body (malloc'd, the server frees it) and *len and returns the content type, or
-     * NULL for an empty body.  May be NULL. */
+     * NULL for an empty body.  May be NULL.  Called on a loop thread (must not block) and, for
+     * the 500 of a handler that did not answer, on a worker: it must be thread-safe. */
     const char *(*error_response)(void *app, int status, const char *reason, char **body,
                                   size_t *len);
+    /* The status to answer a bad head with, given the parser's (S3 answers oversized heads with
+     * 400, not 431).  May be NULL: the parser's status is sent. */
+    int (*error_status)(void *app, int status);
 };
 
 struct cn_server_config {
@@ -69,10 +73,15 @@ struct cn_server_config {
     unsigned loops;   /* event loop threads; 0 = number of online CPUs */
     unsigned workers; /* handler threads; 0 = 16 */
     size_t body_window; /* 0 = CN_SERVER_DEFAULT_WINDOW */
+    /* Added after the first version (tests shorten them); 0 = the CN_SERVER_* default. */
+    unsigned idle_ms;   /* CN_SERVER_IDLE_MS */
+    unsigned body_ms;   /* CN_SERVER_BODY_MS: also bounds a send that makes no progress */
+    unsigned max_conns; /* CN_SERVER_MAX_CONNS: connections beyond it are accepted and closed */
 };
 
 /* Bind, start the loops and the workers.  Returns 0, CAIRN_EINVAL, CAIRN_EIO (bind failed:
- * errno kept), CAIRN_ENOMEM. */
+ * errno kept; or a worker_init returned NULL), CAIRN_ENOMEM.  Each loop has its own
+ * SO_REUSEPORT listening socket; SIGPIPE is blocked in the loop threads. */
 int cn_server_start(const struct cn_server_config *cfg, const struct cn_server_app *app,
                     struct cn_server **out);
 unsigned cn_server_port(const struct cn_server *s);
@@ -92,23 +101,30 @@ ssize_t cn_req_read(struct cn_req *r, void *buf, size_t len);
 /* Read exactly len bytes unless the body ends first; returns bytes read or an error. */
 ssize_t cn_req_read_full(struct cn_req *r, void *buf, size_t len);
 
-/* Start the response.  headers (name: value pairs, names as to be sent) are copied.
+/* Start the response.  headers (name: value pairs, names as to be sent; a name_len or
+ * value_len of 0 means strlen()) are copied; CR, LF or NUL in them is CAIRN_EINVAL.
  * content_length >= 0 sends Content-Length; -1 sends Transfer-Encoding: chunked.  The server
  * adds Date, Server, Connection (and Content-Length: 0 for bodiless responses when asked).
  * For HEAD requests content_length is sent as the header and no body follows (call
- * cn_req_finish() next).  Returns 0 or CAIRN_EUNREACH if the client is gone. */
+ * cn_req_finish() next); 204 and 304 get neither Content-Length nor a body.  Returns 0 or CAIRN_EUNREACH if the client is gone. */
 int cn_req_respond(struct cn_req *r, int status, const struct http_header *headers,
                    unsigned nheaders, int64_t content_length);
 /* Queue body bytes (copied).  Blocks while the output window is full.  Returns 0 or
- * CAIRN_EUNREACH. */
+ * CAIRN_EUNREACH (CAIRN_EINVAL: before cn_req_respond(), after cn_req_finish(), or more bytes
+ * than the Content-Length; writes for HEAD, 204 and 304 are dropped). */
 int cn_req_write(struct cn_req *r, const void *data, size_t len);
 /* End the response (writes the last chunk for chunked responses).  The request is done; r
  * must not be used afterwards.  Returns 0 or CAIRN_EUNREACH. */
 int cn_req_finish(struct cn_req *r);
-/* Convenience: respond with a complete body in one call (respond + write + finish). */
+/* Convenience: respond with a complete body in one call (respond + write + finish).  Given
+ * before the request body was read and with more than CN_SERVER_MAX_DISCARD bytes of it
+ * still to come, the response says "Connection: close" (the server will not discard that
+ * much).  A handler answering with cn_req_respond() may still read the body afterwards. */
 int cn_req_reply(struct cn_req *r, int status, const struct http_header *headers,
                  unsigned nheaders, const void *body, size_t len);
-/* Ask the server to close the connection after this response (e.g. the body was refused). */
+/* Ask the server to close the connection after this response (e.g. the body was refused).
+ * Works until the handler returns, even after cn_req_finish() (then without a
+ * "Connection: close" header in the response already sent). */
 void cn_req_close_after(struct cn_req *r);
 
 #endif

@@ -35,6 +35,11 @@
 #define SIGV4_MAX_SIGNED_HEADERS 64u
 #define SIGV4_MAX_CHUNK (16u << 20)          /* largest aws-chunked chunk we accept */
 
+#define SIGV4_MIN_CHUNK 8192u     /* signed aws-chunked: every data chunk but the last is >= this */
+#define SIGV4_MAX_SECRET 128u     /* longest secret key sigv4_verify()/sigv4_sign() accept */
+#define SIGV4_MAX_CHUNK_LINE 256u /* aws-chunked chunk-size line or trailer line, without CRLF */
+#define SIGV4_MAX_TRAILERS 8u     /* trailer lines after the final chunk */
+
 /* What x-amz-content-sha256 says about the body. */
 enum sigv4_payload {
     SIGV4_PAYLOAD_HASH,       /* hex SHA-256 of the body: the caller verifies it at the end */
@@ -64,16 +69,19 @@ struct sigv4_auth {
 /* Parse the auth of a request (Authorization header, or X-Amz-* query parameters) and check
  * what needs no secret: algorithm AWS4-HMAC-SHA256, credential scope shape (.../s3/aws4_request),
  * the scope date matching X-Amz-Date, clock skew within SIGV4_MAX_SKEW_S of now (header auth)
- * or now within [request_time, request_time + expires] (presigned, expires <= 7 days), host
- * among the signed headers, x-amz-content-sha256 present and well formed for header auth.
+ * or now within [request_time - SIGV4_MAX_SKEW_S, request_time + expires] (presigned, expires
+ * <= 7 days; the skew allowance is for a client clock slightly ahead), host among the signed
+ * headers, x-amz-content-sha256 present and well formed for header auth.
  * Errors: S3E_AUTH_HEADER_MALFORMED, S3E_AUTH_QUERY_PARAMS_ERROR, S3E_ACCESS_DENIED (expired
- * presigned URL: "Request has expired"), S3E_REQUEST_TIME_TOO_SKEWED, S3E_INVALID_ARGUMENT,
- * S3E_MISSING_SECURITY_HEADER.  An unsigned request gives S3E_OK with auth->anonymous. */
+ * presigned URL: "Request has expired", or one not valid yet; no valid Date or X-Amz-Date),
+ * S3E_REQUEST_TIME_TOO_SKEWED, S3E_INVALID_ARGUMENT (an algorithm other than AWS4-HMAC-SHA256,
+ * both header and query auth, a bad x-amz-content-sha256), S3E_MISSING_SECURITY_HEADER (no
+ * x-amz-content-sha256).  An unsigned request gives S3E_OK with auth->anonymous. */
 enum s3_err sigv4_parse(const struct http_request *req, time_t now, struct sigv4_auth *auth);
 
 /* Recompute the signature with secret and compare (constant time).  On S3E_OK fills
  * auth->signing_key.  Errors: S3E_SIGNATURE_DOES_NOT_MATCH, S3E_AUTH_HEADER_MALFORMED (a signed
- * header missing from the request). */
+ * header missing from the request), S3E_ACCESS_DENIED (auth->anonymous: nothing to verify). */
 enum s3_err sigv4_verify(const struct http_request *req, struct sigv4_auth *auth,
                          const char *secret);
 
@@ -96,10 +104,13 @@ struct cn_cksum; /* opaque */
 
 /* Compute MD5 always, SHA-256 if want_sha256, and alg (CN_CK_NONE for none).  NULL on ENOMEM. */
 struct cn_cksum *cn_cksum_create(bool want_sha256, enum cn_cksum_alg alg);
+/* Only alg (no MD5, no SHA-256): what the aws-chunked decoder checks a trailer against. */
+struct cn_cksum *cn_cksum_create_alg(enum cn_cksum_alg alg);
 void cn_cksum_destroy(struct cn_cksum *c); /* accepts NULL */
 void cn_cksum_update(struct cn_cksum *c, const void *data, size_t len);
 /* Finish: md5 (16 bytes) always; sha256 (32) if asked; alg_b64: base64 of the alg's digest as
- * S3 prints it in x-amz-checksum-* (NUL-terminated, cap >= 64), "" for CN_CK_NONE. */
+ * S3 prints it in x-amz-checksum-* (NUL-terminated, cap >= 64), "" for CN_CK_NONE.  Any of
+ * the three outputs may be NULL; md5 and sha256 are left alone when not computed. */
 void cn_cksum_final(struct cn_cksum *c, uint8_t md5[16], uint8_t sha256[32], char *alg_b64);
 /* "x-amz-checksum-crc32c" -> CN_CK_CRC32C etc.; CN_CK_NONE if not one of the four. */
 enum cn_cksum_alg cn_cksum_alg_from_header(const char *name);
@@ -114,7 +125,7 @@ struct sigv4_chunked; /* opaque decoder state */
 
 enum sigv4_chunk_event {
     SIGV4_CH_NEED_MORE, /* all input consumed */
-    SIGV4_CH_DATA,      /* *data/*data_len: payload bytes (a span of the input) */
+    SIGV4_CH_DATA,      /* *data, *data_len: payload bytes (a span of the input) */
     SIGV4_CH_DONE,      /* final chunk (and trailers) read and verified */
     SIGV4_CH_ERROR,     /* see sigv4_chunked_error() */
 };
@@ -125,7 +136,9 @@ enum sigv4_chunk_event {
  * payload and compares it with the trailer value.  decoded_length is
  * x-amz-decoded-content-length (-1 if absent): the payload must have exactly that length.
  * Payload bytes of a chunk are handed out before that chunk's signature is checked (the caller
- * must not commit anything before SIGV4_CH_DONE).  NULL on ENOMEM. */
+ * must not commit anything before SIGV4_CH_DONE).  NULL on ENOMEM.  An auth->payload that is
+ * not aws-chunked, or a trailer_alg for plain STREAMING, gives a decoder whose first feed fails
+ * with S3E_INVALID_REQUEST. */
 struct sigv4_chunked *sigv4_chunked_create(const struct sigv4_auth *auth,
                                            enum cn_cksum_alg trailer_alg, int64_t decoded_length);
 void sigv4_chunked_destroy(struct sigv4_chunked *d); /* accepts NULL */

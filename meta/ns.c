@@ -444,6 +444,16 @@ int meta_upload_create(struct cn_cluster *cl, const char *upload_id, const Cairn
                         NULL);
 }
 
+int meta_upload_update(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u,
+                       uint64_t version)
+{
+    char k[1 + UPLOAD_ID_LEN];
+
+    if (upload_key(k, upload_id))
+        return CAIRN_EINVAL;
+    return msg_put(cl, bytes_shard(upload_id), k, sizeof(k), &u->base, version, NULL);
+}
+
 int meta_upload_del(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u,
                     uint64_t version)
 {

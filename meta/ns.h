@@ -99,6 +99,9 @@ int meta_upload_get(struct cn_cluster *cl, const char *upload_id, Cairn__Upload 
                     uint64_t *version);
 /* Creates the upload record (must be new) and its entry in the bucket's upload index. */
 int meta_upload_create(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u);
+/* Rewrite the upload record (conditional on version). */
+int meta_upload_update(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u,
+                       uint64_t version);
 /* Removes the upload record (conditional on version) and its index entry. */
 int meta_upload_del(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u,
                     uint64_t version);

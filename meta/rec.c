@@ -174,7 +174,7 @@ int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t 
             Cairn__Request req;
 
             calls[i] = (struct call){.node = set[i], .outstanding = &outstanding,
-                                     .cap = META_REC_MAX_VAL + 1};
+                                     .cap = tp_ctx_max_payload(cn_cluster_tp(cl))};
             calls[i].buf = malloc(calls[i].cap);
             if (!calls[i].buf) {
                 calls[i].tstatus = CAIRN_ENOMEM;
@@ -189,9 +189,15 @@ int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t 
                 retry = true;
         if (!retry)
             break;
-        for (unsigned i = 0; i < n; i++)
+        for (unsigned i = 0; i < n; i++) {
             free(calls[i].buf);
+            if (calls[i].tstatus && calls[i].tstatus != CAIRN_ETIMEDOUT &&
+                calls[i].tstatus != CAIRN_EUNREACH)
+                rc = calls[i].tstatus; /* refused locally: retrying will not help */
+        }
         n = 0;
+        if (rc != CAIRN_EUNREACH)
+            return rc;
         if (round + 1 == ROUNDS)
             return CAIRN_EUNREACH;
     }

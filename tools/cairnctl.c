@@ -8,6 +8,9 @@
  *   cairnctl stripe get NAME FILE|-     read it back (degraded reads rebuild from parity)
  *   cairnctl stripe stat NAME           show the stored layout
  *   cairnctl stripe del NAME            delete the fragments and the name
+ *   cairnctl user create ACCESS SECRET [--admin]   add (or replace) an S3 user
+ *   cairnctl user del ACCESS            remove an S3 user
+ *   cairnctl bucket public BUCKET on|off   allow or refuse anonymous reads of a bucket
  *
  * A stripe object is its fragments plus a StripeManifest record under the key "stripe/NAME",
  * kept in the metadata shards on the D-nodes (m + 1 replicas).  put writes all fragments of a
@@ -22,14 +25,17 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cnode/stripe.h"
 #include "common/cairn.h"
 #include "common/log.h"
+#include "meta/ns.h"
 #include "tools/clusterenv.h"
 
 #define KEY_PREFIX "stripe/"
+#define SIGV4_ACCESS_KEY_MAX 128u
 
 static void usage(void)
 {
@@ -41,7 +47,10 @@ static void usage(void)
             "  stripe put NAME FILE\n"
             "  stripe get NAME FILE|-\n"
             "  stripe stat NAME\n"
-            "  stripe del NAME\n");
+            "  stripe del NAME\n"
+            "  user create ACCESS SECRET [--admin]\n"
+            "  user del ACCESS\n"
+            "  bucket public BUCKET on|off\n");
 }
 
 static int fail(const char *what, int rc)
@@ -261,6 +270,65 @@ static int cmd_del(struct cn_cluster *cl, const char *key)
     return rc ? fail("stripe del", rc) : 0;
 }
 
+static int cmd_user(struct cn_cluster *cl, int argc, char **argv)
+{
+    int rc;
+
+    if (argc >= 4 && !strcmp(argv[1], "create") && (argc == 4 || (argc == 5 &&
+                                                                  !strcmp(argv[4], "--admin")))) {
+        Cairn__User u = CAIRN__USER__INIT;
+
+        if (strlen(argv[2]) < 3 || strlen(argv[2]) > SIGV4_ACCESS_KEY_MAX || strlen(argv[3]) < 8) {
+            fprintf(stderr, "cairnctl: access key 3..%u characters, secret at least 8\n",
+                    SIGV4_ACCESS_KEY_MAX);
+            return 2;
+        }
+        u.access_key = argv[2];
+        u.secret_key = argv[3];
+        u.name = argv[2];
+        u.admin = argc == 5;
+        u.created_ns = (int64_t)time(NULL) * 1000000000;
+        rc = meta_user_put(cl, &u);
+        if (rc)
+            return fail("user create", rc);
+        printf("user %s created\n", argv[2]);
+        return 0;
+    }
+    if (argc == 3 && !strcmp(argv[1], "del")) {
+        rc = meta_user_del(cl, argv[2]);
+        if (rc)
+            return fail("user del", rc);
+        return 0;
+    }
+    usage();
+    return 2;
+}
+
+static int cmd_bucket(struct cn_cluster *cl, int argc, char **argv)
+{
+    Cairn__Dirent *d;
+    Cairn__Inode *in;
+    uint64_t ver;
+    int rc;
+
+    if (argc != 4 || strcmp(argv[1], "public") ||
+        (strcmp(argv[3], "on") && strcmp(argv[3], "off"))) {
+        usage();
+        return 2;
+    }
+    rc = meta_dirent_get(cl, META_ROOT_INO, argv[2], strlen(argv[2]), true, &d, NULL);
+    if (rc)
+        return fail(argv[2], rc);
+    rc = meta_inode_get(cl, d->ino, &in, &ver);
+    if (!rc) {
+        in->public_read = !strcmp(argv[3], "on");
+        rc = meta_inode_put(cl, d->ino, in, ver, NULL);
+        cairn__inode__free_unpacked(in, NULL);
+    }
+    cairn__dirent__free_unpacked(d, NULL);
+    return rc ? fail("bucket public", rc) : 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -337,6 +405,12 @@ int main(int argc, char **argv)
             usage();
             rc = 2;
         }
+    } else if (strcmp(argv[0], "user") == 0 && argc >= 2) {
+        cn_cluster_probe(cl);
+        rc = cmd_user(cl, argc, argv);
+    } else if (strcmp(argv[0], "bucket") == 0 && argc >= 2) {
+        cn_cluster_probe(cl);
+        rc = cmd_bucket(cl, argc, argv);
     } else {
         usage();
         rc = 2;

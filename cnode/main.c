@@ -1,0 +1,119 @@
+/*
+ * main.c - the C-node daemon: a stateless protocol head.  It reads the cluster map from a
+ * cluster.env file, serves S3 on one port and keeps nothing of its own: every byte and every
+ * record it acknowledges is on the D-nodes, so it can be killed at any moment.
+ *
+ *     cairn-cnode --cluster FILE --listen HOST:PORT [--ready FILE] [--loops N] [--workers N]
+ *                 [--log-level L]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cnode/s3.h"
+#include "cnode/server.h"
+#include "common/cairn.h"
+#include "common/log.h"
+#include "tools/clusterenv.h"
+
+#define TAG "cnode"
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: cairn-cnode --cluster FILE --listen HOST:PORT [--ready FILE] "
+                    "[--loops N] [--workers N] [--log-level L]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"cluster", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
+        {"ready", required_argument, NULL, 'r'},   {"loops", required_argument, NULL, 'L'},
+        {"workers", required_argument, NULL, 'w'}, {"log-level", required_argument, NULL, 'v'},
+        {NULL, 0, NULL, 0}};
+    const char *cluster = NULL, *listen = NULL, *ready = NULL;
+    struct cn_server_config scfg = {0};
+    struct s3_config s3cfg = {0};
+    struct cn_server_app app;
+    struct cn_server *srv = NULL;
+    struct clusterenv env = {0};
+    char host[256];
+    const char *colon;
+    sigset_t sigs;
+    int c, sig, rc;
+
+    cairn_log_set_ident("cnode");
+    if (getenv("CAIRN_LOG"))
+        cairn_log_set_level(getenv("CAIRN_LOG"));
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': cluster = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'r': ready = optarg; break;
+        case 'L': scfg.loops = (unsigned)atoi(optarg); break;
+        case 'w': scfg.workers = (unsigned)atoi(optarg); break;
+        case 'v': cairn_log_set_level(optarg); break;
+        default: usage();
+        }
+    }
+    if (!cluster || !listen)
+        usage();
+    colon = strrchr(listen, ':');
+    if (!colon || (size_t)(colon - listen) >= sizeof(host))
+        usage();
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = 0;
+    scfg.host = host;
+    scfg.port = (unsigned)atoi(colon + 1);
+
+    rc = clusterenv_load(cluster, &env);
+    if (rc) {
+        log_error(TAG, "%s: %s", cluster, cairn_strerror(rc));
+        return 1;
+    }
+    if (clusterenv_cluster_config(&env, &s3cfg.cluster))
+        goto err_env;
+    s3cfg.region = clusterenv_get(&env, "S3_REGION");
+    if (s3_app_init(&s3cfg, &app))
+        goto err_env;
+
+    /* Block the stop signals in every thread; main waits for them. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    rc = cn_server_start(&scfg, &app, &srv);
+    if (rc) {
+        log_error(TAG, "cannot serve on %s: %s", listen, cairn_strerror(rc));
+        goto err_app;
+    }
+    log_info(TAG, "serving S3 on %s:%u", host, cn_server_port(srv));
+    if (ready) {
+        FILE *f = fopen(ready, "w");
+
+        if (f) {
+            fprintf(f, "%u\n", cn_server_port(srv));
+            fclose(f);
+        }
+    }
+    sigwait(&sigs, &sig);
+    log_info(TAG, "signal %d: stopping", sig);
+    cn_server_stop(srv);
+    s3_app_fini(&app);
+    clusterenv_fini(&env);
+    return 0;
+
+err_app:
+    s3_app_fini(&app);
+err_env:
+    clusterenv_fini(&env);
+    return 1;
+}
