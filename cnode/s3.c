@@ -2879,6 +2879,25 @@ static void delete_objects(struct s3_req *q, uint64_t bucket)
 
 /* ---- dispatch ---- */
 
+static bool known_bucket_params(const struct s3_req *q)
+{
+    static const char *const ok[] = {"list-type", "prefix", "delimiter", "max-keys",
+                                      "encoding-type", "continuation-token", "start-after",
+                                      "marker", "fetch-owner", "location", "uploads", "delete",
+                                      "key-marker", "upload-id-marker", "max-uploads", "x-id"};
+
+    for (unsigned i = 0; i < q->nparams; i++) {
+        const char *n = q->params[i].name;
+        bool known = !strncmp(n, "X-Amz-", 6);
+
+        for (size_t j = 0; j < CAIRN_ARRAY_SIZE(ok) && !known; j++)
+            known = !strcmp(n, ok[j]);
+        if (!known)
+            return false;
+    }
+    return true;
+}
+
 static void bucket_request(struct s3_req *q)
 {
     enum http_method m = q->h->method;
@@ -2886,15 +2905,20 @@ static void bucket_request(struct s3_req *q)
     uint64_t bucket;
     enum s3_err e;
 
-    if (m == HTTP_PUT && !q->nparams) {
+    if (!known_bucket_params(q)) {
+        reply_error_msg(q, S3E_NOT_IMPLEMENTED, "This sub-resource is not supported");
+        return;
+    }
+
+    if (m == HTTP_PUT && !param(q, "uploads") && !param(q, "delete")) {
         create_bucket(q);
         return;
     }
-    if (m == HTTP_DELETE && !q->nparams) {
+    if (m == HTTP_DELETE && !param(q, "uploads") && !param(q, "delete")) {
         delete_bucket(q);
         return;
     }
-    if ((m == HTTP_HEAD && !q->nparams) || (m == HTTP_GET && param(q, "location"))) {
+    if (m == HTTP_HEAD || (m == HTTP_GET && param(q, "location"))) {
         head_bucket(q);
         return;
     }
@@ -2919,6 +2943,60 @@ static void bucket_request(struct s3_req *q)
         reply_error(q, S3E_NOT_IMPLEMENTED);
 }
 
+/* Query parameters a plain object request may carry; anything else names a sub-resource
+ * (?acl, ?retention, ...) that must not be mistaken for the object itself. */
+static bool known_object_params(const struct s3_req *q)
+{
+    static const char *const ok[] = {"uploadId", "uploads", "partNumber", "versionId",
+                                      "x-id"};
+
+    for (unsigned i = 0; i < q->nparams; i++) {
+        const char *n = q->params[i].name;
+        bool known = !strncmp(n, "X-Amz-", 6) || !strncmp(n, "response-", 9);
+
+        for (size_t j = 0; j < CAIRN_ARRAY_SIZE(ok) && !known; j++)
+            known = !strcmp(n, ok[j]);
+        if (!known)
+            return false;
+    }
+    return true;
+}
+
+/* Object tags are not stored: an object has an empty tag set (clients copying objects ask). */
+static void object_tagging(struct s3_req *q)
+{
+    Cairn__Inode *in = NULL, *bin = NULL;
+    uint64_t bucket, ino;
+    struct s3_xbuf b;
+    enum s3_err e = bucket_ino(q, &bucket, &bin);
+    int rc;
+
+    if (!e)
+        e = check_access(q, bin, q->h->method != HTTP_GET);
+    if (bin)
+        cairn__inode__free_unpacked(bin, NULL);
+    if (e) {
+        reply_error(q, e);
+        return;
+    }
+    rc = resolve(q, bucket, q->key, q->key_len, &ino, &in, NULL);
+    if (rc) {
+        reply_error(q, rc == CAIRN_ENOENT ? S3E_NO_SUCH_KEY : s3e(rc));
+        return;
+    }
+    cairn__inode__free_unpacked(in, NULL);
+    if (q->h->method == HTTP_DELETE) {
+        reply_empty(q, 204, NULL);
+        return;
+    }
+    s3_xbuf_init(&b);
+    s3_xbuf_decl(&b);
+    s3_xbuf_puts(&b, "<Tagging xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><TagSet></TagSet>"
+                     "</Tagging>");
+    reply_xml(q, 200, &b);
+    s3_xbuf_fini(&b);
+}
+
 static void object_request(struct s3_req *q)
 {
     enum http_method m = q->h->method;
@@ -2932,6 +3010,14 @@ static void object_request(struct s3_req *q)
                         m == HTTP_GET || m == HTTP_HEAD
                             ? NULL
                             : "Object keys are paths here: no empty, '.' or '..' components");
+        return;
+    }
+    if (param(q, "tagging") && (m == HTTP_GET || m == HTTP_DELETE)) {
+        object_tagging(q);
+        return;
+    }
+    if (!known_object_params(q)) {
+        reply_error_msg(q, S3E_NOT_IMPLEMENTED, "This sub-resource is not supported");
         return;
     }
     if (!param(q, "uploadId") && !param(q, "uploads")) {
