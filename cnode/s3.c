@@ -47,10 +47,21 @@ struct s3_app {
     char region[64];
 };
 
+/* Stripes of a replaced or deleted object, freed S3_FREE_DELAY_MS later so that GETs that
+ * resolved the old inode just before can still read it. */
+struct deferred_free {
+    struct deferred_free *next;
+    uint64_t due_ms;
+    Cairn__Inode *in; /* owned: the unlinked inode (its extents) */
+};
+
+#define S3_FREE_DELAY_MS 30000u
+
 struct s3_worker {
     struct cn_cluster *cl;
     uint8_t *seg; /* owned: one segment of stripes */
     size_t seg_cap;
+    struct deferred_free *deferred, **deferred_tail; /* due order */
 };
 
 struct param {
@@ -538,17 +549,47 @@ static void free_extents(struct cn_cluster *cl, Cairn__Extent **ex, size_t n)
     }
 }
 
-/* Free an inode record and its stripes (after it was unlinked). */
-static void inode_free(struct cn_cluster *cl, uint64_t ino)
+/* Free the stripes whose delay is over (all of them if force).  A C-node that dies first
+ * leaves them as unreferenced fragments, which a scrubber is to collect. */
+static void deferred_run(struct s3_worker *w, bool force)
 {
+    uint64_t now = cairn_now_ms();
+
+    while (w->deferred && (force || w->deferred->due_ms <= now)) {
+        struct deferred_free *d = w->deferred;
+
+        w->deferred = d->next;
+        if (!w->deferred)
+            w->deferred_tail = &w->deferred;
+        free_extents(w->cl, d->in->extents, d->in->n_extents);
+        cairn__inode__free_unpacked(d->in, NULL);
+        free(d);
+    }
+}
+
+/* Delete an unlinked inode record now and its stripes after S3_FREE_DELAY_MS. */
+static void inode_free(struct s3_worker *w, uint64_t ino)
+{
+    struct deferred_free *d;
     Cairn__Inode *in;
     uint64_t ver;
 
-    if (meta_inode_get(cl, ino, &in, &ver))
+    if (meta_inode_get(w->cl, ino, &in, &ver))
         return;
-    if (meta_inode_del(cl, ino, ver) == 0)
-        free_extents(cl, in->extents, in->n_extents);
-    cairn__inode__free_unpacked(in, NULL);
+    if (meta_inode_del(w->cl, ino, ver) || !in->n_extents) {
+        cairn__inode__free_unpacked(in, NULL);
+        return;
+    }
+    d = calloc(1, sizeof(*d));
+    if (!d) {
+        free_extents(w->cl, in->extents, in->n_extents);
+        cairn__inode__free_unpacked(in, NULL);
+        return;
+    }
+    d->due_ms = cairn_now_ms() + S3_FREE_DELAY_MS;
+    d->in = in;
+    *w->deferred_tail = d;
+    w->deferred_tail = &d->next;
 }
 
 /* What a body upload produced. */
@@ -866,7 +907,7 @@ static int link_file(struct s3_req *q, uint64_t dir, const char *name, size_t nl
         if (rc)
             return rc;
         if (old && old != ino)
-            inode_free(q->cl, old);
+            inode_free(q->w, old);
         return 0;
     }
     return CAIRN_ECONFLICT;
@@ -1303,7 +1344,7 @@ static int delete_key(struct s3_req *q, uint64_t bucket, const char *key, size_t
             continue;
         if (rc)
             return rc;
-        inode_free(q->cl, ino);
+        inode_free(q->w, ino);
         return 0;
     }
     return CAIRN_ECONFLICT;
@@ -2948,7 +2989,7 @@ static void bucket_request(struct s3_req *q)
 static bool known_object_params(const struct s3_req *q)
 {
     static const char *const ok[] = {"uploadId", "uploads", "partNumber", "versionId",
-                                      "x-id"};
+                                      "x-id", "max-parts", "part-number-marker"};
 
     for (unsigned i = 0; i < q->nparams; i++) {
         const char *n = q->params[i].name;
@@ -3061,12 +3102,20 @@ static void s3_handle(void *appv, void *wstate, struct cn_req *r)
         return; /* the server answers 500 */
     q->app = appv;
     q->w = wstate;
+    deferred_run(q->w, false);
     q->cl = q->w->cl;
     q->r = r;
     q->h = cn_req_http(r);
     q->body_len = -1;
     meta_random_hex(q->request_id);
     q->request_id[16] = 0;
+    if (q->h->expect_continue && q->h->content_length == 0) {
+        /* Nothing to wait for: a read sends "100 Continue", so the connection stays usable
+         * (answering without the 100 would make the server close it). */
+        uint8_t none;
+
+        cn_req_read(r, &none, 1);
+    }
     e = parse_target(q);
     if (!e)
         e = parse_query(q);
@@ -3110,6 +3159,7 @@ static void *s3_worker_init(void *appv, unsigned idx)
     (void)idx;
     if (!w)
         return NULL;
+    w->deferred_tail = &w->deferred;
     rc = cn_cluster_open(&app->cfg.cluster, &w->cl);
     if (rc) {
         log_error(TAG, "worker %u: cluster view: %s", idx, cairn_strerror(rc));
@@ -3126,6 +3176,7 @@ static void s3_worker_fini(void *appv, void *wstate)
     (void)appv;
     if (!w)
         return;
+    deferred_run(w, true);
     cn_cluster_close(w->cl);
     free(w->seg);
     free(w);

@@ -256,6 +256,12 @@ class Cluster:
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
             print("cluster kept in %s\n%s" % (self.dir, self.logs()), file=sys.stderr)
+            if not os.environ.get("CAIRN_KEEP"):
+                # Keep the logs, not the devices: failed runs must not fill the disk.
+                for name in os.listdir(self.dir):
+                    dev = os.path.join(self.dir, name, "dev")
+                    if os.path.isfile(dev):
+                        os.unlink(dev)
         return False
 
 

@@ -118,7 +118,8 @@ def test():
         for key, digest in maybe.items():
             got = get_or_none(s1, key)
             check(got is None or sha256(got) == digest,
-                  "cut-off PUT %s is neither absent nor whole (%d bytes)" % (key, len(got)))
+                  "cut-off PUT %s is neither absent nor whole (%d bytes)"
+                  % (key, -1 if got is None else len(got)))
         listed = set()
         for page in s1.get_paginator("list_objects_v2").paginate(Bucket=B, Prefix="put/"):
             listed |= {o["Key"] for o in page.get("Contents", [])}
