@@ -149,6 +149,7 @@ struct cn_conn {
     size_t out_bytes;                      /* queued + in flight */
     bool write_inflight;
     bool worker_done, close_after, continue_sent, expect_continue;
+    bool expect_empty; /* Expect: 100-continue on a request without a body */
 };
 
 struct cn_loop {
@@ -720,6 +721,9 @@ static void dispatch(struct cn_conn *c)
     c->loop_waiting = false;
     c->worker_done = c->close_after = c->continue_sent = false;
     c->expect_continue = h->expect_continue && h->version_minor >= 1 && !nobody;
+    /* Some clients (botocore) misread the next response on the connection if an empty body
+     * announced with Expect got no "100 Continue"; a read sends it (see cn_req_read). */
+    c->expect_empty = h->expect_continue && h->version_minor >= 1 && nobody;
     c->refs++; /* the worker's */
     pthread_mutex_unlock(&c->mu);
 
@@ -1546,7 +1550,8 @@ ssize_t cn_req_read(struct cn_req *r, void *buf, size_t len)
     int rc;
 
     pthread_mutex_lock(&c->mu);
-    if (c->expect_continue && !c->continue_sent && !r->responded && !c->body_eof && !c->gone) {
+    if (((c->expect_continue && !c->body_eof) || c->expect_empty) && !c->continue_sent &&
+        !r->responded && !c->gone) {
         c->continue_sent = true;
         if (queue_small_locked(c, cont, sizeof(cont) - 1, NULL, 0, NULL, 0) == 0 &&
             !c->write_inflight)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,17 @@ class Cluster:
 
     def start(self, kind, i):
         self.local("start", kind, str(i))
+
+    def pid(self, kind, i):
+        with open(os.path.join(self.dir, "%s%d" % (kind, i), "pid")) as f:
+            return int(f.read().split()[0])
+
+    def kill_now(self, kind, i):
+        """kill -9 at once (cairn-local kill takes a Python start-up, ~0.1 s): for tests
+        that time the kill against requests in flight.  Returns the pid."""
+        pid = self.pid(kind, i)
+        os.kill(pid, signal.SIGKILL)
+        return pid
 
     def ctl(self, *args, input=None, timeout=300):
         """Run cairnctl against this cluster; returns the CompletedProcess (bytes)."""

@@ -78,7 +78,7 @@ def test():
                                       Body=d)["ETag"]
         s0.upload_part(Bucket=B, Key=ab_key, UploadId=ab_uid, PartNumber=1,
                        Body=rnd.randbytes(MiB))
-        cut = rnd.randbytes(24 * MiB)  # part 3, in flight when C-node 0 dies
+        cut = rnd.randbytes(64 * MiB)  # part 3, in flight when C-node 0 dies
         cut_result = {}
 
         def cut_part():
@@ -90,12 +90,12 @@ def test():
 
         tp = threading.Thread(target=cut_part)
         tp.start()
-        time.sleep(0.3)
+        time.sleep(0.15)
         check(not errors, "; ".join(errors))
-        n_before = len(acked)
         killed.set()
-        c.kill("cnode", 0)
-        log("killed C-node 0 with PUTs and a 24 MiB part in flight (%d PUTs acknowledged)" %
+        c.kill_now("cnode", 0)
+        n_before = len(acked)
+        log("killed C-node 0 with PUTs and a 64 MiB part in flight (%d PUTs acknowledged)" %
             n_before)
         stop.set()
         t.join(120)
