@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""C-nodes are stateless (invariant 1): kill -9 a C-node in the middle of single PUTs and of a
-multipart upload.  Every PUT it acknowledged reads back byte-identical through the other
-C-node, a PUT cut off by the kill is either absent or whole, the multipart upload started on
+"""C-nodes are stateless (invariant 1): kill -9 a C-node in the middle of single PUTs, of an
+overwrite and of a multipart upload.  Every PUT it acknowledged reads back byte-identical
+through the other C-node, a PUT cut off by the kill is either absent or whole, the object
+being overwritten is the old body or the new one (whole), the multipart upload started on
 the dead C-node is listed, continued and completed on the other one (and a second one
 aborted there), and the restarted C-node serves all of it again."""
 import hashlib
@@ -88,8 +89,23 @@ def test():
             except Exception as e:  # noqa: BLE001
                 cut_result["error"] = repr(e)
 
+        # An object overwritten by a PUT the kill cuts off: the old body or the new one, whole.
+        old = rnd.randbytes(5 * MiB + 1)
+        s0.put_object(Bucket=B, Key="over/big", Body=old)
+        new = rnd.randbytes(64 * MiB)
+        over_result = {}
+
+        def cut_over():
+            try:
+                s0.put_object(Bucket=B, Key="over/big", Body=new)
+                over_result["ok"] = True
+            except Exception as e:  # noqa: BLE001
+                over_result["error"] = repr(e)
+
         tp = threading.Thread(target=cut_part)
+        to = threading.Thread(target=cut_over)
         tp.start()
+        to.start()
         time.sleep(0.15)
         check(not errors, "; ".join(errors))
         killed.set()
@@ -100,7 +116,9 @@ def test():
         stop.set()
         t.join(120)
         tp.join(120)
-        check(not t.is_alive() and not tp.is_alive(), "clients hang after the C-node died")
+        to.join(120)
+        check(not t.is_alive() and not tp.is_alive() and not to.is_alive(),
+              "clients hang after the C-node died")
         check(not errors, "; ".join(errors))
         status = c.local("status").stdout
         check("cnode 0" in status and "cnode 1" in status and
@@ -120,6 +138,13 @@ def test():
             check(got is None or sha256(got) == digest,
                   "cut-off PUT %s is neither absent nor whole (%d bytes)"
                   % (key, -1 if got is None else len(got)))
+        got = get_or_none(s1, "over/big")
+        check(got is not None and (sha256(got) == sha256(new) or
+                                   ("ok" not in over_result and sha256(got) == sha256(old))),
+              "object overwritten by a cut-off PUT (%s) is neither the old body nor the new "
+              "one: %s" % (over_result, "absent" if got is None else "%d bytes" % len(got)))
+        log("overwrite cut off by the kill (%s): %s body whole" % (
+            over_result, "new" if sha256(got) == sha256(new) else "old"))
         listed = set()
         for page in s1.get_paginator("list_objects_v2").paginate(Bucket=B, Prefix="put/"):
             listed |= {o["Key"] for o in page.get("Contents", [])}
@@ -169,6 +194,9 @@ def test():
         got = get_or_none(s0, mp_key)
         check(got is not None and sha256(got) == sha256(whole),
               "multipart object wrong through the restarted C-node 0")
+        got0, got1 = get_or_none(s0, "over/big"), get_or_none(s1, "over/big")
+        check(got0 is not None and got1 is not None and sha256(got0) == sha256(got1),
+              "over/big differs between the C-nodes after the restart")
         data = rnd.randbytes(3 * MiB)
         s0.put_object(Bucket=B, Key="after/restart", Body=data)
         got = get_or_none(s1, "after/restart")
