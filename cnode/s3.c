@@ -728,13 +728,32 @@ out:
     return e;
 }
 
-/* Send bytes [off, off + len) of a file to the client. */
-static int send_range(struct s3_req *q, const Cairn__Inode *in, uint64_t off, uint64_t len)
+/* Where the bytes of a range go, piece by piece: the client, or a buffer. */
+typedef int (*range_sink)(void *arg, const uint8_t *data, size_t len);
+
+static int sink_client(void *arg, const uint8_t *data, size_t len)
 {
-    if (in->inline_data.len) {
+    return cn_req_write(arg, data, len);
+}
+
+static int sink_buffer(void *arg, const uint8_t *data, size_t len)
+{
+    uint8_t **pos = arg;
+
+    memcpy(*pos, data, len);
+    *pos += len;
+    return 0;
+}
+
+/* Read bytes [off, off + len) of a file, segment by segment through the worker's segment
+ * buffer, and hand them to sink. */
+static int read_range(struct s3_req *q, const Cairn__Inode *in, uint64_t off, uint64_t len,
+                      range_sink sink, void *arg)
+{
+    if (in->inline_data.len || !in->n_extents) {
         if (off + len > in->inline_data.len)
             return CAIRN_EPROTO;
-        return cn_req_write(q->r, in->inline_data.data + off, len);
+        return len ? sink(arg, in->inline_data.data + off, len) : 0;
     }
     for (size_t i = 0; i < in->n_extents && len; i++) {
         const Cairn__Extent *x = in->extents[i];
@@ -756,12 +775,11 @@ static int send_range(struct s3_req *q, const Cairn__Inode *in, uint64_t off, ui
             uint64_t skip = rel - seg_start;
             uint64_t take = CAIRN_MIN(seg_len - skip, len);
 
-            rc = cn_stripe_read_at(q->cl, x->object_id, x->gen, &l, s0, q->w->seg,
-                                   x->length - seg_start < cap ? x->length - seg_start : seg_len,
+            rc = cn_stripe_read_at(q->cl, x->object_id, x->gen, &l, s0, q->w->seg, seg_len,
                                    NULL);
             if (rc)
                 return rc;
-            rc = cn_req_write(q->r, q->w->seg + skip, take);
+            rc = sink(arg, q->w->seg + skip, take);
             if (rc)
                 return rc;
             off += take;
@@ -1209,6 +1227,8 @@ static void get_object(struct s3_req *q)
     const char *range = hdr(q, "range");
     int status = 200, rc;
     enum s3_err e;
+    static char empty_md5[] = "d41d8cd98f00b204e9800998ecf8427e";
+    char *orig_etag = NULL;
 
     e = bucket_ino(q, &bucket, &bin);
     if (!e)
@@ -1225,16 +1245,13 @@ static void get_object(struct s3_req *q)
                                                                 : s3e(rc));
         return;
     }
-    if (in->type == CAIRN__FILE_TYPE__FT_DIR) {
-        in->etag = NULL; /* explicit directory: an empty object */
+    /* An explicit directory reads as an empty object.  in->etag may point at a static string
+     * for this request only: the unpacked original is put back before the inode is freed. */
+    orig_etag = in->etag;
+    if (in->type == CAIRN__FILE_TYPE__FT_DIR)
         in->size = 0;
-    }
-    if (!in->etag || !*in->etag) {
-        static char empty_md5[] = "d41d8cd98f00b204e9800998ecf8427e";
-
-        if (in->size == 0)
-            in->etag = empty_md5;
-    }
+    if (in->size == 0 && (in->type == CAIRN__FILE_TYPE__FT_DIR || !in->etag || !*in->etag))
+        in->etag = empty_md5;
     e = preconditions(q, in, "");
     if (e) {
         object_headers(in, &hs);
@@ -1268,7 +1285,7 @@ static void get_object(struct s3_req *q)
     if (cn_req_respond(q->r, status, hs.h, hs.n, (int64_t)len))
         goto out;
     if (q->h->method != HTTP_HEAD && len) {
-        rc = send_range(q, in, off, len);
+        rc = read_range(q, in, off, len, sink_client, q->r);
         if (rc) {
             /* Headers are out: the only honest signal left is to cut the connection. */
             log_warn(TAG, "GET %s/%s: %s after the headers; closing", q->bucket, q->key,
@@ -1279,6 +1296,7 @@ static void get_object(struct s3_req *q)
     cn_req_finish(q->r);
 out:
     hdrs_fini(&hs);
+    in->etag = orig_etag;
     cairn__inode__free_unpacked(in, NULL);
 }
 
@@ -1409,102 +1427,79 @@ static enum s3_err copy_source(struct s3_req *q, const char *src, uint64_t *buck
     return S3E_OK;
 }
 
-/* Copy bytes [off, off + len) of src into a new object's stripes (or inline buffer). */
+/* Copy bytes [off, off + len) of src into a new object's stripes (or inline buffer), computing
+ * their MD5 (res->md5, res->etag) on the way. */
 static int copy_data(struct s3_req *q, const Cairn__Inode *src, uint64_t off, uint64_t len,
                      bool allow_inline, struct upload_result *res)
 {
     const struct ec_layout *l = cn_cluster_layout(q->cl);
+    size_t cap = (size_t)stripe_bytes(l) * S3_SEGMENT_STRIPES;
     uint64_t done = 0, first = 0;
-    uint8_t *buf = NULL;
-    size_t cap;
-    int rc;
+    struct cn_cksum *ck;
+    uint8_t *buf = NULL, *pos;
+    int rc = 0;
 
     memset(res, 0, sizeof(*res));
     cairn__extent__init(&res->ext);
+    ck = cn_cksum_create(false, CN_CK_NONE);
+    if (!ck)
+        return CAIRN_ENOMEM;
     if (allow_inline && len <= META_INLINE_MAX) {
         res->inline_data = malloc(len ? len : 1);
-        if (!res->inline_data)
-            return CAIRN_ENOMEM;
+        if (!res->inline_data) {
+            rc = CAIRN_ENOMEM;
+            goto out;
+        }
         res->inline_len = len;
-    } else {
-        res->ext.object_id = meta_new_ino();
-        res->ext.gen = 1;
-        res->ext.k = l->k;
-        res->ext.m = l->m;
-        res->ext.frag_size = l->frag_size;
+        pos = res->inline_data;
+        rc = read_range(q, src, off, len, sink_buffer, &pos);
+        if (!rc)
+            cn_cksum_update(ck, res->inline_data, len);
+        goto out;
     }
-    cap = (size_t)stripe_bytes(l) * S3_SEGMENT_STRIPES;
+    res->ext.object_id = meta_new_ino();
+    res->ext.gen = 1;
+    res->ext.k = l->k;
+    res->ext.m = l->m;
+    res->ext.frag_size = l->frag_size;
     buf = aligned_alloc(CAIRN_BLOCK, cap);
-    if (!buf)
-        return CAIRN_ENOMEM;
+    if (!buf) {
+        rc = CAIRN_ENOMEM;
+        goto out;
+    }
     while (done < len) {
         size_t n = (size_t)CAIRN_MIN((uint64_t)cap, len - done);
-        uint64_t pos = off + done;
 
-        /* Read the source piece into buf, through the reader that sends ranges. */
-        if (src->inline_data.len) {
-            memcpy(buf, src->inline_data.data + pos, n);
-        } else {
-            uint64_t got = 0;
-
-            for (size_t i = 0; i < src->n_extents && got < n; i++) {
-                const Cairn__Extent *x = src->extents[i];
-                struct ec_layout xl = layout_of(x);
-                uint64_t sb = stripe_bytes(&xl), xs, rel, s0, tail;
-                uint8_t *tmp;
-
-                xs = pos + got;
-                if (xs < x->offset || xs >= x->offset + x->length)
-                    continue;
-                rel = xs - x->offset;
-                s0 = rel / sb;
-                tail = x->length - s0 * sb;
-                tail = CAIRN_MIN(tail, CAIRN_ALIGN_UP(rel - s0 * sb + (n - got), sb));
-                tmp = aligned_alloc(CAIRN_BLOCK, CAIRN_ALIGN_UP(tail, CAIRN_BLOCK));
-                if (!tmp) {
-                    free(buf);
-                    return CAIRN_ENOMEM;
-                }
-                rc = cn_stripe_read_at(q->cl, x->object_id, x->gen, &xl, s0, tmp, tail, NULL);
-                if (!rc) {
-                    uint64_t take = CAIRN_MIN(tail - (rel - s0 * sb), n - got);
-
-                    memcpy(buf + got, tmp + (rel - s0 * sb), take);
-                    got += take;
-                }
-                free(tmp);
-                if (rc) {
-                    free(buf);
-                    return rc;
-                }
-                i = (size_t)-1; /* rescan: the next piece may be in the same extent */
-            }
-            if (got < n) {
-                free(buf);
-                return CAIRN_EPROTO;
-            }
-        }
-        if (res->inline_data) {
-            memcpy(res->inline_data + done, buf, n);
-        } else {
-            rc = cn_stripe_write_at(q->cl, res->ext.object_id, 1, first, buf, n, NULL);
-            res->ext.length = done + n;
-            if (rc) {
-                free(buf);
-                free_extents(q->cl, (Cairn__Extent *[]){&res->ext}, 1);
-                return rc;
-            }
-            first += n / stripe_bytes(l);
-        }
+        pos = buf;
+        rc = read_range(q, src, off + done, n, sink_buffer, &pos);
+        if (rc)
+            goto out;
+        cn_cksum_update(ck, buf, n);
+        rc = cn_stripe_write_at(q->cl, res->ext.object_id, 1, first, buf, n, NULL);
+        res->ext.length = done + n;
+        if (rc)
+            goto out;
+        first += n / stripe_bytes(l);
         done += n;
     }
+out:
+    if (!rc) {
+        cn_cksum_final(ck, res->md5, NULL, NULL);
+        hex(res->md5, 16, res->etag);
+    } else {
+        free(res->inline_data);
+        res->inline_data = NULL;
+        if (res->ext.length)
+            free_extents(q->cl, (Cairn__Extent *[]){&res->ext}, 1);
+    }
+    cn_cksum_destroy(ck);
     free(buf);
-    return 0;
+    return rc;
 }
 
 static void copy_object(struct s3_req *q, uint64_t bucket, const char *srcspec)
 {
-    char skey[S3_MAX_KEY_LEN + 1], etag[33], t[40];
+    char skey[S3_MAX_KEY_LEN + 1], t[40];
     size_t sklen;
     uint64_t sbucket, sino;
     Cairn__Inode *src = NULL, in = CAIRN__INODE__INIT;
@@ -1560,7 +1555,6 @@ static void copy_object(struct s3_req *q, uint64_t bucket, const char *srcspec)
         in.n_user_meta = src->n_user_meta;
     }
     fill_file_inode(&in, &res, xp, src->size);
-    snprintf(etag, sizeof(etag), "%s", src->etag && src->n_extents <= 1 ? src->etag : "");
     in.etag = src->etag; /* same bytes, same ETag (multipart ETags too) */
     in.parts = src->parts;
     e = commit_file(q, bucket, &in, res.inline_data || !in.n_extents ? NULL : xp,
@@ -2140,6 +2134,7 @@ static void list_objects(struct s3_req *q, bool v2)
     Cairn__Inode *bin = NULL;
     char *path = NULL, *tok = NULL;
     uint64_t bucket;
+    unsigned listed; /* items on this page */
     struct s3_xbuf b;
     enum s3_err e;
 
@@ -2210,6 +2205,7 @@ static void list_objects(struct s3_req *q, bool v2)
         goto fail_bufs;
     }
     /* A full page: it is truncated only if another item exists. */
+    listed = ls->count;
     if (!ls->truncated && ls->max && ls->count == ls->max) {
         memcpy(ls->after, ls->last, ls->last_len);
         ls->alen = ls->last_len;
@@ -2236,13 +2232,7 @@ static void list_objects(struct s3_req *q, bool v2)
         s3_xbuf_puts(&b, "<EncodingType>url</EncodingType>");
     s3_xbuf_printf(&b, "<IsTruncated>%s</IsTruncated>", ls->truncated ? "true" : "false");
     if (v2) {
-        unsigned kc = 0;
-
-        for (const char *p = ls->contents.data; p && (p = strstr(p, "<Contents>")); p++)
-            kc++;
-        for (const char *p = ls->prefixes.data; p && (p = strstr(p, "<CommonPrefixes>")); p++)
-            kc++;
-        s3_xbuf_printf(&b, "<KeyCount>%u</KeyCount>", kc);
+        s3_xbuf_printf(&b, "<KeyCount>%u</KeyCount>", listed);
         if (token)
             s3_xbuf_elem(&b, "ContinuationToken", token);
         if (after) {
@@ -2422,25 +2412,7 @@ static void upload_part(struct s3_req *q, uint64_t bucket)
             e = s3e(rc);
             goto fail;
         }
-        /* The part's ETag is the MD5 of its bytes: read them back is costly; S3 clients only
-         * echo it, so use the MD5 of the copied range computed by a read-back below. */
         res.ext.offset = 0;
-        {
-            struct cn_cksum *ck = cn_cksum_create(false, CN_CK_NONE);
-            uint8_t *tmp = malloc(len ? len : 1);
-            struct ec_layout l = layout_of(&res.ext);
-            char dummy[64];
-            uint8_t sha[32];
-
-            if (ck && tmp && (len == 0 || !cn_stripe_read(q->cl, res.ext.object_id, 1, &l, tmp,
-                                                          len, NULL))) {
-                cn_cksum_update(ck, tmp, len);
-                cn_cksum_final(ck, res.md5, sha, dummy);
-                hex(res.md5, 16, res.etag);
-            }
-            free(tmp);
-            cn_cksum_destroy(ck);
-        }
     } else {
         e = body_open(q);
         if (e)
@@ -2920,6 +2892,24 @@ static void delete_objects(struct s3_req *q, uint64_t bucket)
 
 /* ---- dispatch ---- */
 
+/* Whether every query parameter is one of ok[], a presigned-URL parameter (X-Amz-*) or, for
+ * objects, a response-* header override. */
+static bool params_known(const struct s3_req *q, const char *const *ok, size_t nok,
+                         bool response_overrides)
+{
+    for (unsigned i = 0; i < q->nparams; i++) {
+        const char *n = q->params[i].name;
+        bool known = !strncmp(n, "X-Amz-", 6) ||
+                     (response_overrides && !strncmp(n, "response-", 9));
+
+        for (size_t j = 0; j < nok && !known; j++)
+            known = !strcmp(n, ok[j]);
+        if (!known)
+            return false;
+    }
+    return true;
+}
+
 static bool known_bucket_params(const struct s3_req *q)
 {
     static const char *const ok[] = {"list-type", "prefix", "delimiter", "max-keys",
@@ -2927,16 +2917,7 @@ static bool known_bucket_params(const struct s3_req *q)
                                       "marker", "fetch-owner", "location", "uploads", "delete",
                                       "key-marker", "upload-id-marker", "max-uploads", "x-id"};
 
-    for (unsigned i = 0; i < q->nparams; i++) {
-        const char *n = q->params[i].name;
-        bool known = !strncmp(n, "X-Amz-", 6);
-
-        for (size_t j = 0; j < CAIRN_ARRAY_SIZE(ok) && !known; j++)
-            known = !strcmp(n, ok[j]);
-        if (!known)
-            return false;
-    }
-    return true;
+    return params_known(q, ok, CAIRN_ARRAY_SIZE(ok), false);
 }
 
 static void bucket_request(struct s3_req *q)
@@ -2991,16 +2972,7 @@ static bool known_object_params(const struct s3_req *q)
     static const char *const ok[] = {"uploadId", "uploads", "partNumber", "versionId",
                                       "x-id", "max-parts", "part-number-marker"};
 
-    for (unsigned i = 0; i < q->nparams; i++) {
-        const char *n = q->params[i].name;
-        bool known = !strncmp(n, "X-Amz-", 6) || !strncmp(n, "response-", 9);
-
-        for (size_t j = 0; j < CAIRN_ARRAY_SIZE(ok) && !known; j++)
-            known = !strcmp(n, ok[j]);
-        if (!known)
-            return false;
-    }
-    return true;
+    return params_known(q, ok, CAIRN_ARRAY_SIZE(ok), true);
 }
 
 /* Object tags are not stored: an object has an empty tag set (clients copying objects ask). */

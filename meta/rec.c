@@ -153,25 +153,24 @@ static void repair(struct cn_cluster *cl, uint32_t shard, const void *key, size_
         transport_failed(cl, &rc[i]);
 }
 
-int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
-                 struct meta_rec *out)
+/* Send the read-only request req to every member of the shard's replica set and wait for all
+ * answers; while members fail to answer, repeat with the recomputed set (at most ROUNDS
+ * times).  On 0, calls[0..*n) hold the answers and own their response buffers. */
+static int gather(struct cn_cluster *cl, uint32_t shard, const Cairn__Request *req,
+                  struct call *calls, unsigned *n)
 {
-    struct call calls[MAX_SET];
-    unsigned set[MAX_SET], n = 0, best;
-    int rc = CAIRN_EUNREACH;
+    unsigned set[MAX_SET];
 
-    memset(out, 0, sizeof(*out));
-    if (klen == 0 || klen > META_REC_MAX_KEY)
-        return CAIRN_EINVAL;
     for (unsigned round = 0; round < ROUNDS; round++) {
         unsigned outstanding = 0;
         bool retry = false;
+        int local = 0;
 
-        n = replica_set(cl, shard, set);
-        if (!n)
+        *n = replica_set(cl, shard, set);
+        if (!*n)
             return CAIRN_EUNREACH;
-        for (unsigned i = 0; i < n; i++) {
-            Cairn__Request req;
+        for (unsigned i = 0; i < *n; i++) {
+            Cairn__Request r = *req; /* the transport fills in ids and addresses */
 
             calls[i] = (struct call){.node = set[i], .outstanding = &outstanding,
                                      .cap = tp_ctx_max_payload(cn_cluster_tp(cl))};
@@ -180,27 +179,42 @@ int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t 
                 calls[i].tstatus = CAIRN_ENOMEM;
                 continue;
             }
-            req_init(&req, CAIRN__OP__OP_KV_GET, shard, key, klen);
-            issue(cl, &calls[i], &req, NULL, 0);
+            issue(cl, &calls[i], &r, NULL, 0);
         }
         wait_calls(cl, &outstanding);
-        for (unsigned i = 0; i < n; i++)
+        for (unsigned i = 0; i < *n; i++)
             if (transport_failed(cl, &calls[i]))
                 retry = true;
         if (!retry)
-            break;
-        for (unsigned i = 0; i < n; i++) {
+            return 0;
+        for (unsigned i = 0; i < *n; i++) {
             free(calls[i].buf);
             if (calls[i].tstatus && calls[i].tstatus != CAIRN_ETIMEDOUT &&
                 calls[i].tstatus != CAIRN_EUNREACH)
-                rc = calls[i].tstatus; /* refused locally: retrying will not help */
+                local = calls[i].tstatus; /* refused locally: retrying will not help */
         }
-        n = 0;
-        if (rc != CAIRN_EUNREACH)
-            return rc;
-        if (round + 1 == ROUNDS)
-            return CAIRN_EUNREACH;
+        *n = 0;
+        if (local)
+            return local;
     }
+    return CAIRN_EUNREACH;
+}
+
+int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                 struct meta_rec *out)
+{
+    struct call calls[MAX_SET];
+    Cairn__Request req;
+    unsigned n = 0, best;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (klen == 0 || klen > META_REC_MAX_KEY)
+        return CAIRN_EINVAL;
+    req_init(&req, CAIRN__OP__OP_KV_GET, shard, key, klen);
+    rc = gather(cl, shard, &req, calls, &n);
+    if (rc)
+        return rc;
     best = UINT32_MAX;
     for (unsigned i = 0; i < n; i++) {
         if (calls[i].status == 0) {
@@ -398,7 +412,8 @@ int meta_rec_scan(struct cn_cluster *cl, uint32_t shard, const void *start, size
 {
     struct call calls[MAX_SET];
     Cairn__KvScanResult *res[MAX_SET] = {0};
-    unsigned set[MAX_SET], n = 0, total = 0, k = 0;
+    Cairn__Request req;
+    unsigned n = 0, total = 0, k = 0;
     struct meta_entry *all = NULL;
     const uint8_t *bound = NULL; /* smallest last key among members that have more */
     uint32_t bound_len = 0;
@@ -409,40 +424,13 @@ int meta_rec_scan(struct cn_cluster *cl, uint32_t shard, const void *start, size
         limit = META_SCAN_MAX;
     if (slen > META_REC_MAX_KEY || elen > META_REC_MAX_KEY)
         return CAIRN_EINVAL;
-    for (unsigned round = 0;; round++) {
-        unsigned outstanding = 0;
-        bool retry = false;
-
-        n = replica_set(cl, shard, set);
-        if (!n)
-            return CAIRN_EUNREACH;
-        for (unsigned i = 0; i < n; i++) {
-            Cairn__Request req;
-
-            calls[i] = (struct call){.node = set[i], .outstanding = &outstanding,
-                                     .cap = tp_ctx_max_payload(cn_cluster_tp(cl))};
-            calls[i].buf = malloc(calls[i].cap);
-            if (!calls[i].buf) {
-                calls[i].tstatus = CAIRN_ENOMEM;
-                continue;
-            }
-            req_init(&req, CAIRN__OP__OP_KV_SCAN, shard, start, slen);
-            req.end_key.data = (uint8_t *)end;
-            req.end_key.len = end ? elen : 0;
-            req.limit = limit;
-            issue(cl, &calls[i], &req, NULL, 0);
-        }
-        wait_calls(cl, &outstanding);
-        for (unsigned i = 0; i < n; i++)
-            if (transport_failed(cl, &calls[i]))
-                retry = true;
-        if (!retry)
-            break;
-        for (unsigned i = 0; i < n; i++)
-            free(calls[i].buf);
-        if (round + 1 == ROUNDS)
-            return CAIRN_EUNREACH;
-    }
+    req_init(&req, CAIRN__OP__OP_KV_SCAN, shard, start, slen);
+    req.end_key.data = (uint8_t *)end;
+    req.end_key.len = end ? elen : 0;
+    req.limit = limit;
+    rc = gather(cl, shard, &req, calls, &n);
+    if (rc)
+        return rc;
     for (unsigned i = 0; i < n; i++) {
         if (calls[i].status) {
             rc = calls[i].status;

@@ -255,6 +255,25 @@ def test_buckets(s3):
     log("buckets as expected")
 
 
+def test_dir_markers(c, s3):
+    """A key ending in '/' is an explicit directory: it reads back as an empty object, more
+    than once (reading one used to crash the C-node after the answer)."""
+    s3.put_object(Bucket=B, Key="marker/", Body=b"")
+    s3.put_object(Bucket=B, Key="marker/inside", Body=b"in")
+    for _ in range(3):
+        got = s3.get_object(Bucket=B, Key="marker/")
+        check(got["Body"].read() == b"" and got["ContentLength"] == 0,
+              "GET of a directory marker: %r" % got)
+        head = s3.head_object(Bucket=B, Key="marker/")
+        check(head["ETag"] == '"d41d8cd98f00b204e9800998ecf8427e"',
+              "HEAD of a directory marker: %r" % head["ETag"])
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=B, Prefix="marker/")["Contents"]]
+    check(keys == ["marker/", "marker/inside"], "marker listing: %s" % keys)
+    check("running" in [l for l in c.local("status").stdout.splitlines()
+                        if l.startswith("cnode 0")][0], "the C-node died serving a marker")
+    log("directory markers as expected")
+
+
 def test():
     rnd = random.Random(9)
     with Cluster(dnodes=6, ec="4+2", cnodes=1) as c:
@@ -267,6 +286,7 @@ def test():
         test_multipart_api(s3, rnd)
         test_presigned(c, s3, rnd)
         test_buckets(s3)
+        test_dir_markers(c, s3)
         test_empty_then_body(c)
 
 
