@@ -7,6 +7,7 @@
  *                 [--log-level L]
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cnode/nfs3.h"
+#include "cnode/rpcsrv.h"
 #include "cnode/s3.h"
 #include "cnode/server.h"
 #include "common/cairn.h"
@@ -25,8 +28,9 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: cairn-cnode --cluster FILE --listen HOST:PORT [--ready FILE] "
-                    "[--loops N] [--workers N] [--log-level L]\n");
+    fprintf(stderr, "usage: cairn-cnode --cluster FILE --listen HOST:PORT "
+                    "[--nfs-port P --mount-port Q] [--ready FILE] [--loops N] [--workers N] "
+                    "[--nfs-workers N] [--log-level L]\n");
     exit(2);
 }
 
@@ -36,12 +40,18 @@ int main(int argc, char **argv)
         {"cluster", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
         {"ready", required_argument, NULL, 'r'},   {"loops", required_argument, NULL, 'L'},
         {"workers", required_argument, NULL, 'w'}, {"log-level", required_argument, NULL, 'v'},
-        {NULL, 0, NULL, 0}};
+        {"nfs-port", required_argument, NULL, 'n'}, {"mount-port", required_argument, NULL, 'm'},
+        {"nfs-workers", required_argument, NULL, 'W'}, {NULL, 0, NULL, 0}};
     const char *cluster = NULL, *listen = NULL, *ready = NULL;
     struct cn_server_config scfg = {0};
     struct s3_config s3cfg = {0};
     struct cn_server_app app;
     struct cn_server *srv = NULL;
+    struct rpcsrv_config rcfg = {0};
+    struct nfs_config nfscfg = {0};
+    struct rpcsrv_app napp = {0};
+    struct rpcsrv *rsrv = NULL;
+    bool nfs = false;
     struct clusterenv env = {0};
     char host[256];
     const char *colon;
@@ -59,6 +69,9 @@ int main(int argc, char **argv)
         case 'L': scfg.loops = (unsigned)atoi(optarg); break;
         case 'w': scfg.workers = (unsigned)atoi(optarg); break;
         case 'v': cairn_log_set_level(optarg); break;
+        case 'n': rcfg.ports[NFS_LISTENER] = (unsigned)atoi(optarg); nfs = true; break;
+        case 'm': rcfg.ports[MOUNT_LISTENER] = (unsigned)atoi(optarg); nfs = true; break;
+        case 'W': rcfg.workers = (unsigned)atoi(optarg); break;
         default: usage();
         }
     }
@@ -82,6 +95,12 @@ int main(int argc, char **argv)
     s3cfg.region = clusterenv_get(&env, "S3_REGION");
     if (s3_app_init(&s3cfg, &app))
         goto err_env;
+    if (nfs) {
+        nfscfg.cluster = s3cfg.cluster;
+        nfscfg.exports = clusterenv_get(&env, "NFS_EXPORTS");
+        if (nfs_app_init(&nfscfg, &napp))
+            goto err_app;
+    }
 
     /* Block the stop signals in every thread; main waits for them. */
     sigemptyset(&sigs);
@@ -96,22 +115,42 @@ int main(int argc, char **argv)
         goto err_app;
     }
     log_info(TAG, "serving S3 on %s:%u", host, cn_server_port(srv));
+    if (nfs) {
+        rcfg.host = host;
+        rcfg.nports = 2;
+        rcfg.loops = scfg.loops;
+        rc = rpcsrv_start(&rcfg, &napp, &rsrv);
+        if (rc) {
+            log_error(TAG, "cannot serve NFS on %s:%u/%u: %s", host, rcfg.ports[NFS_LISTENER],
+                      rcfg.ports[MOUNT_LISTENER], cairn_strerror(rc));
+            cn_server_stop(srv);
+            goto err_app;
+        }
+        log_info(TAG, "serving NFSv3 on %s:%u, MOUNT on port %u", host,
+                 rpcsrv_port(rsrv, NFS_LISTENER), rpcsrv_port(rsrv, MOUNT_LISTENER));
+    }
     if (ready) {
         FILE *f = fopen(ready, "w");
 
         if (f) {
             fprintf(f, "%u\n", cn_server_port(srv));
+            if (rsrv)
+                fprintf(f, "%u\n%u\n", rpcsrv_port(rsrv, NFS_LISTENER),
+                        rpcsrv_port(rsrv, MOUNT_LISTENER));
             fclose(f);
         }
     }
     sigwait(&sigs, &sig);
     log_info(TAG, "signal %d: stopping", sig);
+    rpcsrv_stop(rsrv);
     cn_server_stop(srv);
+    nfs_app_fini(&napp);
     s3_app_fini(&app);
     clusterenv_fini(&env);
     return 0;
 
 err_app:
+    nfs_app_fini(&napp);
     s3_app_fini(&app);
 err_env:
     clusterenv_fini(&env);

@@ -3,7 +3,7 @@
  *
  * A request runs on one worker thread from start to end: authenticate (SigV4; the secret
  * comes from the user record on the D-nodes), resolve bucket and key to the namespace, move
- * the body between the socket and the D-nodes in segments of S3_SEGMENT_STRIPES stripes, and
+ * the body between the socket and the D-nodes in segments of CN_SEGMENT_STRIPES stripes, and
  * commit metadata last.  Durability order for a PUT: every stripe is acknowledged (durable on
  * its D-node) -> the inode record is written on m + 1 D-nodes -> the directory entry is switched
  * to it by a conditional put -> 200.  An object is therefore visible whole or not at all, and a
@@ -27,6 +27,7 @@
 
 #include <openssl/evp.h>
 
+#include "cnode/file.h"
 #include "cnode/http.h"
 #include "cnode/s3err.h"
 #include "cnode/s3xml.h"
@@ -47,21 +48,9 @@ struct s3_app {
     char region[64];
 };
 
-/* Stripes of a replaced or deleted object, freed S3_FREE_DELAY_MS later so that GETs that
- * resolved the old inode just before can still read it. */
-struct deferred_free {
-    struct deferred_free *next;
-    uint64_t due_ms;
-    Cairn__Inode *in; /* owned: the unlinked inode (its extents) */
-};
-
-#define S3_FREE_DELAY_MS 30000u
-
 struct s3_worker {
     struct cn_cluster *cl;
-    uint8_t *seg; /* owned: one segment of stripes */
-    size_t seg_cap;
-    struct deferred_free *deferred, **deferred_tail; /* due order */
+    struct cn_fileio fio; /* segment buffer, deferred frees */
 };
 
 struct param {
@@ -510,86 +499,24 @@ static void body_fini(struct s3_req *q)
 
 /* ---- data ---- */
 
-static struct ec_layout layout_of(const Cairn__Extent *e)
-{
-    struct ec_layout l = {.k = e->k, .m = e->m, .frag_size = e->frag_size};
-
-    return l;
-}
-
 static uint64_t stripe_bytes(const struct ec_layout *l)
 {
     return (uint64_t)l->k * l->frag_size;
 }
 
-static int seg_buffer(struct s3_worker *w, const struct ec_layout *l, size_t *cap)
-{
-    size_t want = (size_t)stripe_bytes(l) * S3_SEGMENT_STRIPES;
-
-    if (w->seg_cap < want) {
-        free(w->seg);
-        w->seg = aligned_alloc(CAIRN_BLOCK, want);
-        w->seg_cap = w->seg ? want : 0;
-        if (!w->seg)
-            return CAIRN_ENOMEM;
-    }
-    *cap = want;
-    return 0;
-}
-
 static void free_extents(struct cn_cluster *cl, Cairn__Extent **ex, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        struct ec_layout l = layout_of(ex[i]);
-        int rc = cn_stripe_delete(cl, ex[i]->object_id, ex[i]->gen, &l, ex[i]->length);
-
-        if (rc)
-            log_warn(TAG, "freeing object %016" PRIx64 ": %s (its fragments stay as garbage)",
-                     ex[i]->object_id, cairn_strerror(rc));
-    }
+    cn_extents_free(cl, ex, n);
 }
 
-/* Free the stripes whose delay is over (all of them if force).  A C-node that dies first
- * leaves them as unreferenced fragments, which a scrubber is to collect. */
-static void deferred_run(struct s3_worker *w, bool force)
-{
-    uint64_t now = cairn_now_ms();
-
-    while (w->deferred && (force || w->deferred->due_ms <= now)) {
-        struct deferred_free *d = w->deferred;
-
-        w->deferred = d->next;
-        if (!w->deferred)
-            w->deferred_tail = &w->deferred;
-        free_extents(w->cl, d->in->extents, d->in->n_extents);
-        cairn__inode__free_unpacked(d->in, NULL);
-        free(d);
-    }
-}
-
-/* Delete an unlinked inode record now and its stripes after S3_FREE_DELAY_MS. */
+/* Delete an unlinked inode: drop the link (the record goes at the last one) and free its
+ * stripes CN_FREE_DELAY_MS later, so GETs that resolved it just before can still read it. */
 static void inode_free(struct s3_worker *w, uint64_t ino)
 {
-    struct deferred_free *d;
-    Cairn__Inode *in;
-    uint64_t ver;
+    int rc = cn_file_unlink(&w->fio, ino);
 
-    if (meta_inode_get(w->cl, ino, &in, &ver))
-        return;
-    if (meta_inode_del(w->cl, ino, ver) || !in->n_extents) {
-        cairn__inode__free_unpacked(in, NULL);
-        return;
-    }
-    d = calloc(1, sizeof(*d));
-    if (!d) {
-        free_extents(w->cl, in->extents, in->n_extents);
-        cairn__inode__free_unpacked(in, NULL);
-        return;
-    }
-    d->due_ms = cairn_now_ms() + S3_FREE_DELAY_MS;
-    d->in = in;
-    *w->deferred_tail = d;
-    w->deferred_tail = &d->next;
+    if (rc && rc != CAIRN_ENOENT)
+        log_warn(TAG, "unlinking inode %016" PRIx64 ": %s", ino, cairn_strerror(rc));
 }
 
 /* What a body upload produced. */
@@ -657,7 +584,7 @@ static enum s3_err upload_body(struct s3_req *q, uint64_t len, bool allow_inline
         res->inline_len = len;
         cn_cksum_update(ck, res->inline_data, len);
     } else {
-        rc = seg_buffer(q->w, l, &cap);
+        rc = cn_fileio_seg(&q->w->fio, l, &cap);
         if (rc) {
             e = S3E_INTERNAL_ERROR;
             goto out;
@@ -670,11 +597,11 @@ static enum s3_err upload_body(struct s3_req *q, uint64_t len, bool allow_inline
         while (done < len) {
             size_t n = (size_t)CAIRN_MIN((uint64_t)cap, len - done);
 
-            e = body_read_full(q, q->w->seg, n);
+            e = body_read_full(q, q->w->fio.seg, n);
             if (e)
                 goto out;
-            cn_cksum_update(ck, q->w->seg, n);
-            rc = cn_stripe_write_at(q->cl, res->ext.object_id, 1, first_stripe, q->w->seg, n,
+            cn_cksum_update(ck, q->w->fio.seg, n);
+            rc = cn_stripe_write_at(q->cl, res->ext.object_id, 1, first_stripe, q->w->fio.seg, n,
                                     NULL);
             done += n;
             res->ext.length = done; /* what to free if a later step fails */
@@ -728,65 +655,16 @@ out:
     return e;
 }
 
-/* Where the bytes of a range go, piece by piece: the client, or a buffer. */
-typedef int (*range_sink)(void *arg, const uint8_t *data, size_t len);
-
 static int sink_client(void *arg, const uint8_t *data, size_t len)
 {
     return cn_req_write(arg, data, len);
 }
 
-static int sink_buffer(void *arg, const uint8_t *data, size_t len)
-{
-    uint8_t **pos = arg;
-
-    memcpy(*pos, data, len);
-    *pos += len;
-    return 0;
-}
-
-/* Read bytes [off, off + len) of a file, segment by segment through the worker's segment
- * buffer, and hand them to sink. */
+/* Read bytes [off, off + len) of a file and hand them to sink. */
 static int read_range(struct s3_req *q, const Cairn__Inode *in, uint64_t off, uint64_t len,
-                      range_sink sink, void *arg)
+                      cn_sink sink, void *arg)
 {
-    if (in->inline_data.len || !in->n_extents) {
-        if (off + len > in->inline_data.len)
-            return CAIRN_EPROTO;
-        return len ? sink(arg, in->inline_data.data + off, len) : 0;
-    }
-    for (size_t i = 0; i < in->n_extents && len; i++) {
-        const Cairn__Extent *x = in->extents[i];
-        struct ec_layout l = layout_of(x);
-        uint64_t sb = stripe_bytes(&l);
-        size_t cap;
-        int rc;
-
-        if (off >= x->offset + x->length || off + len <= x->offset)
-            continue;
-        rc = seg_buffer(q->w, &l, &cap);
-        if (rc)
-            return rc;
-        while (len && off < x->offset + x->length) {
-            uint64_t rel = off - x->offset;
-            uint64_t s0 = rel / sb;
-            uint64_t seg_start = s0 * sb;
-            uint64_t seg_len = CAIRN_MIN((uint64_t)cap, x->length - seg_start);
-            uint64_t skip = rel - seg_start;
-            uint64_t take = CAIRN_MIN(seg_len - skip, len);
-
-            rc = cn_stripe_read_at(q->cl, x->object_id, x->gen, &l, s0, q->w->seg, seg_len,
-                                   NULL);
-            if (rc)
-                return rc;
-            rc = sink(arg, q->w->seg + skip, take);
-            if (rc)
-                return rc;
-            off += take;
-            len -= take;
-        }
-    }
-    return len ? CAIRN_EPROTO : 0;
+    return cn_file_read(&q->w->fio, in, off, len, sink, arg);
 }
 
 /* ---- namespace resolution ---- */
@@ -1013,7 +891,7 @@ static void fill_file_inode(Cairn__Inode *in, struct upload_result *res, Cairn__
     int64_t t = now_ns();
 
     in->type = CAIRN__FILE_TYPE__FT_FILE;
-    in->mode = 0644;
+    in->mode = META_S3_FILE_MODE;
     in->nlink = 1;
     in->size = size;
     in->mtime_ns = in->ctime_ns = in->btime_ns = t;
@@ -1040,9 +918,15 @@ static enum s3_err commit_file(struct s3_req *q, uint64_t bucket, Cairn__Inode *
     uint64_t dir, ino;
     int rc = walk_dirs(q, bucket, q->key, q->key_len, true, &dir, &last, &ll);
 
+    char name[META_NAME_MAX + 1];
+
     in->parent = dir;
-    if (!rc)
+    if (!rc) {
+        memcpy(name, last, CAIRN_MIN(ll, (size_t)META_NAME_MAX));
+        name[CAIRN_MIN(ll, (size_t)META_NAME_MAX)] = 0;
+        in->name = name;
         rc = meta_inode_create(q->cl, in, &ino);
+    }
     if (rc) {
         free_extents(q->cl, ex, nex);
         return rc == CAIRN_EEXIST ? S3E_PATH_CONFLICT : s3e(rc);
@@ -1071,7 +955,7 @@ static void put_dir_marker(struct s3_req *q, uint64_t bucket)
     /* The last component is the directory itself: make the parents, then it, explicit. */
     rc = walk_dirs(q, bucket, q->key, q->key_len - 1, true, &dir, &last, &ll);
     if (!rc)
-        rc = meta_mkdir(q->cl, dir, last, ll, true, 0755, &ino);
+        rc = meta_mkdir(q->cl, dir, last, ll, true, META_S3_DIR_MODE, &ino);
     if (rc) {
         reply_error(q, rc == CAIRN_EEXIST ? S3E_PATH_CONFLICT : s3e(rc));
         return;
@@ -1433,7 +1317,7 @@ static int copy_data(struct s3_req *q, const Cairn__Inode *src, uint64_t off, ui
                      bool allow_inline, struct upload_result *res)
 {
     const struct ec_layout *l = cn_cluster_layout(q->cl);
-    size_t cap = (size_t)stripe_bytes(l) * S3_SEGMENT_STRIPES;
+    size_t cap = (size_t)stripe_bytes(l) * CN_SEGMENT_STRIPES;
     uint64_t done = 0, first = 0;
     struct cn_cksum *ck;
     uint8_t *buf = NULL, *pos;
@@ -1452,7 +1336,7 @@ static int copy_data(struct s3_req *q, const Cairn__Inode *src, uint64_t off, ui
         }
         res->inline_len = len;
         pos = res->inline_data;
-        rc = read_range(q, src, off, len, sink_buffer, &pos);
+        rc = read_range(q, src, off, len, cn_sink_buffer, &pos);
         if (!rc)
             cn_cksum_update(ck, res->inline_data, len);
         goto out;
@@ -1471,7 +1355,7 @@ static int copy_data(struct s3_req *q, const Cairn__Inode *src, uint64_t off, ui
         size_t n = (size_t)CAIRN_MIN((uint64_t)cap, len - done);
 
         pos = buf;
-        rc = read_range(q, src, off + done, n, sink_buffer, &pos);
+        rc = read_range(q, src, off + done, n, cn_sink_buffer, &pos);
         if (rc)
             goto out;
         cn_cksum_update(ck, buf, n);
@@ -1707,7 +1591,7 @@ static void create_bucket(struct s3_req *q)
         return;
     }
     in.type = CAIRN__FILE_TYPE__FT_DIR;
-    in.mode = 0755;
+    in.mode = META_S3_DIR_MODE;
     in.nlink = 2;
     in.mtime_ns = in.ctime_ns = in.btime_ns = now_ns();
     in.explicit_dir = true;
@@ -2580,7 +2464,7 @@ static void complete_upload(struct s3_req *q, uint64_t bucket)
         in.n_user_meta = u->meta->n_user_meta;
     }
     in.type = CAIRN__FILE_TYPE__FT_FILE;
-    in.mode = 0644;
+    in.mode = META_S3_FILE_MODE;
     in.nlink = 1;
     in.size = off;
     in.mtime_ns = in.ctime_ns = in.btime_ns = now_ns();
@@ -3074,7 +2958,7 @@ static void s3_handle(void *appv, void *wstate, struct cn_req *r)
         return; /* the server answers 500 */
     q->app = appv;
     q->w = wstate;
-    deferred_run(q->w, false);
+    cn_fileio_run_deferred(&q->w->fio, false);
     q->cl = q->w->cl;
     q->r = r;
     q->h = cn_req_http(r);
@@ -3131,13 +3015,13 @@ static void *s3_worker_init(void *appv, unsigned idx)
     (void)idx;
     if (!w)
         return NULL;
-    w->deferred_tail = &w->deferred;
     rc = cn_cluster_open(&app->cfg.cluster, &w->cl);
     if (rc) {
         log_error(TAG, "worker %u: cluster view: %s", idx, cairn_strerror(rc));
         free(w);
         return NULL;
     }
+    cn_fileio_init(&w->fio, w->cl);
     return w;
 }
 
@@ -3148,9 +3032,8 @@ static void s3_worker_fini(void *appv, void *wstate)
     (void)appv;
     if (!w)
         return;
-    deferred_run(w, true);
+    cn_fileio_fini(&w->fio);
     cn_cluster_close(w->cl);
-    free(w->seg);
     free(w);
 }
 

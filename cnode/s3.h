@@ -11,7 +11,6 @@
 
 #define S3_MAX_USER_META 2048u     /* bytes of x-amz-meta-* names and values, as S3 */
 #define S3_MAX_QUERY_PARAMS 64u
-#define S3_SEGMENT_STRIPES 8u      /* stripes buffered per worker between socket and D-nodes */
 #define S3_MIN_PART_SIZE (5u << 20)
 #define S3_MAX_OBJECT_SIZE (5ull << 40)
 #define S3_MAX_PUT_SIZE (5ull << 30)

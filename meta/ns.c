@@ -9,6 +9,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <openssl/rand.h>
+
 #include "common/cairn.h"
 #include "common/log.h"
 #include "meta/placement.h"
@@ -271,7 +273,7 @@ int meta_mkdir(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len
             return rc;
         clock_gettime(CLOCK_REALTIME, &ts);
         in.type = CAIRN__FILE_TYPE__FT_DIR;
-        in.mode = mode ? mode : 0755;
+        in.mode = mode ? mode : META_S3_DIR_MODE;
         in.nlink = 2;
         in.mtime_ns = in.ctime_ns = in.btime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
         in.explicit_dir = explicit_dir;
@@ -573,4 +575,45 @@ int meta_part_scan(struct cn_cluster *cl, const char *upload_id, uint32_t from, 
     al = part_key(a, upload_id, from);
     part_key(b, upload_id, UINT32_MAX);
     return meta_rec_scan(cl, bytes_shard(upload_id), a, al, b, sizeof(b), limit, out);
+}
+
+/* ---- cluster secrets ---- */
+
+int meta_secret(struct cn_cluster *cl, const char *name, uint8_t out[META_SECRET_LEN])
+{
+    char k[1 + 64];
+    size_t n = strlen(name);
+    struct meta_rec r;
+    uint8_t fresh[META_SECRET_LEN];
+    int rc;
+
+    if (n == 0 || n > 64)
+        return CAIRN_EINVAL;
+    k[0] = 'K';
+    memcpy(k + 1, name, n);
+    for (int attempt = 0; attempt < 4; attempt++) {
+        rc = meta_rec_get(cl, bytes_shard(name), k, n + 1, &r);
+        if (rc == 0) {
+            if (r.len != META_SECRET_LEN) {
+                free(r.val);
+                return CAIRN_EPROTO;
+            }
+            memcpy(out, r.val, META_SECRET_LEN);
+            free(r.val);
+            return 0;
+        }
+        if (rc != CAIRN_ENOENT)
+            return rc;
+        /* First use: create it; a C-node racing us may win, then we read its secret. */
+        if (RAND_bytes(fresh, sizeof(fresh)) != 1)
+            return CAIRN_EIO;
+        rc = meta_rec_put(cl, bytes_shard(name), k, n + 1, r.version, fresh, sizeof(fresh), NULL);
+        if (rc == 0) {
+            memcpy(out, fresh, META_SECRET_LEN);
+            return 0;
+        }
+        if (rc != CAIRN_ECONFLICT)
+            return rc;
+    }
+    return CAIRN_ECONFLICT;
 }

@@ -13,6 +13,7 @@
  *     'M' upload-id                    multipart upload (Upload) shard of the upload id
  *     'P' upload-id part-number(u32)   uploaded part (Part)      shard of the upload id
  *     'Q' bucket key 0x00 upload-id    uploads of a bucket       shard of bucket
+ *     'K' name                         cluster secret (32 bytes) shard of the name bytes
  *
  * A directory's entries share one shard, so a listing is a range scan.  A subdirectory's
  * entry carries a trailing '/' in its key: the shard's byte order is then exactly S3's key
@@ -37,6 +38,11 @@
 #define META_ROOT_INO 1ull
 #define META_NAME_MAX 255u          /* bytes of one name */
 #define META_INLINE_MAX (16u << 10) /* files up to this size keep their bytes in the inode */
+/* S3 has no POSIX owner or mode: what it creates is owned by uid/gid 0 and open to all, so
+ * that NFS clients (root-squashed by default) can work in buckets made over S3.  Tighten with
+ * chmod/chown over NFS where that matters. */
+#define META_S3_DIR_MODE 0777u
+#define META_S3_FILE_MODE 0666u
 #define META_DIRENT_KEY_MAX (1u + 8u + META_NAME_MAX + 1u)
 
 /* A fresh random inode number (> 1, < 2^63). */
@@ -123,5 +129,12 @@ int meta_part_del(struct cn_cluster *cl, const char *upload_id, uint32_t number)
 /* Parts of an upload in number order, from part number `from` on. */
 int meta_part_scan(struct cn_cluster *cl, const char *upload_id, uint32_t from, unsigned limit,
                    struct meta_scan *out);
+
+/* ---- cluster secrets ---- */
+
+#define META_SECRET_LEN 32u
+/* The cluster-wide secret called name (key 'K' name), created at random on first use, so
+ * every C-node shares it with no configuration (e.g. the NFS file handle MAC key). */
+int meta_secret(struct cn_cluster *cl, const char *name, uint8_t out[META_SECRET_LEN]);
 
 #endif
