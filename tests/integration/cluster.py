@@ -6,6 +6,10 @@ failed check.  Paths come from CAIRN_SRC and CAIRN_BUILD, which tests/meson.buil
 S3 tests start C-nodes too (Cluster(cnodes=M)) and drive them with the Debian clients:
 awscli (Cluster.aws), s3cmd (Cluster.s3cmd) and boto3 (Cluster.boto3_client; only under
 /usr/bin/python3, which is why meson runs the S3 tests with that interpreter).
+
+NFS tests drive the same C-nodes with libnfs: the nfs-cp / nfs-ls tools (Cluster.nfs_cp,
+Cluster.nfs_ls) and nfscheck (tests/integration/nfscheck.c, Cluster.nfscheck), a libnfs
+program that runs every NFSv3 procedure and its error cases.
 """
 import hashlib
 import json
@@ -22,6 +26,7 @@ SRC = os.environ.get("CAIRN_SRC", os.path.dirname(os.path.dirname(os.path.dirnam
 BUILD = os.environ.get("CAIRN_BUILD", os.path.join(SRC, "build"))
 LOCAL = os.path.join(SRC, "tools", "cairn-local")
 CAIRNCTL = os.path.join(BUILD, "tools", "cairnctl")
+NFSCHECK = os.path.join(BUILD, "tests", "integration", "nfscheck")
 AWS = "/usr/bin/aws"
 S3CMD = "/usr/bin/s3cmd"
 
@@ -62,13 +67,16 @@ def parse_env(path):
 class Cluster:
     """A cluster in a fresh temporary directory; use as a context manager."""
 
-    def __init__(self, dnodes=6, ec="4+2", frag_size=None, dev_size="1G", cnodes=0):
+    def __init__(self, dnodes=6, ec="4+2", frag_size=None, dev_size="1G", cnodes=0,
+                 nfs_exports=None):
         self.dir = tempfile.mkdtemp(prefix="cairn-it-", dir=os.environ.get("CAIRN_TEST_TMP",
                                                                            "/var/tmp"))
         self.args = ["--dnodes", str(dnodes), "--ec", ec, "--dev-size", dev_size,
                      "--cnodes", str(cnodes)]
         if frag_size:
             self.args += ["--frag-size", str(frag_size)]
+        if nfs_exports:
+            self.args += ["--nfs-exports", nfs_exports]
         self.env = None
 
     def local(self, *args, check_rc=True):
@@ -251,6 +259,40 @@ class Cluster:
                     request.headers.pop("Expect", None)
             client.meta.events.register("before-send.s3", no_empty_expect)
         return client
+
+    # ---- NFS (C-nodes) ----
+
+    def nfs_url(self, path="/", node=0):
+        """A libnfs URL for path (an export or a path below one; libnfs mounts the directory
+        part and opens the last component) through C-node node."""
+        host = self.env["NFS_HOST"]
+        nfs = self.env["NFS_PORTS"].split()[node]
+        mnt = self.env["MOUNT_PORTS"].split()[node]
+        return "nfs://%s%s?version=3&nfsport=%s&mountport=%s" % (host, path, nfs, mnt)
+
+    def nfscheck(self, *args, timeout=600, check_rc=True):
+        """Run nfscheck ARGS; returns the CompletedProcess (text)."""
+        p = subprocess.run([NFSCHECK] + [str(a) for a in args], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        if check_rc:
+            check(p.returncode == 0, "nfscheck %s failed (%d):\n%s" % (
+                " ".join(str(a) for a in args), p.returncode, clip(p.stdout, 6000)))
+        return p
+
+    def nfs_cp(self, src, dst, timeout=300, check_rc=True):
+        p = subprocess.run(["nfs-cp", src, dst], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        if check_rc:
+            check(p.returncode == 0, "nfs-cp %s %s failed (%d): %s" % (src, dst, p.returncode,
+                                                                        clip(p.stdout)))
+        return p
+
+    def nfs_ls(self, url, timeout=120):
+        p = subprocess.run(["nfs-ls", url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=timeout)
+        check(p.returncode == 0, "nfs-ls %s failed (%d): %s" % (url, p.returncode,
+                                                                 clip(p.stdout)))
+        return [line.split()[-1] for line in p.stdout.splitlines() if line.strip()]
 
     def __enter__(self):
         try:
