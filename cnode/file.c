@@ -189,9 +189,11 @@ static int read_object(struct cn_fileio *f, const Cairn__Extent *x, uint64_t rel
     if (rc)
         return rc;
     while (len) {
-        uint64_t s0 = rel / sb, seg_start = s0 * sb;
-        uint64_t seg_len = CAIRN_MIN((uint64_t)cap, osize - seg_start);
-        uint64_t skip = rel - seg_start, take = CAIRN_MIN(seg_len - skip, len);
+        uint64_t s0 = rel / sb, seg_start = s0 * sb, skip = rel - seg_start;
+        /* Only the stripes the range touches: a 1 MiB NFS READ must not fetch a segment. */
+        uint64_t seg_len = CAIRN_MIN(CAIRN_MIN((uint64_t)cap, osize - seg_start),
+                                     CAIRN_ALIGN_UP(skip + len, sb));
+        uint64_t take = CAIRN_MIN(seg_len - skip, len);
 
         rc = cn_stripe_read_at(f->cl, x->object_id, x->gen, &l, s0, f->seg, seg_len, NULL);
         if (rc)

@@ -1218,6 +1218,59 @@ static int make_entry(struct nq *q, uint64_t dir, const char *name, size_t nl, C
     return rc;
 }
 
+/* Set a file's size (CREATE of an existing file with size 0 in its attributes: an open with
+ * O_TRUNC).  Buffered writes land first. */
+static enum nfsstat3 truncate_file(struct nq *q, uint64_t ino, uint64_t size)
+{
+    enum nfsstat3 st = wb_flush_ino(q, ino);
+
+    for (int attempt = 0; !st && attempt < 16; attempt++) {
+        Cairn__Inode *in;
+        uint64_t ver;
+        struct cn_extmap m = {0};
+        bool use_map = false;
+        Cairn__Extent **saved = NULL, **dropped = NULL;
+        size_t nsaved = 0, ndropped = 0;
+        char etag[40];
+        int rc;
+
+        st = load(q, ino, &in, &ver);
+        if (st)
+            break;
+        if (in->size == size) {
+            inode_free(in);
+            break;
+        }
+        rc = resize(in, size, &m, &use_map);
+        in->mtime_ns = in->ctime_ns = now_ns();
+        nfs_etag(ino, in->mtime_ns, size, etag);
+        free(in->etag == protobuf_c_empty_string ? NULL : in->etag);
+        in->etag = strdup(etag);
+        if (!rc && !in->etag)
+            rc = CAIRN_ENOMEM;
+        if (!rc && use_map) {
+            rc = cn_extmap_dropped(&m, in->extents, in->n_extents, &dropped, &ndropped);
+            cn_extmap_attach(&m, in, &saved, &nsaved);
+        }
+        if (!rc)
+            rc = meta_inode_put(q->cl, ino, in, ver, NULL);
+        if (use_map)
+            cn_extmap_detach(in, saved, nsaved);
+        if (!rc) {
+            cn_fileio_defer_extents(&q->w->fio, dropped, ndropped);
+            sync_dirent(q, ino, in);
+        }
+        free(dropped);
+        cn_extmap_fini(&m);
+        inode_free(in);
+        if (rc != CAIRN_ECONFLICT) {
+            st = nfserr(rc);
+            break;
+        }
+    }
+    return st;
+}
+
 /* ---- procedures ---- */
 
 static void p_getattr(struct nq *q)
@@ -1240,7 +1293,7 @@ static void p_setattr(struct nq *q)
     struct fh fh;
     struct sattr sa;
     enum nfsstat3 st = get_fh(q, &fh);
-    bool guard;
+    bool guard, sized = false;
     int64_t guard_ctime = 0;
     Cairn__Inode *in = NULL;
     struct pre pre = {0};
@@ -1251,58 +1304,34 @@ static void p_setattr(struct nq *q)
     ARGS_OK(q);
     if (!st && read_only(q))
         st = NFS3ERR_ROFS;
-    if (!st && sa.set_size)
-        st = wb_flush_ino(q, fh.ino); /* buffered writes land first, then the truncate */
     for (int attempt = 0; !st && attempt < 16; attempt++) {
         uint64_t ver;
-        struct cn_extmap m = {0};
-        bool use_map = false;
-        Cairn__Extent **saved = NULL, **dropped = NULL;
-        size_t nsaved = 0, ndropped = 0;
-        int rc = 0;
+        int rc;
 
         st = load(q, fh.ino, &in, &ver);
         if (st)
             break;
         if (attempt == 0)
             pre_of(q, fh.ino, in, &pre);
-        if (guard && (in->ctime_ns ? in->ctime_ns : in->mtime_ns) / 1000 != guard_ctime / 1000) {
+        /* The guard is checked against the ctime the client saw, before any change. */
+        if (guard && !sized &&
+            (in->ctime_ns ? in->ctime_ns : in->mtime_ns) / 1000 != guard_ctime / 1000) {
             st = NFS3ERR_NOT_SYNC;
             break;
         }
         st = apply_sattr(q, in, &sa);
         if (st)
             break;
-        if (sa.set_size && sa.size != in->size) {
-            char etag[40];
-
-            rc = resize(in, sa.size, &m, &use_map);
-            in->mtime_ns = in->ctime_ns;
-            nfs_etag(fh.ino, in->mtime_ns, in->size, etag);
-            free(in->etag == protobuf_c_empty_string ? NULL : in->etag);
-            in->etag = strdup(etag);
-            if (!in->etag)
-                rc = CAIRN_ENOMEM;
+        if (sa.set_size && !sized) {
+            /* Size first (its own update: it moves data), then the other attributes. */
+            inode_free(in);
+            in = NULL;
+            st = truncate_file(q, fh.ino, sa.size);
+            sized = true;
+            attempt = -1;
+            continue;
         }
-        if (!rc && use_map) {
-            rc = cn_extmap_dropped(&m, in->extents, in->n_extents, &dropped, &ndropped);
-            cn_extmap_attach(&m, in, &saved, &nsaved);
-        }
-        if (!rc)
-            rc = meta_inode_put(q->cl, fh.ino, in, ver, NULL);
-        if (use_map)
-            cn_extmap_detach(in, saved, nsaved);
-        if (rc == 0) {
-            cn_fileio_defer_extents(&q->w->fio, dropped, ndropped);
-            if (use_map) {
-                /* Show the committed map in the reply's attributes. */
-                cn_extmap_truncate(&m, in->size);
-            }
-            if (sa.set_size)
-                sync_dirent(q, fh.ino, in);
-        }
-        free(dropped);
-        cn_extmap_fini(&m);
+        rc = meta_inode_put(q->cl, fh.ino, in, ver, NULL);
         if (rc != CAIRN_ECONFLICT) {
             st = nfserr(rc);
             break;
@@ -1627,10 +1656,6 @@ static void p_create(struct nq *q)
         in.type = CAIRN__FILE_TYPE__FT_FILE;
         init_owner(q, &in, dir, &sa, 0644);
         in.create_verf = verf;
-        if (sa.set_size && sa.size > 0) {
-            st = NFS3ERR_NOTSUPP; /* CREATE with a size: clients send 0, or SETATTR after */
-            goto reply;
-        }
         rc = make_entry(q, fh.ino, name, nl, &in, &ino);
         if (rc == CAIRN_EEXIST && how != CREATE_GUARDED) {
             bool df;
@@ -1643,22 +1668,23 @@ static void p_create(struct nq *q)
                 rc = CAIRN_EEXIST;
             else if (!rc && how == CREATE_EXCLUSIVE && obj->create_verf != verf)
                 rc = CAIRN_EEXIST; /* someone else's file, not a retransmission */
-            else if (!rc && how == CREATE_UNCHECKED && sa.set_size && sa.size == 0 &&
-                     obj->size) {
-                inode_free(obj);
-                obj = NULL;
-                rc = CAIRN_ENOTSUP; /* truncating an existing file: the client sends SETATTR */
-            }
-            if (rc)
-                st = nfserr(rc);
+            else if (!rc && how == CREATE_UNCHECKED && sa.set_size && !may_io(q, obj, MAY_W))
+                rc = -1000;
+            st = rc == -1000 ? NFS3ERR_ACCES : nfserr(rc);
         } else if (rc) {
             st = nfserr(rc);
         } else {
             touch_dir(q, fh.ino, &dafter);
+        }
+        /* An open with O_TRUNC sends size 0 with UNCHECKED: the existing file is emptied. */
+        if (!st && how != CREATE_EXCLUSIVE && sa.set_size)
+            st = truncate_file(q, ino, sa.size);
+        if (!st) {
+            inode_free(obj);
+            obj = NULL;
             meta_inode_get(q->cl, ino, &obj, NULL);
         }
     }
-reply:
     put_diropres(q, st, ino, obj, &pre, fh.ino, dafter ? dafter : dir);
     inode_free(dir);
     inode_free(obj);
