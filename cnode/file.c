@@ -4,6 +4,7 @@
 #include "cnode/file.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,94 @@ struct cn_deferred_free {
 };
 
 static const uint8_t zeros[64 << 10];
+
+struct scache_ent {
+    uint64_t obj, stripe, used;
+    uint32_t gen;
+    size_t len, cap;
+    uint8_t *data; /* owned */
+};
+
+struct cn_scache {
+    pthread_mutex_t lock;
+    unsigned n;
+    uint64_t tick;
+    struct scache_ent *e; /* owned, n entries */
+};
+
+int cn_scache_create(unsigned entries, struct cn_scache **out)
+{
+    struct cn_scache *c = calloc(1, sizeof(*c));
+
+    if (!c || !(c->e = calloc(entries, sizeof(*c->e)))) {
+        free(c);
+        return CAIRN_ENOMEM;
+    }
+    c->n = entries;
+    pthread_mutex_init(&c->lock, NULL);
+    *out = c;
+    return 0;
+}
+
+void cn_scache_destroy(struct cn_scache *c)
+{
+    if (!c)
+        return;
+    for (unsigned i = 0; i < c->n; i++)
+        free(c->e[i].data);
+    pthread_mutex_destroy(&c->lock);
+    free(c->e);
+    free(c);
+}
+
+/* Hand bytes [skip, skip + take) of a cached stripe to sink; false on a miss. */
+static bool scache_get(struct cn_scache *c, const Cairn__Extent *x, uint64_t stripe,
+                       uint64_t skip, uint64_t take, cn_sink sink, void *arg, int *rc)
+{
+    bool hit = false;
+
+    pthread_mutex_lock(&c->lock);
+    for (unsigned i = 0; i < c->n && !hit; i++) {
+        struct scache_ent *e = &c->e[i];
+
+        if (e->data && e->obj == x->object_id && e->gen == x->gen && e->stripe == stripe &&
+            skip + take <= e->len) {
+            e->used = ++c->tick;
+            *rc = sink(arg, e->data + skip, (size_t)take);
+            hit = true;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return hit;
+}
+
+static void scache_put(struct cn_scache *c, const Cairn__Extent *x, uint64_t stripe,
+                       const uint8_t *data, size_t len)
+{
+    struct scache_ent *v = NULL;
+
+    pthread_mutex_lock(&c->lock);
+    for (unsigned i = 0; i < c->n; i++)
+        if (!v || c->e[i].used < v->used)
+            v = &c->e[i];
+    if (v->cap < len) {
+        uint8_t *d = realloc(v->data, len);
+
+        if (!d) {
+            pthread_mutex_unlock(&c->lock);
+            return;
+        }
+        v->data = d;
+        v->cap = len;
+    }
+    memcpy(v->data, data, len);
+    v->len = len;
+    v->obj = x->object_id;
+    v->gen = x->gen;
+    v->stripe = stripe;
+    v->used = ++c->tick;
+    pthread_mutex_unlock(&c->lock);
+}
 
 void cn_fileio_init(struct cn_fileio *f, struct cn_cluster *cl)
 {
@@ -194,10 +283,20 @@ static int read_object(struct cn_fileio *f, const Cairn__Extent *x, uint64_t rel
         uint64_t seg_len = CAIRN_MIN(CAIRN_MIN((uint64_t)cap, osize - seg_start),
                                      CAIRN_ALIGN_UP(skip + len, sb));
         uint64_t take = CAIRN_MIN(seg_len - skip, len);
+        bool one = f->cache && seg_len <= sb;
 
+        if (one && scache_get(f->cache, x, s0, skip, take, sink, arg, &rc)) {
+            if (rc)
+                return rc;
+            rel += take;
+            len -= take;
+            continue;
+        }
         rc = cn_stripe_read_at(f->cl, x->object_id, x->gen, &l, s0, f->seg, seg_len, NULL);
         if (rc)
             return rc;
+        if (one)
+            scache_put(f->cache, x, s0, f->seg, (size_t)seg_len);
         rc = sink(arg, f->seg + skip, take);
         if (rc)
             return rc;

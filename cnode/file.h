@@ -27,9 +27,11 @@
 #define CN_FREE_DELAY_MS 30000u      /* replaced objects live on this long */
 
 struct cn_deferred_free;
+struct cn_scache;
 
 struct cn_fileio {
     struct cn_cluster *cl; /* borrowed */
+    struct cn_scache *cache; /* borrowed, may be NULL: recently read stripes */
     uint8_t *seg;          /* owned: one segment of stripes */
     size_t seg_cap;
     struct cn_deferred_free *deferred, **deferred_tail; /* in due order */
@@ -54,11 +56,20 @@ void cn_fileio_defer_extents(struct cn_fileio *f, Cairn__Extent *const *ex, size
 /* Free what is due (everything if force). */
 void cn_fileio_run_deferred(struct cn_fileio *f, bool force);
 
+/* A cache of recently read stripes, shared by a head's workers.  NFS clients read in 1 MiB
+ * pieces, a stripe holds k fragments (4 MiB at 4+2): without it each READ of a sequential
+ * scan would fetch the whole stripe again.  Objects never change once written, so cached
+ * stripes are never stale; entries go least recently used first. */
+int cn_scache_create(unsigned entries, struct cn_scache **out);
+void cn_scache_destroy(struct cn_scache *c); /* accepts NULL */
+
 /* Where read bytes go, piece by piece; a non-zero return stops the read with that code. */
 typedef int (*cn_sink)(void *arg, const uint8_t *data, size_t len);
 int cn_sink_buffer(void *arg, const uint8_t *data, size_t len); /* arg: uint8_t **cursor */
 
 /* Read bytes [off, off + len) of the file (the caller clamps to its size); holes read as zeros.
+ * With f->cache, a range within one stripe is served from (or kept in) the cache, and sink is
+ * then called under the cache's lock: it must only copy. 
  * Returns 0 or the first error (CAIRN_EDEGRADED: a stripe lost more than m fragments). */
 int cn_file_read(struct cn_fileio *f, const Cairn__Inode *in, uint64_t off, uint64_t len,
                  cn_sink sink, void *arg);

@@ -48,6 +48,7 @@
 #define REPLY_MAX (NFS_MAX_IO + (64u << 10))
 #define COOKIE_SLOTS 4096u
 #define READDIR_MAX_COUNT (1u << 20)
+#define NFS_STRIPE_CACHE 32u /* stripes (4 MiB each at 4+2, 1 MiB fragments) */
 #define ATTR_BYTES 84u /* an encoded fattr3 */
 
 enum nfsstat3 {
@@ -139,6 +140,7 @@ struct nfs_app {
     struct wtable wb;
     pthread_mutex_t cookie_lock;
     struct cookie_slot *cookies; /* owned, COOKIE_SLOTS */
+    struct cn_scache *scache;    /* owned: stripes recently read */
 };
 
 struct nfs_worker {
@@ -2620,6 +2622,7 @@ static void *nfs_worker_init(void *appv, unsigned idx)
         return NULL;
     }
     cn_fileio_init(&w->fio, w->cl);
+    w->fio.cache = app->scache;
     return w;
 }
 
@@ -2680,7 +2683,8 @@ int nfs_app_init(const struct nfs_config *cfg, struct rpcsrv_app *out)
         return rc;
     }
     app->cookies = calloc(COOKIE_SLOTS, sizeof(*app->cookies));
-    if (!app->cookies || RAND_bytes(app->verf, sizeof(app->verf)) != 1) {
+    if (!app->cookies || RAND_bytes(app->verf, sizeof(app->verf)) != 1 ||
+        cn_scache_create(NFS_STRIPE_CACHE, &app->scache)) {
         rc = CAIRN_ENOMEM;
         goto err;
     }
@@ -2704,6 +2708,7 @@ int nfs_app_init(const struct nfs_config *cfg, struct rpcsrv_app *out)
     return 0;
 err:
     nfs_exports_fini(&app->exports);
+    cn_scache_destroy(app->scache);
     free(app->cookies);
     free(app);
     return rc;
@@ -2730,6 +2735,7 @@ void nfs_app_fini(struct rpcsrv_app *out)
     pthread_mutex_destroy(&app->wb.lock);
     pthread_mutex_destroy(&app->cookie_lock);
     nfs_exports_fini(&app->exports);
+    cn_scache_destroy(app->scache);
     free(app->cookies);
     free(app);
     out->app = NULL;
