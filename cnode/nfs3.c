@@ -360,8 +360,10 @@ static void put_fattr(struct nq *q, uint64_t ino, const Cairn__Inode *in)
 
     xdr_put_u32(&q->e, ftype3(in));
     xdr_put_u32(&q->e, in->mode & 07777);
-    /* Directories say 1 link: tools (find) take 2 to mean "no subdirectories". */
-    xdr_put_u32(&q->e, in->type == CAIRN__FILE_TYPE__FT_DIR ? 1 : (in->nlink ? in->nlink : 1));
+    /* Directories say 2 links: subdirectories are not counted (that would make every mkdir
+     * contend on its parent's record), and tools know not to trust NFS link counts of
+     * directories (gnulib's fts turns its leaf optimisation off on NFS). */
+    xdr_put_u32(&q->e, in->type == CAIRN__FILE_TYPE__FT_DIR ? 2 : (in->nlink ? in->nlink : 1));
     xdr_put_u32(&q->e, in->uid);
     xdr_put_u32(&q->e, in->gid);
     xdr_put_u64(&q->e, size);
@@ -370,7 +372,7 @@ static void put_fattr(struct nq *q, uint64_t ino, const Cairn__Inode *in)
     xdr_put_u32(&q->e, 0);
     xdr_put_u64(&q->e, FSID);
     xdr_put_u64(&q->e, ino);
-    put_time(&q->e, mt); /* atime: not tracked (noatime) */
+    put_time(&q->e, in->atime_ns ? in->atime_ns : mt); /* reads do not move it (noatime) */
     put_time(&q->e, mt);
     put_time(&q->e, ct);
 }
@@ -1094,6 +1096,10 @@ static enum nfsstat3 apply_sattr(struct nq *q, Cairn__Inode *in, const struct sa
         if (!owner && !may(q, in, MAY_W))
             return NFS3ERR_ACCES;
     }
+    if (sa->atime_how == SET_TO_CLIENT_TIME)
+        in->atime_ns = sa->atime;
+    else if (sa->atime_how == SET_TO_SERVER_TIME)
+        in->atime_ns = t;
     if (sa->mtime_how == SET_TO_CLIENT_TIME)
         in->mtime_ns = sa->mtime;
     else if (sa->mtime_how == SET_TO_SERVER_TIME)

@@ -412,7 +412,7 @@ static bool url_parse(const char *s, struct url *u)
     memcpy(u->host, p, (size_t)(slash - p));
     q = strchr(slash, '?');
     len = q ? (size_t)(q - slash) : strlen(slash);
-    if (len < 2 || len >= sizeof(u->exp))
+    if (len < 1 || len >= sizeof(u->exp))
         return false;
     memcpy(u->exp, slash, len);
     len = (size_t)snprintf(u->libnfs, sizeof(u->libnfs), "nfs://%s%s", u->host, u->exp);
