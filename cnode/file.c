@@ -344,8 +344,10 @@ int cn_file_read(struct cn_fileio *f, const Cairn__Inode *in, uint64_t off, uint
     return sink_zeros(sink, arg, len);
 }
 
-int cn_file_unlink(struct cn_fileio *f, uint64_t ino)
+int cn_file_unlink(struct cn_fileio *f, uint64_t ino, bool *last)
 {
+    if (last)
+        *last = false;
     for (int attempt = 0; attempt < 16; attempt++) {
         Cairn__Inode *in;
         uint64_t ver;
@@ -361,6 +363,8 @@ int cn_file_unlink(struct cn_fileio *f, uint64_t ino)
         } else {
             rc = meta_inode_del(f->cl, ino, ver);
             if (rc == 0) {
+                if (last)
+                    *last = true;
                 cn_fileio_defer(f, in);
                 return 0;
             }

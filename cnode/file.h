@@ -75,8 +75,9 @@ int cn_file_read(struct cn_fileio *f, const Cairn__Inode *in, uint64_t off, uint
                  cn_sink sink, void *arg);
 
 /* Drop one link of inode ino: nlink - 1 (conditional update), or at the last link delete the
- * record and queue its objects.  Returns 0, CAIRN_ENOENT, or an error. */
-int cn_file_unlink(struct cn_fileio *f, uint64_t ino);
+ * record and queue its objects (*last, if given, says which).  Returns 0, CAIRN_ENOENT, or an
+ * error. */
+int cn_file_unlink(struct cn_fileio *f, uint64_t ino, bool *last);
 
 /* ---- extent maps, edited as values and attached to an inode to be packed ---- */
 

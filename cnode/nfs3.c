@@ -164,6 +164,9 @@ struct nq {
     uint32_t uid, gid, ngids;
     uint32_t gids[RPC_AUTH_SYS_MAX_GIDS];
     bool garbage;               /* the arguments did not decode: GARBAGE_ARGS */
+    uint64_t dir_loaded;        /* the directory dir_for_change() read last, */
+    Cairn__Inode *dir_in;       /* a copy of it (owned), */
+    uint64_t dir_ver;           /* and its version */
     enum nfsstat3 redo_status;  /* READ failed after its reply was begun: answer this */
 };
 
@@ -501,12 +504,19 @@ static void touch_dir(struct nq *q, uint64_t dir, Cairn__Inode **after)
     if (after)
         *after = NULL;
     for (int attempt = 0; attempt < 16; attempt++) {
-        Cairn__Inode *in;
-        uint64_t ver;
-        int rc = meta_inode_get(q->cl, dir, &in, &ver);
+        Cairn__Inode *in = NULL;
+        uint64_t ver = 0;
+        int rc;
 
-        if (rc)
+        /* The directory as dir_for_change() loaded it saves a read when nobody raced us. */
+        if (attempt == 0 && q->dir_loaded == dir && q->dir_in) {
+            in = q->dir_in;
+            ver = q->dir_ver;
+            q->dir_in = NULL;
+            q->dir_loaded = 0;
+        } else if ((rc = meta_inode_get(q->cl, dir, &in, &ver))) {
             return;
+        }
         in->mtime_ns = in->ctime_ns = now_ns();
         rc = meta_inode_put(q->cl, dir, in, ver, NULL);
         if (rc == 0 && after) {
@@ -1162,10 +1172,27 @@ static int lookup_entry(struct nq *q, uint64_t dir, const char *name, size_t nl,
 /* Load the directory of a handle and check the caller may change its entries. */
 static enum nfsstat3 dir_for_change(struct nq *q, uint64_t ino, Cairn__Inode **dir, struct pre *pre)
 {
-    enum nfsstat3 st = load(q, ino, dir, NULL);
+    uint64_t ver;
+    enum nfsstat3 st = load(q, ino, dir, &ver);
 
     if (st)
         return st;
+    /* Keep a private copy with its version for touch_dir(). */
+    if (q->dir_in)
+        inode_free(q->dir_in);
+    q->dir_in = NULL;
+    {
+        size_t n = cairn__inode__get_packed_size(*dir);
+        uint8_t *b = malloc(n ? n : 1);
+
+        if (b) {
+            cairn__inode__pack(*dir, b);
+            q->dir_in = cairn__inode__unpack(NULL, n, b);
+            free(b);
+        }
+    }
+    q->dir_loaded = q->dir_in ? ino : 0;
+    q->dir_ver = ver;
     pre_of(q, ino, *dir, pre);
     if (!is_dir(*dir))
         return NFS3ERR_NOTDIR;
@@ -1181,17 +1208,21 @@ static enum nfsstat3 dir_for_change(struct nq *q, uint64_t ino, Cairn__Inode **d
 static int make_entry(struct nq *q, uint64_t dir, const char *name, size_t nl, Cairn__Inode *in,
                       uint64_t *ino)
 {
-    Cairn__Dirent nd = CAIRN__DIRENT__INIT;
-    uint64_t other, ver;
-    bool df;
+    Cairn__Dirent nd = CAIRN__DIRENT__INIT, *od;
+    uint64_t vd = 0, vf = 0;
     char nbuf[META_NAME_MAX + 1];
     int rc;
 
-    rc = lookup_entry(q, dir, name, nl, &other, &df, &ver);
-    if (rc == 0)
-        return CAIRN_EEXIST;
-    if (rc != CAIRN_ENOENT)
-        return rc;
+    /* Neither form may exist; the absent one's version is what the create expects. */
+    for (int form = 0; form < 2; form++) {
+        rc = meta_dirent_get(q->cl, dir, name, nl, form == 0, &od, form == 0 ? &vd : &vf);
+        if (rc == 0) {
+            cairn__dirent__free_unpacked(od, NULL);
+            return CAIRN_EEXIST;
+        }
+        if (rc != CAIRN_ENOENT)
+            return rc;
+    }
     memcpy(nbuf, name, nl);
     nbuf[nl] = 0;
     in->parent = dir;
@@ -1206,21 +1237,9 @@ static int make_entry(struct nq *q, uint64_t dir, const char *name, size_t nl, C
     nd.size = in->size;
     nd.mtime_ns = in->mtime_ns;
     /* The entry must be new: a racing creator of the same name wins, we undo. */
-    {
-        Cairn__Dirent *od;
-        uint64_t ev = 0;
-        bool dform = is_dir(in);
-
-        rc = meta_dirent_get(q->cl, dir, name, nl, dform, &od, &ev);
-        if (rc == 0) {
-            cairn__dirent__free_unpacked(od, NULL);
-            rc = CAIRN_EEXIST;
-        } else if (rc == CAIRN_ENOENT) {
-            rc = meta_dirent_put(q->cl, dir, name, nl, &nd, ev, NULL);
-            if (rc == CAIRN_ECONFLICT)
-                rc = CAIRN_EEXIST;
-        }
-    }
+    rc = meta_dirent_put(q->cl, dir, name, nl, &nd, is_dir(in) ? vd : vf, NULL);
+    if (rc == CAIRN_ECONFLICT)
+        rc = CAIRN_EEXIST;
     if (rc)
         meta_inode_del(q->cl, *ino, META_ANY);
     return rc;
@@ -1865,13 +1884,11 @@ static void remove_entry(struct nq *q, bool rmdir)
         if (rmdir) {
             meta_inode_del(q->cl, ino, META_ANY);
         } else {
-            Cairn__Inode *victim = NULL;
+            bool last;
 
             /* The last link: buffered writes to the file have nowhere to go. */
-            if (meta_inode_get(q->cl, ino, &victim, NULL) != 0 || victim->nlink <= 1)
+            if (cn_file_unlink(&q->w->fio, ino, &last) == 0 && last)
                 wb_discard(q->app, ino);
-            inode_free(victim);
-            cn_file_unlink(&q->w->fio, ino);
         }
         touch_dir(q, fh.ino, &dafter);
         break;
@@ -2034,12 +2051,10 @@ static void p_rename(struct nq *q)
             if (ddf) {
                 meta_inode_del(q->cl, dino, META_ANY);
             } else {
-                Cairn__Inode *victim = NULL;
+                bool last;
 
-                if (meta_inode_get(q->cl, dino, &victim, NULL) != 0 || victim->nlink <= 1)
+                if (cn_file_unlink(&q->w->fio, dino, &last) == 0 && last)
                     wb_discard(q->app, dino);
-                inode_free(victim);
-                cn_file_unlink(&q->w->fio, dino);
             }
         }
         move_inode(q, sino, tfh.ino, tname, tl);
@@ -2129,7 +2144,7 @@ static void p_link(struct nq *q)
                     rc = CAIRN_EEXIST;
             }
             if (rc)
-                cn_file_unlink(&q->w->fio, fh.ino); /* give the count back */
+                cn_file_unlink(&q->w->fio, fh.ino, NULL); /* give the count back */
         }
         st = rc == -1000 ? NFS3ERR_MLINK : nfserr(rc);
         if (!st)
@@ -2608,6 +2623,7 @@ static void nfs_handle(void *appv, void *wstate, struct rpcsrv_call *call, unsig
         rpc_reply_accepted(&q.e, q.c.xid, RPC_SYSTEM_ERR, 0, 0);
     }
     reply(&q);
+    inode_free(q.dir_in);
     cn_fileio_run_deferred(&q.w->fio, false);
 }
 

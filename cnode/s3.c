@@ -513,7 +513,7 @@ static void free_extents(struct cn_cluster *cl, Cairn__Extent **ex, size_t n)
  * stripes CN_FREE_DELAY_MS later, so GETs that resolved it just before can still read it. */
 static void inode_free(struct s3_worker *w, uint64_t ino)
 {
-    int rc = cn_file_unlink(&w->fio, ino);
+    int rc = cn_file_unlink(&w->fio, ino, NULL);
 
     if (rc && rc != CAIRN_ENOENT)
         log_warn(TAG, "unlinking inode %016" PRIx64 ": %s", ino, cairn_strerror(rc));
