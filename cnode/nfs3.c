@@ -2516,10 +2516,15 @@ static void m_mnt(struct nq *q)
     xdr_put_u32(&q->e, RPC_AUTH_SYS);
 }
 
+/* EXPORT lists only what the caller may mount: clients such as libnfs mount every export
+ * nested under the one asked for, and one refused there fails the whole mount. */
 static void m_export(struct nq *q)
 {
     for (unsigned i = 0; i < q->app->exports.n; i++) {
         const struct nfs_export *x = &q->app->exports.v[i];
+
+        if (!nfs_export_match(x, rpcsrv_peer(q->call)))
+            continue;
 
         xdr_put_bool(&q->e, true);
         xdr_put_var(&q->e, x->path, (uint32_t)strlen(x->path));

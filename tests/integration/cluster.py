@@ -280,6 +280,8 @@ class Cluster:
         return p
 
     def nfs_cp(self, src, dst, timeout=300, check_rc=True):
+        if not dst.startswith("nfs://") and os.path.exists(dst):
+            os.unlink(dst)  # nfs-cp does not overwrite local files
         p = subprocess.run(["nfs-cp", src, dst], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=timeout)
         if check_rc:
