@@ -29,9 +29,14 @@ def test():
                 size, seed = SIZES[i % len(SIZES)], 1000 + i
                 path = "ckpt/f%04d" % i
                 i += 1
-                p = subprocess.run([NFSCHECK, "write", c.nfs_url("/"), path, str(size),
-                                    str(seed)], stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, timeout=120)
+                try:
+                    # libnfs keeps reconnecting to a dead server: the one write in flight at
+                    # the kill is cut off by this timeout.
+                    p = subprocess.run([NFSCHECK, "write", c.nfs_url("/"), path, str(size),
+                                        str(seed)], stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True, timeout=30)
+                except subprocess.TimeoutExpired as e:
+                    p = subprocess.CompletedProcess(e.cmd, -1, "timed out", None)
                 if p.returncode != 0:
                     if not killed.is_set():
                         errors.append("write %s failed before the kill: %s" % (path, p.stdout))
