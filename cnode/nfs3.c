@@ -801,7 +801,8 @@ static enum nfsstat3 wb_flush(struct nq *q, struct wfile *f, struct pre *pre,
                 st = NFS3ERR_IO;
                 goto out;
             }
-            memcpy(ibuf, in->inline_data.data, CAIRN_MIN(in->inline_data.len, size));
+            if (in->inline_data.len)
+                memcpy(ibuf, in->inline_data.data, CAIRN_MIN(in->inline_data.len, size));
             for (struct wrun *r = f->runs; r; r = r->next)
                 memcpy(ibuf + r->off, r->data, r->len);
             free(in->inline_data.data);

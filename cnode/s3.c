@@ -1680,13 +1680,9 @@ static int remove_empty_dirs(struct s3_req *q, uint64_t dir, unsigned depth)
         rc = meta_dir_scan(q->cl, dir, NULL, 0, 256, &s);
         if (rc)
             return rc;
-        if (s.n == 0) {
-            bool more = s.more;
-
+        if (s.n == 0) { /* the end: meta_dir_scan skips pages of deleted entries */
             meta_scan_fini(&s);
-            if (!more)
-                return 0;
-            continue; /* only tombstones in this page: they are skipped by the next scan */
+            return 0;
         }
         for (unsigned i = 0; i < s.n && !rc; i++) {
             uint32_t nl;

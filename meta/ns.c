@@ -312,7 +312,19 @@ int meta_dir_scan(struct cn_cluster *cl, uint64_t dir, const char *start, size_t
     /* The end: the next directory number's first key. */
     to[0] = 'D';
     be64(to + 1, dir + 1);
-    return meta_rec_scan(cl, meta_shard_of_u64(dir), from, 9 + slen, to, 9, limit, out);
+    slen += 9;
+    for (;;) {
+        int rc = meta_rec_scan(cl, meta_shard_of_u64(dir), from, slen, to, 9, limit, out);
+
+        /* A page of tombstones only (entries deleted just before) comes back empty with
+         * more to follow: go on from where it ended, so callers see an empty page only at
+         * the end of the directory. */
+        if (rc || out->n || !out->more || out->next_len > sizeof(from))
+            return rc;
+        memcpy(from, out->next, out->next_len);
+        slen = out->next_len;
+        meta_scan_fini(out);
+    }
 }
 
 const char *meta_dirent_name(const uint8_t *key, uint32_t klen, uint32_t *len)

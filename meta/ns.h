@@ -86,7 +86,8 @@ int meta_mkdir(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len
                uint32_t mode, uint64_t *ino);
 
 /* One page of dir's entries, from the entry sort name start (inclusive; NULL = first).
- * Entry keys in out are full record keys: use meta_dirent_name() on them. */
+ * Entry keys in out are full record keys: use meta_dirent_name() on them.  A page is empty
+ * only at the end of the directory (pages of deleted entries are skipped). */
 int meta_dir_scan(struct cn_cluster *cl, uint64_t dir, const char *start, size_t slen,
                   unsigned limit, struct meta_scan *out);
 /* The sort name of a directory entry key (the name, with '/' appended for directories):

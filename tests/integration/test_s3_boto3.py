@@ -274,6 +274,24 @@ def test_dir_markers(c, s3):
     log("directory markers as expected")
 
 
+def test_delete_bucket_after_many_deletes(s3):
+    """Deleting a bucket right after deleting more keys than one metadata scan page (256)
+    under one prefix: the scan must step over the page of deleted entries (it once rescanned
+    it forever)."""
+    b = "many-deleted"
+    s3.create_bucket(Bucket=b)
+    keys = ["d/k%04d" % i for i in range(300)]
+    for k in keys:
+        s3.put_object(Bucket=b, Key=k, Body=b"x")
+    for i in range(0, len(keys), 100):
+        s3.delete_objects(Bucket=b, Delete={"Objects": [{"Key": k} for k in keys[i:i + 100]]})
+    check(s3.list_objects_v2(Bucket=b).get("KeyCount") == 0, "keys left after delete")
+    s3.delete_bucket(Bucket=b)
+    names = [x["Name"] for x in s3.list_buckets()["Buckets"]]
+    check(b not in names, "bucket still listed after DeleteBucket")
+    log("ok   DeleteBucket after 300 deletes under one prefix")
+
+
 def test():
     rnd = random.Random(9)
     with Cluster(dnodes=6, ec="4+2", cnodes=1) as c:
@@ -288,6 +306,7 @@ def test():
         test_buckets(s3)
         test_dir_markers(c, s3)
         test_empty_then_body(c)
+        test_delete_bucket_after_many_deletes(c.boto3_client(read_timeout=60))
 
 
 if __name__ == "__main__":
