@@ -1,7 +1,13 @@
 /*
- * fuzz_rpc.c - libFuzzer harness for ONC RPC call decoding (cnode/rpc.c) and XDR (cnode/xdr.c).
+ * fuzz_rpc.c - libFuzzer harness for ONC RPC record marking (cnode/rpc_rm.c), call decoding
+ * (cnode/rpc.c) and XDR (cnode/xdr.c).
  *
- * The input is one whole record, as the record-marking layer would hand it over; it is decoded
+ * An input whose first byte has its high bit set (as a last-fragment record mark does) is a
+ * TCP byte stream: it is fed through the reassembler (record limit 64 KiB) in pieces of
+ * PRNG-chosen sizes, which must consume bytes in order, never hand out a record over the
+ * limit, and stop for good after an error; every record it completes is then decoded as
+ * below.  Any other input is one whole record, as the record-marking layer would hand it
+ * over; it is decoded
  * from an exact-size heap copy so ASan sees any read past it.  Checked on every call: the
  * result is one of the documented ones, the xid is the record's first word whenever the
  * result is not DROP, an accepted call has a credential we take, at most 16 gids and a
@@ -235,7 +241,51 @@ static void check_replies(uint32_t xid)
     xdr_enc_fini(&e);
 }
 
+static void one_record(const uint8_t *data, size_t size);
+
+#define STREAM_MAX_RECORD (64u << 10)
+
+static void stream(const uint8_t *data, size_t size)
+{
+    struct rpc_rm rm;
+    struct prng r = {.s = size * 0x9E3779B97F4A7C15ull + 1};
+    size_t pos = 0;
+
+    rpc_rm_init(&rm, STREAM_MAX_RECORD);
+    while (pos < size) {
+        size_t want = 1 + next(&r) % 64, n = want < size - pos ? want : size - pos;
+        bool complete = false;
+        ssize_t used = rpc_rm_feed(&rm, data + pos, n, &complete);
+
+        if (used < 0)
+            break; /* the server closes the connection: nothing more is read */
+        CHECK((size_t)used <= n);
+        pos += (size_t)used;
+        if (complete) {
+            size_t len = 0;
+            uint8_t *rec = rpc_rm_take(&rm, &len);
+
+            CHECK(len <= STREAM_MAX_RECORD);
+            CHECK(rec || len == 0);
+            one_record(rec ? rec : (const uint8_t *)"", len);
+            free(rec);
+        } else {
+            CHECK((size_t)used == n); /* a piece is consumed whole unless a record ended */
+        }
+    }
+    rpc_rm_fini(&rm);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size && (data[0] & 0x80))
+        stream(data, size);
+    else
+        one_record(data, size);
+    return 0;
+}
+
+static void one_record(const uint8_t *data, size_t size)
 {
     uint8_t *rec = malloc(size ? size : 1);
     struct rpc_call c;
@@ -266,5 +316,4 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     check_replies(xid);
     free(rec);
-    return 0;
 }
