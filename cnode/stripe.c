@@ -20,6 +20,7 @@
  */
 #include "cnode/stripe.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,23 @@
  * writes fail fast, instead of every request waiting out the transport deadline. */
 #define DOWN_MS 10000u
 
+/* What one view learns about a dead D-node, every view in the process learns: the heads run
+ * one cluster view per worker thread, and without this each of them would pay the transport
+ * deadline on its own (a GET at a time, with 16 workers) before skipping the node.  Slots
+ * are found by the hash of the D-node's address; a collision only shares a little too much
+ * (the other node is skipped until its first answer clears it). */
+#define SHARED_SLOTS 4096u
+static _Atomic uint64_t shared_down_until[SHARED_SLOTS];
+
+static unsigned shared_slot(const char *addr)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (; *addr; addr++)
+        h = (h ^ (uint8_t)*addr) * 1099511628211ull;
+    return (unsigned)(h % SHARED_SLOTS);
+}
+
 struct cn_cluster {
     struct tp_ctx *tp;
     unsigned n;
@@ -43,6 +61,7 @@ struct cn_cluster {
     uint64_t *peers; /* transport peer handles, by D-node index */
     uint64_t *keys;  /* placement keys, by D-node index */
     uint64_t *down_until; /* ms clock: D-node considered down until then */
+    unsigned *slot;       /* its shared_down_until slot */
     struct ec_layout layout;
     unsigned depth;
     struct {
@@ -145,7 +164,8 @@ int cn_cluster_open(const struct cn_cluster_config *cfg, struct cn_cluster **out
     cl->peers = calloc(cl->n, sizeof(*cl->peers));
     cl->keys = calloc(cl->n, sizeof(*cl->keys));
     cl->down_until = calloc(cl->n, sizeof(*cl->down_until));
-    if (!cl->peers || !cl->keys || !cl->down_until) {
+    cl->slot = calloc(cl->n, sizeof(*cl->slot));
+    if (!cl->peers || !cl->keys || !cl->down_until || !cl->slot) {
         rc = CAIRN_ENOMEM;
         goto err;
     }
@@ -164,6 +184,7 @@ int cn_cluster_open(const struct cn_cluster_config *cfg, struct cn_cluster **out
             goto err;
         }
         cl->keys[i] = meta_node_key(cl->addrs[i]);
+        cl->slot[i] = shared_slot(cl->addrs[i]);
     }
     *out = cl;
     return 0;
@@ -182,6 +203,7 @@ void cn_cluster_close(struct cn_cluster *cl)
     free(cl->peers);
     free(cl->keys);
     free(cl->down_until);
+    free(cl->slot);
     free_addrs(cl);
     free(cl);
 }
@@ -235,7 +257,11 @@ int cn_cluster_ping(struct cn_cluster *cl, unsigned i, uint64_t *dev_size, uint6
 
 static bool node_down(const struct cn_cluster *cl, unsigned i)
 {
-    return cl->down_until[i] && cairn_now_ms() < cl->down_until[i];
+    uint64_t until = atomic_load_explicit(&shared_down_until[cl->slot[i]], memory_order_relaxed);
+
+    if (cl->down_until[i] > until)
+        until = cl->down_until[i];
+    return until && cairn_now_ms() < until;
 }
 
 bool cn_cluster_node_down(const struct cn_cluster *cl, unsigned i)
@@ -271,8 +297,11 @@ static void note_status(struct cn_cluster *cl, unsigned i, int transport_status)
             log_warn(TAG, "D-node %s is not answering: %s; skipping it for %u s", cl->addrs[i],
                      cairn_strerror(transport_status), DOWN_MS / 1000);
         cl->down_until[i] = cairn_now_ms() + DOWN_MS;
+        atomic_store_explicit(&shared_down_until[cl->slot[i]], cl->down_until[i],
+                              memory_order_relaxed);
     } else if (transport_status == 0) {
         cl->down_until[i] = 0;
+        atomic_store_explicit(&shared_down_until[cl->slot[i]], 0, memory_order_relaxed);
     }
 }
 

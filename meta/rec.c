@@ -522,3 +522,124 @@ out:
         meta_scan_fini(out);
     return rc;
 }
+
+/* ---- catching up a returning D-node ---- */
+
+/* One page of a single member's raw entries (tombstones included) from start. */
+static int member_scan(struct cn_cluster *cl, unsigned node, uint32_t shard, const uint8_t *start,
+                       size_t slen, Cairn__KvScanResult **out)
+{
+    Cairn__Request req;
+    unsigned outstanding = 0;
+    struct call c = {.node = node, .outstanding = &outstanding,
+                     .cap = tp_ctx_max_payload(cn_cluster_tp(cl))};
+
+    c.buf = malloc(c.cap);
+    if (!c.buf)
+        return CAIRN_ENOMEM;
+    req_init(&req, CAIRN__OP__OP_KV_SCAN, shard, start, slen);
+    req.limit = META_SCAN_MAX;
+    issue(cl, &c, &req, NULL, 0);
+    wait_calls(cl, &outstanding);
+    if (transport_failed(cl, &c) || c.status) {
+        free(c.buf);
+        return c.tstatus ? c.tstatus : c.status;
+    }
+    *out = cairn__kv_scan_result__unpack(NULL, c.len, c.buf);
+    free(c.buf);
+    return *out ? 0 : CAIRN_EPROTO;
+}
+
+int meta_rec_sync(struct cn_cluster *cl, unsigned node, bool check_only, uint64_t *count)
+{
+    uint64_t n_copied = 0;
+    unsigned batch = check_only ? 8 : 64; /* a GET needs a buffer for the value */
+    int first_err = 0;
+
+    for (uint32_t shard = 0; shard < META_SHARDS; shard++) {
+        unsigned set[MAX_SET], n = replica_set(cl, shard, set);
+        bool member = false;
+
+        for (unsigned i = 0; i < n; i++)
+            member |= set[i] == node;
+        if (!member)
+            continue;
+        for (unsigned i = 0; i < n; i++) {
+            uint8_t *start = NULL;
+            size_t slen = 0;
+
+            if (set[i] == node)
+                continue;
+            for (;;) {
+                Cairn__KvScanResult *res = NULL;
+                unsigned outstanding = 0, nc = 0;
+                struct call calls[64];
+                uint64_t want[64];
+                int rc = member_scan(cl, set[i], shard, start, slen, &res);
+
+                free(start);
+                start = NULL;
+                if (rc) {
+                    if (!first_err)
+                        first_err = rc;
+                    break;
+                }
+                /* Copy every entry at its version: the D-node keeps whichever copy is newer,
+                 * so this never undoes a later write. */
+                for (size_t j = 0; j < res->n_entries; j++) {
+                    Cairn__KvEntry *e = res->entries[j];
+                    Cairn__Request req;
+
+                    calls[nc] = (struct call){.node = node, .outstanding = &outstanding};
+                    if (check_only) {
+                        /* Only count: does the node hold this version or a newer one? */
+                        req_init(&req, CAIRN__OP__OP_KV_GET, shard, e->key.data, e->key.len);
+                        calls[nc].cap = tp_ctx_max_payload(cn_cluster_tp(cl));
+                        calls[nc].buf = malloc(calls[nc].cap);
+                        want[nc] = e->version; /* what the member has */
+                        issue(cl, &calls[nc], &req, NULL, 0);
+                    } else {
+                        req_init(&req, CAIRN__OP__OP_KV_PUT, shard, e->key.data, e->key.len);
+                        req.expect_version = KV_ANY_VERSION;
+                        req.new_version = e->version;
+                        issue(cl, &calls[nc], &req, e->value.data, (uint32_t)e->value.len);
+                    }
+                    nc++;
+                    if (nc == batch || j + 1 == res->n_entries) {
+                        wait_calls(cl, &outstanding);
+                        for (unsigned x = 0; x < nc; x++) {
+                            if (transport_failed(cl, &calls[x])) {
+                                if (!first_err)
+                                    first_err = calls[x].tstatus;
+                            } else if (check_only) {
+                                if (calls[x].status == CAIRN_ENOENT ||
+                                    (calls[x].status == 0 && calls[x].version < want[x]))
+                                    n_copied++; /* behind */
+                            } else if (calls[x].status == 0) {
+                                n_copied++;
+                            }
+                            free(calls[x].buf);
+                        }
+                        nc = 0;
+                    }
+                }
+                if (res->more && res->n_entries) {
+                    Cairn__KvEntry *last = res->entries[res->n_entries - 1];
+
+                    slen = last->key.len + 1;
+                    start = malloc(slen);
+                    if (start) {
+                        memcpy(start, last->key.data, last->key.len);
+                        start[last->key.len] = 0; /* just after the last key */
+                    }
+                }
+                cairn__kv_scan_result__free_unpacked(res, NULL);
+                if (!start)
+                    break;
+            }
+        }
+    }
+    if (count)
+        *count = n_copied;
+    return first_err;
+}

@@ -87,6 +87,16 @@ int meta_rec_scan(struct cn_cluster *cl, uint32_t shard, const void *start, size
                   const void *end, size_t elen, unsigned limit, struct meta_scan *out);
 void meta_scan_fini(struct meta_scan *s);
 
+/* Catch D-node node up: for every shard whose replica set holds it, copy every record (and
+ * tombstone) of the other members to it at its version; the D-node keeps whichever copy is
+ * newer, so the sweep never undoes a write made meanwhile.  Run when a D-node returns, so it
+ * holds what was written while it was away before other members fail (reads and
+ * compare-and-sets are correct without it, since they ask every member and repair the ones
+ * behind, but the records would have one copy fewer).  check_only: copy nothing, count the
+ * members' copies the node is behind on (a record two members hold counts twice).  *count (may be NULL) gets the records copied (or behind).
+ * Returns 0 or the first error (the sweep goes on past it). */
+int meta_rec_sync(struct cn_cluster *cl, unsigned node, bool check_only, uint64_t *count);
+
 /* The shard of a 64-bit item (an inode number, a hashed name). */
 uint32_t meta_shard_of_u64(uint64_t item);
 

@@ -11,6 +11,9 @@
  *   cairnctl user create ACCESS SECRET [--admin]   add (or replace) an S3 user
  *   cairnctl user del ACCESS            remove an S3 user
  *   cairnctl bucket public BUCKET on|off   allow or refuse anonymous reads of a bucket
+ *   cairnctl meta sync I                copy to D-node I (from 0, cluster-map order) every
+ *                                       metadata record it should hold: run when it returns
+ *   cairnctl meta check I               count the records D-node I is behind on
  *
  * A stripe object is its fragments plus a StripeManifest record under the key "stripe/NAME",
  * kept in the metadata shards on the D-nodes (m + 1 replicas).  put writes all fragments of a
@@ -20,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +36,7 @@
 #include "common/cairn.h"
 #include "common/log.h"
 #include "meta/ns.h"
+#include "meta/rec.h"
 #include "tools/clusterenv.h"
 
 #define KEY_PREFIX "stripe/"
@@ -50,7 +55,8 @@ static void usage(void)
             "  stripe del NAME\n"
             "  user create ACCESS SECRET [--admin]\n"
             "  user del ACCESS\n"
-            "  bucket public BUCKET on|off\n");
+            "  bucket public BUCKET on|off\n"
+            "  meta sync|check DNODE_INDEX\n");
 }
 
 static int fail(const char *what, int rc)
@@ -408,6 +414,27 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[0], "user") == 0 && argc >= 2) {
         cn_cluster_probe(cl);
         rc = cmd_user(cl, argc, argv);
+    } else if (strcmp(argv[0], "meta") == 0 && argc == 3 &&
+               (!strcmp(argv[1], "sync") || !strcmp(argv[1], "check"))) {
+        bool check = !strcmp(argv[1], "check");
+        char *end;
+        long i = strtol(argv[2], &end, 10);
+        uint64_t n = 0;
+
+        if (*end || i < 0 || (unsigned long)i >= cn_cluster_dnodes(cl)) {
+            usage();
+            rc = 2;
+            goto out;
+        }
+        cn_cluster_probe(cl);
+        rc = meta_rec_sync(cl, (unsigned)i, check, &n);
+        if (check)
+            printf("D-node %ld (%s): behind on %" PRIu64 " records\n", i,
+                   cn_cluster_dnode_addr(cl, (unsigned)i), n);
+        else
+            printf("D-node %ld (%s): %" PRIu64 " records copied%s\n", i,
+                   cn_cluster_dnode_addr(cl, (unsigned)i), n, rc ? "" : ", caught up");
+        rc = rc ? fail(check ? "meta check" : "meta sync", rc) : 0;
     } else if (strcmp(argv[0], "bucket") == 0 && argc >= 2) {
         cn_cluster_probe(cl);
         rc = cmd_bucket(cl, argc, argv);
