@@ -749,6 +749,41 @@ static Cairn__Extent new_extent(struct nq *q, uint64_t off, uint64_t len)
     return x;
 }
 
+/* Commit inode in (read at version ver) after its data changed: new mtime and ETag, the
+ * extents of m when use_map, by compare-and-set.  On success the objects no extent shows any
+ * more are queued to be freed and the S3 listing fields follow.  CAIRN_ECONFLICT: read again
+ * and retry. */
+static int commit_data(struct nq *q, uint64_t ino, Cairn__Inode *in, uint64_t ver,
+                       struct cn_extmap *m, bool use_map)
+{
+    Cairn__Extent **saved = NULL, **dropped = NULL;
+    size_t nsaved = 0, ndropped = 0;
+    char etag[40];
+    int rc = 0;
+
+    in->mtime_ns = in->ctime_ns = now_ns();
+    nfs_etag(ino, in->mtime_ns, in->size, etag);
+    free(in->etag == protobuf_c_empty_string ? NULL : in->etag);
+    in->etag = strdup(etag);
+    if (!in->etag)
+        return CAIRN_ENOMEM;
+    if (use_map) {
+        rc = cn_extmap_dropped(m, in->extents, in->n_extents, &dropped, &ndropped);
+        if (rc)
+            return rc;
+        cn_extmap_attach(m, in, &saved, &nsaved);
+    }
+    rc = meta_inode_put(q->cl, ino, in, ver, NULL);
+    if (use_map)
+        cn_extmap_detach(in, saved, nsaved);
+    if (!rc) {
+        cn_fileio_defer_extents(&q->w->fio, dropped, ndropped);
+        sync_dirent(q, ino, in);
+    }
+    free(dropped);
+    return rc;
+}
+
 /* Write the runs of f (locked) to the D-nodes and commit them to the inode: each run becomes
  * one object, laid over the extent map by a compare-and-set of the inode; a file that stays
  * small keeps its bytes inline.  On success the runs are gone; on failure they stay, and the
@@ -775,12 +810,10 @@ static enum nfsstat3 wb_flush(struct nq *q, struct wfile *f, struct pre *pre,
     for (int attempt = 0; attempt < 32; attempt++) {
         Cairn__Inode *in;
         uint64_t ver, size;
-        Cairn__Extent inl = CAIRN__EXTENT__INIT, **saved = NULL, **dropped = NULL;
-        size_t nsaved = 0, ndropped = 0;
+        Cairn__Extent inl = CAIRN__EXTENT__INIT;
         struct cn_extmap m;
         uint8_t *ibuf = NULL;
-        char etag[40];
-        bool inl_written = false;
+        bool inl_written = false, inline_path;
 
         st = load(q, f->ino, &in, &ver);
         if (st)
@@ -793,7 +826,8 @@ static enum nfsstat3 wb_flush(struct nq *q, struct wfile *f, struct pre *pre,
         if (pre && attempt == 0)
             pre_of(q, f->ino, in, pre);
         size = CAIRN_MAX(in->size, end);
-        if (!in->n_extents && size <= META_INLINE_MAX) {
+        inline_path = !in->n_extents && size <= META_INLINE_MAX;
+        if (inline_path) {
             /* Small file: the new bytes go into the inode record itself. */
             ibuf = calloc(1, size ? size : 1);
             if (!ibuf) {
@@ -850,24 +884,10 @@ static enum nfsstat3 wb_flush(struct nq *q, struct wfile *f, struct pre *pre,
                     rc = CAIRN_ENOMEM;
         }
         in->size = size;
-        in->mtime_ns = in->ctime_ns = now_ns();
-        nfs_etag(f->ino, in->mtime_ns, size, etag);
-        free(in->etag == protobuf_c_empty_string ? NULL : in->etag);
-        in->etag = strdup(etag);
-        if (!rc && !in->etag)
-            rc = CAIRN_ENOMEM;
         if (!rc)
-            rc = cn_extmap_dropped(&m, in->extents, in->n_extents, &dropped, &ndropped);
-        cn_extmap_attach(&m, in, &saved, &nsaved);
-        if (!rc)
-            rc = meta_inode_put(q->cl, f->ino, in, ver, NULL);
-        cn_extmap_detach(in, saved, nsaved);
+            rc = commit_data(q, f->ino, in, ver, &m, !inline_path);
+        cn_extmap_fini(&m);
         if (rc == 0) {
-            cn_fileio_defer_extents(&q->w->fio, dropped, ndropped);
-            /* Keep the committed map in the returned inode for the caller's attributes. */
-            free(dropped);
-            cn_extmap_fini(&m);
-            sync_dirent(q, f->ino, in);
             if (after)
                 *after = in;
             else
@@ -879,8 +899,6 @@ static enum nfsstat3 wb_flush(struct nq *q, struct wfile *f, struct pre *pre,
             free(xs);
             return NFS3_OK;
         }
-        free(dropped);
-        cn_extmap_fini(&m);
         inode_free(in);
         if (inl_written)
             cn_extents_free(q->cl, (Cairn__Extent *[]){&inl}, 1);
@@ -1257,9 +1275,6 @@ static enum nfsstat3 truncate_file(struct nq *q, uint64_t ino, uint64_t size)
         uint64_t ver;
         struct cn_extmap m = {0};
         bool use_map = false;
-        Cairn__Extent **saved = NULL, **dropped = NULL;
-        size_t nsaved = 0, ndropped = 0;
-        char etag[40];
         int rc;
 
         st = load(q, ino, &in, &ver);
@@ -1270,25 +1285,8 @@ static enum nfsstat3 truncate_file(struct nq *q, uint64_t ino, uint64_t size)
             break;
         }
         rc = resize(in, size, &m, &use_map);
-        in->mtime_ns = in->ctime_ns = now_ns();
-        nfs_etag(ino, in->mtime_ns, size, etag);
-        free(in->etag == protobuf_c_empty_string ? NULL : in->etag);
-        in->etag = strdup(etag);
-        if (!rc && !in->etag)
-            rc = CAIRN_ENOMEM;
-        if (!rc && use_map) {
-            rc = cn_extmap_dropped(&m, in->extents, in->n_extents, &dropped, &ndropped);
-            cn_extmap_attach(&m, in, &saved, &nsaved);
-        }
         if (!rc)
-            rc = meta_inode_put(q->cl, ino, in, ver, NULL);
-        if (use_map)
-            cn_extmap_detach(in, saved, nsaved);
-        if (!rc) {
-            cn_fileio_defer_extents(&q->w->fio, dropped, ndropped);
-            sync_dirent(q, ino, in);
-        }
-        free(dropped);
+            rc = commit_data(q, ino, in, ver, &m, use_map);
         cn_extmap_fini(&m);
         inode_free(in);
         if (rc != CAIRN_ECONFLICT) {
