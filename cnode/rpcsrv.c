@@ -3,7 +3,7 @@
  * sockets, a pool of worker threads runs the blocking handler.
  *
  * Listening.  Every loop has its own listening socket per configured port, all bound with
- * SO_REUSEPORT (created by hand: libuv has no flag for it), so the kernel spreads connections
+ * SO_REUSEPORT (netloop.h, shared with the HTTP server), so the kernel spreads connections
  * across loops and no socket moves between threads.  For a port given as 0 the first loop's
  * socket picks it and the other loops bind to the same one.
  *
@@ -37,34 +37,25 @@
  */
 #include "cnode/rpcsrv.h"
 
-#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <uv.h>
 
+#include "cnode/netloop.h"
 #include "cnode/rpc.h"
 #include "common/cairn.h"
 #include "common/log.h"
 
 #define TAG "rpcsrv"
 #define RBUF_SIZE (64u << 10) /* socket read buffer, one per loop */
-#define LISTEN_BACKLOG 511
-#define MAX_LOOPS 256u
 #define DEFAULT_WORKERS 8u
 #define MARK_LAST 0x80000000u
 #define MAX_FRAGMENT 0x7fffffffu /* a reply goes out as one fragment */
-#define CMD_CLOSE_ALL 1
-#define CMD_EXIT 2
 
 enum call_end { END_NONE, END_REPLY, END_DROP, END_CLOSE };
 
@@ -102,7 +93,7 @@ struct rs_conn {
     unsigned listener;
     /* set at accept, read-only afterwards: the handler may read them on a worker */
     struct sockaddr_storage peer;
-    char peer_str[INET6_ADDRSTRLEN + 8];
+    char peer_str[NL_ADDR_STRLEN];
 
     /* ---- loop thread only ---- */
     struct rpc_rm rm;
@@ -117,26 +108,19 @@ struct rs_conn {
     /* ---- shared with the workers, under mu ---- */
     pthread_mutex_t mu;
     unsigned refs;
-    bool closed; /* written by the loop only, so the loop reads it without the lock */
-    bool notify_queued;
-    struct rs_conn *nnext;
+    bool closed;        /* written by the loop only, so the loop reads it without the lock */
+    bool notify_queued; /* wake is on the loop's wake list */
+    struct nl_wake wake;
     struct rpcsrv_call *done_head, *done_tail; /* ended calls for the loop to finish */
 };
 
 struct rs_loop {
+    struct nl_loop nl; /* the uv loop, its thread, wake list and sweep timer */
     struct rpcsrv *s;
     unsigned idx;
-    uv_loop_t loop;
     struct rs_listener listeners[RPCSRV_MAX_LISTENERS];
-    uv_async_t async;
-    uv_timer_t sweep;
-    pthread_t thread;
-    bool loop_inited, handles_inited, thread_started;
     uint8_t *rbuf; /* owned */
     struct rs_conn *conns;
-    pthread_mutex_t nmu; /* notify list and commands */
-    struct rs_conn *notify;
-    int cmd;
 };
 
 struct rs_worker {
@@ -209,11 +193,7 @@ static void conn_notify_locked(struct rs_conn *c)
         return;
     c->notify_queued = true;
     c->refs++;
-    pthread_mutex_lock(&lp->nmu);
-    c->nnext = lp->notify;
-    lp->notify = c;
-    pthread_mutex_unlock(&lp->nmu);
-    uv_async_send(&lp->async);
+    nl_loop_wake(&lp->nl, &c->wake);
 }
 
 static void on_conn_close(uv_handle_t *h)
@@ -304,7 +284,7 @@ static void dispatch(struct rs_conn *c)
     c->refs++; /* the call's */
     pthread_mutex_unlock(&c->mu);
     c->inflight++;
-    c->last_active = uv_now(&c->lp->loop);
+    c->last_active = uv_now(&c->lp->nl.loop);
 
     pthread_mutex_lock(&s->mu);
     if (s->q_tail)
@@ -427,7 +407,7 @@ static void on_write(uv_write_t *req, int status)
 
     c->writes--;
     c->inflight--;
-    c->write_progress = c->last_active = uv_now(&c->lp->loop);
+    c->write_progress = c->last_active = uv_now(&c->lp->nl.loop);
     call_free(call); /* the loop's reference keeps c until its close callback */
     if (status < 0) {
         if (status != UV_ECANCELED)
@@ -451,7 +431,7 @@ static void start_write(struct rs_conn *c, struct rpcsrv_call *call)
     call->bufs[1] = uv_buf_init((char *)call->reply, (unsigned)call->reply_len);
     call->wreq.data = call;
     if (!c->writes)
-        c->write_progress = uv_now(&c->lp->loop);
+        c->write_progress = uv_now(&c->lp->nl.loop);
     c->writes++;
     rc = uv_write(&call->wreq, (uv_stream_t *)&c->tcp, call->bufs, 2, on_write);
     if (rc) {
@@ -491,7 +471,7 @@ static void conn_service(struct rs_conn *c)
             break;
         default:
             c->inflight--;
-            c->last_active = uv_now(&c->lp->loop);
+            c->last_active = uv_now(&c->lp->nl.loop);
             call_free(call);
             ended = true;
             break;
@@ -567,11 +547,11 @@ void rpcsrv_close(struct rpcsrv_call *c)
 
 /* ---- loops ---- */
 
-static void on_sweep(uv_timer_t *t)
+static void loop_sweep(struct nl_loop *nl)
 {
-    struct rs_loop *lp = t->data;
+    struct rs_loop *lp = NL_CONTAINER_OF(nl, struct rs_loop, nl);
     unsigned idle_ms = lp->s->idle_ms;
-    uint64_t now = uv_now(&lp->loop);
+    uint64_t now = uv_now(&nl->loop);
     struct rs_conn *c, *next;
 
     for (c = lp->conns; c; c = next) {
@@ -588,49 +568,11 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
-static void on_reject_close(uv_handle_t *h)
-{
-    free(h);
-}
-
 /* Accept and close at once: the connection limit is reached, or we are stopping. */
 static void reject(struct rs_loop *lp, uv_stream_t *server)
 {
-    uv_tcp_t *t = malloc(sizeof(*t));
-
-    if (!t) {
+    if (nl_reject(&lp->nl.loop, server))
         log_error(TAG, "out of memory refusing a connection");
-        return;
-    }
-    uv_tcp_init(&lp->loop, t);
-    uv_accept(server, (uv_stream_t *)t);
-    uv_close((uv_handle_t *)t, on_reject_close);
-}
-
-static void peer_name(struct rs_conn *c)
-{
-    int len = sizeof(c->peer);
-    char ip[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) == 0) {
-        if (c->peer.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&c->peer;
-
-            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-            snprintf(c->peer_str, sizeof(c->peer_str), "[%s]:%u", ip, ntohs(a->sin6_port));
-            return;
-        }
-        if (c->peer.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&c->peer;
-
-            inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-            port = ntohs(a->sin_port);
-        }
-    } else {
-        memset(&c->peer, 0, sizeof(c->peer));
-    }
-    snprintf(c->peer_str, sizeof(c->peer_str), "%s:%u", ip, port);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -665,7 +607,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->lp = lp;
     c->listener = l->idx;
     rpc_rm_init(&c->rm, s->max_record);
-    uv_tcp_init(&lp->loop, &c->tcp);
+    uv_tcp_init(&lp->nl.loop, &c->tcp);
     c->tcp.data = c;
     c->next = lp->conns;
     if (lp->conns)
@@ -676,13 +618,15 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1); /* replies are single small writes: do not hold them back */
-    peer_name(c);
-    c->last_active = uv_now(&lp->loop);
+    nl_peer_name(&c->tcp, &c->peer, c->peer_str);
+    c->last_active = uv_now(&lp->nl.loop);
     update_reading(c);
 }
 
-static void loop_close_all(struct rs_loop *lp)
+/* The first step of stopping: no more connections, and those open are closed. */
+static void loop_close_all(struct nl_loop *nl)
 {
+    struct rs_loop *lp = NL_CONTAINER_OF(nl, struct rs_loop, nl);
     struct rpcsrv *s = lp->s;
     struct rs_conn *c, *next;
 
@@ -702,140 +646,52 @@ static void loop_close_all(struct rs_loop *lp)
     pthread_mutex_unlock(&s->mu);
 }
 
-static void on_async(uv_async_t *h)
+/* A worker ended calls on this connection (conn_notify_locked()). */
+static void loop_wake(struct nl_loop *nl, struct nl_wake *w)
 {
-    struct rs_loop *lp = h->data;
-    struct rs_conn *list, *c;
-    int cmd;
+    struct rs_conn *c = NL_CONTAINER_OF(w, struct rs_conn, wake);
 
-    pthread_mutex_lock(&lp->nmu);
-    list = lp->notify;
-    lp->notify = NULL;
-    cmd = lp->cmd;
-    lp->cmd = 0;
-    pthread_mutex_unlock(&lp->nmu);
-    while ((c = list)) {
-        list = c->nnext;
-        pthread_mutex_lock(&c->mu);
-        c->notify_queued = false;
-        pthread_mutex_unlock(&c->mu);
-        if (!c->closed)
-            conn_service(c);
-        conn_unref(c);
-    }
-    if (cmd & CMD_CLOSE_ALL)
-        loop_close_all(lp);
-    if (cmd & CMD_EXIT) {
-        uv_close((uv_handle_t *)&lp->async, NULL);
-        uv_close((uv_handle_t *)&lp->sweep, NULL);
-    }
+    (void)nl;
+    pthread_mutex_lock(&c->mu);
+    c->notify_queued = false;
+    pthread_mutex_unlock(&c->mu);
+    if (!c->closed)
+        conn_service(c);
+    conn_unref(c); /* the wake list's */
 }
 
-static void loop_command(struct rs_loop *lp, int cmd)
-{
-    pthread_mutex_lock(&lp->nmu);
-    lp->cmd |= cmd;
-    pthread_mutex_unlock(&lp->nmu);
-    uv_async_send(&lp->async);
-}
-
-static void *loop_main(void *arg)
-{
-    struct rs_loop *lp = arg;
-    sigset_t set;
-
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    uv_run(&lp->loop, UV_RUN_DEFAULT);
-    return NULL;
-}
-
-/* A listening socket with SO_REUSEPORT bound to addr.  CAIRN_EIO with errno set on failure. */
-static int listen_fd(const struct sockaddr *addr, socklen_t alen, int *out)
-{
-    int one = 1, fd, err;
-
-    fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return CAIRN_EIO;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) || bind(fd, addr, alen)) {
-        err = errno;
-        close(fd);
-        errno = err;
-        return CAIRN_EIO;
-    }
-    *out = fd;
-    return 0;
-}
-
-static void set_port(struct sockaddr_storage *ss, unsigned port)
-{
-    if (ss->ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-    else
-        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-}
+static const struct nl_loop_ops loop_ops = {
+    .wake = loop_wake,
+    .sweep = loop_sweep,
+    .close = loop_close_all,
+};
 
 /* Listener i of loop lp, on s->ports[i] (picked by this socket if still 0). */
 static int listener_init(struct rs_loop *lp, unsigned i, struct sockaddr_storage *addr,
                          socklen_t alen)
 {
-    struct rpcsrv *s = lp->s;
     struct rs_listener *l = &lp->listeners[i];
-    int fd, rc;
 
-    set_port(addr, s->ports[i]);
-    rc = listen_fd((struct sockaddr *)addr, alen, &fd);
-    if (rc)
-        return rc;
-    uv_tcp_init(&lp->loop, &l->tcp);
+    uv_tcp_init(&lp->nl.loop, &l->tcp);
     l->tcp.data = l;
     l->lp = lp;
     l->idx = i;
     l->inited = true;
-    rc = uv_tcp_open(&l->tcp, fd);
-    if (rc) {
-        close(fd);
-        errno = -rc;
-        return CAIRN_EIO;
-    }
-    rc = uv_listen((uv_stream_t *)&l->tcp, LISTEN_BACKLOG, on_connection);
-    if (rc) {
-        errno = -rc;
-        return CAIRN_EIO;
-    }
-    if (!s->ports[i]) {
-        struct sockaddr_storage bound;
-        int blen = sizeof(bound);
-
-        uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &blen);
-        s->ports[i] = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                        : ((struct sockaddr_in *)&bound)->sin_port);
-    }
-    return 0;
+    return nl_listen(&l->tcp, addr, alen, &lp->s->ports[i], on_connection);
 }
 
 static int loop_init(struct rpcsrv *s, struct rs_loop *lp, struct sockaddr_storage *addr,
                      socklen_t alen)
 {
-    uint64_t tick = CAIRN_MAX(10u, CAIRN_MIN(1000u, s->idle_ms / 4));
     int rc;
 
     lp->s = s;
     lp->rbuf = malloc(RBUF_SIZE);
     if (!lp->rbuf)
         return CAIRN_ENOMEM;
-    if (uv_loop_init(&lp->loop))
-        return CAIRN_ENOMEM;
-    lp->loop_inited = true;
-    uv_async_init(&lp->loop, &lp->async, on_async);
-    lp->async.data = lp;
-    uv_timer_init(&lp->loop, &lp->sweep);
-    lp->sweep.data = lp;
-    lp->handles_inited = true;
-    uv_timer_start(&lp->sweep, on_sweep, tick, tick);
+    rc = nl_loop_init(&lp->nl, &loop_ops, s->idle_ms);
+    if (rc)
+        return rc;
     for (unsigned i = 0; i < s->nports; i++) {
         rc = listener_init(lp, i, addr, alen);
         if (rc)
@@ -906,19 +762,6 @@ static void *worker_main(void *arg)
 
 /* ---- start and stop ---- */
 
-static int resolve(const char *host, struct sockaddr_storage *ss, socklen_t *len)
-{
-    struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res;
-
-    if (getaddrinfo(host && *host ? host : NULL, "0", &hints, &res) || !res)
-        return CAIRN_EINVAL;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
-
 static void server_teardown(struct rpcsrv *s)
 {
     struct rpcsrv_call *call;
@@ -928,10 +771,8 @@ static void server_teardown(struct rpcsrv *s)
     /* 1: the loops close their listeners and connections; from now on calls that end are
      * freed on the spot. */
     for (unsigned i = 0; i < s->nloops; i++)
-        if (s->loops[i].thread_started) {
-            loop_command(&s->loops[i], CMD_CLOSE_ALL);
+        if (nl_loop_close(&s->loops[i].nl))
             started++;
-        }
     pthread_mutex_lock(&s->mu);
     while (s->loops_closed < started)
         pthread_cond_wait(&s->scv, &s->mu);
@@ -950,24 +791,14 @@ static void server_teardown(struct rpcsrv *s)
     for (unsigned i = 0; i < s->nloops; i++) {
         struct rs_loop *lp = &s->loops[i];
 
-        if (lp->thread_started) {
-            loop_command(lp, CMD_EXIT);
-            pthread_join(lp->thread, NULL);
-        } else if (lp->loop_inited) {
+        if (!nl_loop_started(&lp->nl)) /* never ran: loop_close_all() did not close these */
             for (unsigned j = 0; j < s->nports; j++)
                 if (lp->listeners[j].inited)
                     uv_close((uv_handle_t *)&lp->listeners[j].tcp, NULL);
-            if (lp->handles_inited) {
-                uv_close((uv_handle_t *)&lp->async, NULL);
-                uv_close((uv_handle_t *)&lp->sweep, NULL);
-            }
-            uv_run(&lp->loop, UV_RUN_DEFAULT);
-        }
-        assert(!lp->notify && !lp->conns);
-        if (lp->loop_inited && uv_loop_close(&lp->loop))
+        if (nl_loop_fini(&lp->nl))
             log_error(TAG, "loop %u: handles left open at stop", i);
+        assert(!lp->conns);
         free(lp->rbuf);
-        pthread_mutex_destroy(&lp->nmu);
     }
     assert(atomic_load(&s->nconns) == 0);
     pthread_cond_destroy(&s->scv);
@@ -983,7 +814,6 @@ int rpcsrv_start(const struct rpcsrv_config *cfg, const struct rpcsrv_app *app, 
     struct sockaddr_storage addr;
     socklen_t alen;
     struct rpcsrv *s;
-    long ncpu;
     int rc, saved_errno;
 
     if (!cfg || !app || !app->handle || !out || !cfg->nports || cfg->nports > RPCSRV_MAX_LISTENERS)
@@ -991,7 +821,7 @@ int rpcsrv_start(const struct rpcsrv_config *cfg, const struct rpcsrv_app *app, 
     for (unsigned i = 0; i < cfg->nports; i++)
         if (cfg->ports[i] > 65535)
             return CAIRN_EINVAL;
-    rc = resolve(cfg->host, &addr, &alen);
+    rc = nl_resolve(cfg->host, 0, &addr, &alen); /* each listener sets its port */
     if (rc)
         return rc;
     s = calloc(1, sizeof(*s));
@@ -1004,9 +834,7 @@ int rpcsrv_start(const struct rpcsrv_config *cfg, const struct rpcsrv_app *app, 
     s->max_inflight = cfg->max_inflight ? cfg->max_inflight : RPCSRV_DEFAULT_INFLIGHT;
     s->idle_ms = cfg->idle_ms ? cfg->idle_ms : RPCSRV_DEFAULT_IDLE_MS;
     s->max_conns = cfg->max_conns ? cfg->max_conns : RPCSRV_DEFAULT_MAX_CONNS;
-    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    s->nloops = cfg->loops ? cfg->loops : (ncpu > 0 ? (unsigned)ncpu : 1);
-    s->nloops = CAIRN_MIN(s->nloops, MAX_LOOPS);
+    s->nloops = nl_loop_count(cfg->loops);
     s->nworkers = cfg->workers ? cfg->workers : DEFAULT_WORKERS;
     atomic_init(&s->nconns, 0);
     atomic_init(&s->stopping, false);
@@ -1019,8 +847,6 @@ int rpcsrv_start(const struct rpcsrv_config *cfg, const struct rpcsrv_app *app, 
         rc = CAIRN_ENOMEM;
         goto err;
     }
-    for (unsigned i = 0; i < s->nloops; i++)
-        pthread_mutex_init(&s->loops[i].nmu, NULL);
     for (unsigned i = 0; i < s->nloops; i++) {
         s->loops[i].idx = i;
         rc = loop_init(s, &s->loops[i], &addr, alen);
@@ -1048,11 +874,9 @@ int rpcsrv_start(const struct rpcsrv_config *cfg, const struct rpcsrv_app *app, 
     if (rc)
         goto err;
     for (unsigned i = 0; i < s->nloops; i++) {
-        if (pthread_create(&s->loops[i].thread, NULL, loop_main, &s->loops[i])) {
-            rc = CAIRN_ENOMEM;
+        rc = nl_loop_start(&s->loops[i].nl);
+        if (rc)
             goto err;
-        }
-        s->loops[i].thread_started = true;
     }
     for (unsigned i = 0; i < s->nports; i++)
         log_info(TAG, "listening on %s:%u (%u loops, %u workers)", cfg->host ? cfg->host : "*",

@@ -3,7 +3,7 @@
  * of worker threads runs the blocking handler.
  *
  * Listening.  Every loop has its own listening socket, bound to the same address with
- * SO_REUSEPORT (created by hand: libuv 1.44 has no flag for it), so the kernel spreads
+ * SO_REUSEPORT (netloop.h, shared with the RPC server), so the kernel spreads
  * accepted connections across loops and no socket ever moves between threads.  With port 0
  * the first socket picks the port and the others bind to it.
  *
@@ -41,22 +41,17 @@
  */
 #include "cnode/server.h"
 
-#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 #include <uv.h>
 
+#include "cnode/netloop.h"
 #include "common/cairn.h"
 #include "common/log.h"
 
@@ -67,11 +62,7 @@
 #define OUT_PIECE_MIN (64u << 10) /* large writes are queued in pieces of window/4, clamped */
 #define OUT_PIECE_MAX (1u << 20)
 #define LINGER_MS 2000u
-#define LISTEN_BACKLOG 511
-#define MAX_LOOPS 256u
 #define DEFAULT_WORKERS 16u
-#define CMD_CLOSE_ALL 1
-#define CMD_EXIT 2
 
 struct out_chunk {
     struct out_chunk *next;
@@ -127,7 +118,7 @@ struct cn_conn {
     uint64_t discard_left;
     uint64_t last_rx, write_started, linger_until; /* uv_now() stamps */
     uint64_t head_since; /* C_HEAD since: the whole head must come within idle_ms */
-    char peer[INET6_ADDRSTRLEN + 8];
+    char peer[NL_ADDR_STRLEN];
     struct cn_req req;
 
     /* ---- shared with the worker, under mu ---- */
@@ -136,8 +127,8 @@ struct cn_conn {
     unsigned refs;
     bool closed;        /* the loop closed the socket */
     bool gone;          /* no more I/O with the client: reads and writes fail */
-    bool notify_queued; /* on the loop's notify list */
-    struct cn_conn *nnext;
+    bool notify_queued; /* wake is on the loop's wake list */
+    struct nl_wake wake;
     struct cn_conn *qnext; /* the worker queue */
     char *ring;
     size_t ring_cap, ring_rpos, ring_len;
@@ -153,18 +144,12 @@ struct cn_conn {
 };
 
 struct cn_loop {
+    struct nl_loop nl; /* the uv loop, its thread, wake list and sweep timer */
     struct cn_server *s;
     unsigned idx;
-    uv_loop_t loop;
     uv_tcp_t listener;
-    uv_async_t async;
-    uv_timer_t sweep;
-    pthread_t thread;
-    bool loop_inited, handles_inited, listener_inited, thread_started;
+    bool listener_inited;
     struct cn_conn *conns;
-    pthread_mutex_t nmu; /* notify list and commands */
-    struct cn_conn *notify;
-    int cmd;
 };
 
 struct cn_worker {
@@ -409,11 +394,7 @@ static void conn_notify_locked(struct cn_conn *c)
         return;
     c->notify_queued = true;
     c->refs++;
-    pthread_mutex_lock(&lp->nmu);
-    c->nnext = lp->notify;
-    lp->notify = c;
-    pthread_mutex_unlock(&lp->nmu);
-    uv_async_send(&lp->async);
+    nl_loop_wake(&lp->nl, &c->wake);
 }
 
 static void on_conn_close(uv_handle_t *h)
@@ -468,7 +449,7 @@ static void conn_linger(struct cn_conn *c)
     pthread_mutex_unlock(&c->mu);
     c->roff = c->rlen = 0;
     c->pend_len = 0;
-    c->linger_until = uv_now(&c->lp->loop) + LINGER_MS;
+    c->linger_until = uv_now(&c->lp->nl.loop) + LINGER_MS;
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown)) {
         conn_close(c);
@@ -511,7 +492,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
-    c->last_rx = uv_now(&c->lp->loop);
+    c->last_rx = uv_now(&c->lp->nl.loop);
     if (c->state == C_LINGER)
         return; /* discarded */
     c->roff = 0;
@@ -544,7 +525,7 @@ static void update_reading(struct cn_conn *c)
             return;
         }
         c->reading = true;
-        c->last_rx = uv_now(&c->lp->loop); /* time spent paused is not the client's */
+        c->last_rx = uv_now(&c->lp->nl.loop); /* time spent paused is not the client's */
     } else if (!want && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
@@ -840,7 +821,7 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
-    c->write_started = uv_now(&c->lp->loop);
+    c->write_started = uv_now(&c->lp->nl.loop);
     conn_run(c);
 }
 
@@ -883,7 +864,7 @@ static void flush_output(struct cn_conn *c)
     b->nbufs = n;
     for (o = list; o; o = o->next)
         b->bufs[i++] = uv_buf_init(o->data, (unsigned)o->len);
-    c->write_started = uv_now(&c->lp->loop);
+    c->write_started = uv_now(&c->lp->nl.loop);
     rc = uv_write(&b->req, (uv_stream_t *)&c->tcp, b->bufs, n, on_write);
     if (rc) {
         log_debug(TAG, "%s: uv_write: %s", c->peer, uv_strerror(rc));
@@ -906,7 +887,7 @@ static void request_reset(struct cn_conn *c)
     c->state = C_HEAD;
     c->pend_len = 0;
     c->msg_done = c->input_off = c->discarding = false;
-    c->head_since = uv_now(&c->lp->loop);
+    c->head_since = uv_now(&c->lp->nl.loop);
 }
 
 /* What follows once the worker is done with the request.  Returns true if the connection
@@ -1017,10 +998,10 @@ static void conn_sweep(struct cn_conn *c, uint64_t now)
 
 /* ---- loops ---- */
 
-static void on_sweep(uv_timer_t *t)
+static void loop_sweep(struct nl_loop *nl)
 {
-    struct cn_loop *lp = t->data;
-    uint64_t now = uv_now(&lp->loop);
+    struct cn_loop *lp = NL_CONTAINER_OF(nl, struct cn_loop, nl);
+    uint64_t now = uv_now(&nl->loop);
     struct cn_conn *c, *next;
 
     for (c = lp->conns; c; c = next) {
@@ -1030,49 +1011,11 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
-static void on_reject_close(uv_handle_t *h)
-{
-    free(h);
-}
-
 /* Accept and close at once: the connection limit is reached, or we are stopping. */
 static void reject(struct cn_loop *lp, uv_stream_t *server)
 {
-    uv_tcp_t *t = malloc(sizeof(*t));
-
-    if (!t) {
+    if (nl_reject(&lp->nl.loop, server))
         log_error(TAG, "out of memory refusing a connection");
-        return;
-    }
-    uv_tcp_init(&lp->loop, t);
-    uv_accept(server, (uv_stream_t *)t);
-    uv_close((uv_handle_t *)t, on_reject_close);
-}
-
-static void peer_name(struct cn_conn *c)
-{
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    char ip[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-
-            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-            port = ntohs(a->sin6_port);
-            snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip, port);
-            return;
-        }
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-
-            inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-            port = ntohs(a->sin_port);
-        }
-    }
-    snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, port);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -1110,7 +1053,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->lp = lp;
     c->state = C_HEAD;
     c->req.c = c;
-    uv_tcp_init(&lp->loop, &c->tcp);
+    uv_tcp_init(&lp->nl.loop, &c->tcp);
     c->tcp.data = c;
     c->next = lp->conns;
     if (lp->conns)
@@ -1121,13 +1064,15 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    peer_name(c);
-    c->head_since = uv_now(&lp->loop);
+    nl_peer_name(&c->tcp, NULL, c->peer);
+    c->head_since = uv_now(&lp->nl.loop);
     update_reading(c);
 }
 
-static void loop_close_all(struct cn_loop *lp)
+/* The first step of stopping: no more connections, and those open are closed. */
+static void loop_close_all(struct nl_loop *nl)
 {
+    struct cn_loop *lp = NL_CONTAINER_OF(nl, struct cn_loop, nl);
     struct cn_server *s = lp->s;
     struct cn_conn *c, *next;
 
@@ -1143,120 +1088,38 @@ static void loop_close_all(struct cn_loop *lp)
     pthread_mutex_unlock(&s->mu);
 }
 
-static void on_async(uv_async_t *h)
+/* A worker needs the loop to act on this connection (conn_notify_locked()). */
+static void loop_wake(struct nl_loop *nl, struct nl_wake *w)
 {
-    struct cn_loop *lp = h->data;
-    struct cn_conn *list, *c;
-    int cmd;
+    struct cn_conn *c = NL_CONTAINER_OF(w, struct cn_conn, wake);
 
-    pthread_mutex_lock(&lp->nmu);
-    list = lp->notify;
-    lp->notify = NULL;
-    cmd = lp->cmd;
-    lp->cmd = 0;
-    pthread_mutex_unlock(&lp->nmu);
-    while ((c = list)) {
-        list = c->nnext;
-        pthread_mutex_lock(&c->mu);
-        c->notify_queued = false;
-        pthread_mutex_unlock(&c->mu);
-        conn_run(c);
-        conn_unref(c);
-    }
-    if (cmd & CMD_CLOSE_ALL)
-        loop_close_all(lp);
-    if (cmd & CMD_EXIT) {
-        uv_close((uv_handle_t *)&lp->async, NULL);
-        uv_close((uv_handle_t *)&lp->sweep, NULL);
-    }
+    (void)nl;
+    pthread_mutex_lock(&c->mu);
+    c->notify_queued = false;
+    pthread_mutex_unlock(&c->mu);
+    conn_run(c);
+    conn_unref(c); /* the wake list's */
 }
 
-static void loop_command(struct cn_loop *lp, int cmd)
-{
-    pthread_mutex_lock(&lp->nmu);
-    lp->cmd |= cmd;
-    pthread_mutex_unlock(&lp->nmu);
-    uv_async_send(&lp->async);
-}
-
-static void *loop_main(void *arg)
-{
-    struct cn_loop *lp = arg;
-    sigset_t set;
-
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    uv_run(&lp->loop, UV_RUN_DEFAULT);
-    return NULL;
-}
-
-/* A listening socket with SO_REUSEPORT bound to addr.  CAIRN_EIO with errno set on failure. */
-static int listen_fd(const struct sockaddr *addr, socklen_t alen, int *out)
-{
-    int one = 1, fd, err;
-
-    fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return CAIRN_EIO;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) || bind(fd, addr, alen)) {
-        err = errno;
-        close(fd);
-        errno = err;
-        return CAIRN_EIO;
-    }
-    *out = fd;
-    return 0;
-}
+static const struct nl_loop_ops loop_ops = {
+    .wake = loop_wake,
+    .sweep = loop_sweep,
+    .close = loop_close_all,
+};
 
 static int loop_init(struct cn_server *s, struct cn_loop *lp, struct sockaddr_storage *addr,
                      socklen_t alen)
 {
-    uint64_t tick = CAIRN_MIN(1000u, CAIRN_MIN(s->idle_ms, s->body_ms) / 4);
-    int fd = -1, rc;
+    int rc;
 
     lp->s = s;
-    if (uv_loop_init(&lp->loop))
-        return CAIRN_ENOMEM;
-    lp->loop_inited = true;
-    uv_async_init(&lp->loop, &lp->async, on_async);
-    lp->async.data = lp;
-    uv_timer_init(&lp->loop, &lp->sweep);
-    lp->sweep.data = lp;
-    lp->handles_inited = true;
-    uv_timer_start(&lp->sweep, on_sweep, CAIRN_MAX(tick, 10), CAIRN_MAX(tick, 10));
-
-    rc = listen_fd((struct sockaddr *)addr, alen, &fd);
+    rc = nl_loop_init(&lp->nl, &loop_ops, CAIRN_MIN(s->idle_ms, s->body_ms));
     if (rc)
         return rc;
-    uv_tcp_init(&lp->loop, &lp->listener);
+    uv_tcp_init(&lp->nl.loop, &lp->listener);
     lp->listener.data = lp;
     lp->listener_inited = true;
-    rc = uv_tcp_open(&lp->listener, fd);
-    if (rc) {
-        close(fd);
-        errno = -rc;
-        return CAIRN_EIO;
-    }
-    rc = uv_listen((uv_stream_t *)&lp->listener, LISTEN_BACKLOG, on_connection);
-    if (rc) {
-        errno = -rc;
-        return CAIRN_EIO;
-    }
-    if (!s->port) {
-        struct sockaddr_storage bound;
-        int blen = sizeof(bound);
-
-        uv_tcp_getsockname(&lp->listener, (struct sockaddr *)&bound, &blen);
-        s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                    : ((struct sockaddr_in *)&bound)->sin_port);
-        if (addr->ss_family == AF_INET6)
-            ((struct sockaddr_in6 *)addr)->sin6_port = htons((uint16_t)s->port);
-        else
-            ((struct sockaddr_in *)addr)->sin_port = htons((uint16_t)s->port);
-    }
-    return 0;
+    return nl_listen(&lp->listener, addr, alen, &s->port, on_connection);
 }
 
 /* ---- workers ---- */
@@ -1329,21 +1192,6 @@ static void *worker_main(void *arg)
 
 /* ---- start and stop ---- */
 
-static int resolve(const char *host, unsigned port, struct sockaddr_storage *ss, socklen_t *len)
-{
-    struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res;
-    char ps[16];
-
-    snprintf(ps, sizeof(ps), "%u", port);
-    if (getaddrinfo(host && *host ? host : NULL, ps, &hints, &res) || !res)
-        return CAIRN_EINVAL;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
-
 static void server_teardown(struct cn_server *s)
 {
     unsigned started = 0;
@@ -1351,10 +1199,8 @@ static void server_teardown(struct cn_server *s)
     atomic_store(&s->stopping, true);
     /* 1: the loops close their listeners and connections, failing every blocked handler. */
     for (unsigned i = 0; i < s->nloops; i++)
-        if (s->loops[i].thread_started) {
-            loop_command(&s->loops[i], CMD_CLOSE_ALL);
+        if (nl_loop_close(&s->loops[i].nl))
             started++;
-        }
     pthread_mutex_lock(&s->mu);
     while (s->loops_closed < started)
         pthread_cond_wait(&s->scv, &s->mu);
@@ -1368,21 +1214,11 @@ static void server_teardown(struct cn_server *s)
     for (unsigned i = 0; i < s->nloops; i++) {
         struct cn_loop *lp = &s->loops[i];
 
-        if (lp->thread_started) {
-            loop_command(lp, CMD_EXIT);
-            pthread_join(lp->thread, NULL);
-        } else if (lp->loop_inited) {
-            if (lp->listener_inited)
-                uv_close((uv_handle_t *)&lp->listener, NULL);
-            if (lp->handles_inited) {
-                uv_close((uv_handle_t *)&lp->async, NULL);
-                uv_close((uv_handle_t *)&lp->sweep, NULL);
-            }
-            uv_run(&lp->loop, UV_RUN_DEFAULT);
-        }
-        if (lp->loop_inited && uv_loop_close(&lp->loop))
+        /* never ran: loop_close_all() did not close the listener */
+        if (!nl_loop_started(&lp->nl) && lp->listener_inited)
+            uv_close((uv_handle_t *)&lp->listener, NULL);
+        if (nl_loop_fini(&lp->nl))
             log_error(TAG, "loop %u: handles left open at stop", i);
-        pthread_mutex_destroy(&lp->nmu);
     }
     assert(atomic_load(&s->nconns) == 0);
     pthread_cond_destroy(&s->scv);
@@ -1399,12 +1235,11 @@ int cn_server_start(const struct cn_server_config *cfg, const struct cn_server_a
     struct sockaddr_storage addr;
     socklen_t alen;
     struct cn_server *s;
-    long ncpu;
     int rc, saved_errno;
 
     if (!cfg || !app || !app->handle || !out || cfg->port > 65535)
         return CAIRN_EINVAL;
-    rc = resolve(cfg->host, cfg->port, &addr, &alen);
+    rc = nl_resolve(cfg->host, cfg->port, &addr, &alen);
     if (rc)
         return rc;
     s = calloc(1, sizeof(*s));
@@ -1416,9 +1251,7 @@ int cn_server_start(const struct cn_server_config *cfg, const struct cn_server_a
     s->body_ms = cfg->body_ms ? cfg->body_ms : CN_SERVER_BODY_MS;
     s->max_conns = cfg->max_conns ? cfg->max_conns : CN_SERVER_MAX_CONNS;
     s->port = cfg->port;
-    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    s->nloops = cfg->loops ? cfg->loops : (ncpu > 0 ? (unsigned)ncpu : 1);
-    s->nloops = CAIRN_MIN(s->nloops, MAX_LOOPS);
+    s->nloops = nl_loop_count(cfg->loops);
     s->nworkers = cfg->workers ? cfg->workers : DEFAULT_WORKERS;
     atomic_init(&s->nconns, 0);
     atomic_init(&s->stopping, false);
@@ -1431,8 +1264,6 @@ int cn_server_start(const struct cn_server_config *cfg, const struct cn_server_a
         rc = CAIRN_ENOMEM;
         goto err;
     }
-    for (unsigned i = 0; i < s->nloops; i++)
-        pthread_mutex_init(&s->loops[i].nmu, NULL);
     for (unsigned i = 0; i < s->nloops; i++) {
         s->loops[i].idx = i;
         rc = loop_init(s, &s->loops[i], &addr, alen);
@@ -1460,11 +1291,9 @@ int cn_server_start(const struct cn_server_config *cfg, const struct cn_server_a
     if (rc)
         goto err;
     for (unsigned i = 0; i < s->nloops; i++) {
-        if (pthread_create(&s->loops[i].thread, NULL, loop_main, &s->loops[i])) {
-            rc = CAIRN_ENOMEM;
+        rc = nl_loop_start(&s->loops[i].nl);
+        if (rc)
             goto err;
-        }
-        s->loops[i].thread_started = true;
     }
     log_info(TAG, "listening on %s:%u (%u loops, %u workers, window %zu)",
              cfg->host ? cfg->host : "*", s->port, s->nloops, s->nworkers, s->window);
