@@ -4,7 +4,7 @@
  *   cairn-nfsbench --url URL [--url URL ...] | --cluster DIR|FILE
  *                  --op OP[,OP...] [--clients N] [--depth D] [--runs R] [--size BYTES]
  *                  [--io-size BYTES] [--entries N] [--dir PATH] [--rdp-size BYTES]
- *                  [--timeout S] [--watch NAME=PID,PID...]
+ *                  [--timeout S] [--watch NAME=PID,PID...] [--progress S]
  *
  * Each client is one thread with its own nfs_context (its own mount and TCP connection); the
  * clients are dealt round-robin over the URLs, so with one URL per C-node the load is spread
@@ -172,6 +172,7 @@ struct bench {
     unsigned nclients, depth, runs, entries, rdp_size;
     uint64_t size, io_size;
     int timeout_s;
+    unsigned progress_s; /* 0: no progress lines */
     char dir[PATH_MAX_BENCH], meta[PATH_MAX_BENCH + 8];
     struct watch watch[MAX_WATCH];
     unsigned nwatch;
@@ -1188,17 +1189,80 @@ static int parse_watch(const char *arg, struct bench *b)
 
 /* ---- driving the phases ---- */
 
+/* --progress: while a long metadata phase runs, a thread of its own prints the rate over the
+ * last interval, so a rate that falls as the directory grows shows.  Items are counted when
+ * handed out, so a line is ahead of the replies by at most clients x depth. */
+struct progress {
+    struct bench *b;
+    enum phase ph;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool over;
+};
+
+static void *progress_main(void *arg)
+{
+    static const char *const what[] = {[PH_CREATE] = "create",
+                                       [PH_LOOKUP] = "lookup",
+                                       [PH_GETATTR] = "getattr",
+                                       [PH_REMOVE] = "remove"};
+    struct progress *p = arg;
+    struct bench *b = p->b;
+    uint64_t last = 0, n;
+    double t_last = now_s(), t;
+    struct timespec until;
+
+    pthread_mutex_lock(&p->lock);
+    clock_gettime(CLOCK_REALTIME, &until);
+    for (;;) {
+        until.tv_sec += b->progress_s;
+        while (!p->over && pthread_cond_timedwait(&p->cond, &p->lock, &until) != ETIMEDOUT)
+            ;
+        if (p->over)
+            break;
+        n = atomic_load(&b->next);
+        n = n > b->entries ? b->entries : n;
+        t = now_s();
+        printf("  %s: %" PRIu64 " of %u, %.0f /s over the last %.0f s\n", what[p->ph], n,
+               b->entries, (double)(n - last) / (t - t_last), t - t_last);
+        fflush(stdout);
+        last = n;
+        t_last = t;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
 /* Run one phase on every client; returns its wall time, or -1 after an error. */
 static double phase(struct bench *b, enum phase ph)
 {
+    struct progress p = {.b = b, .ph = ph};
+    bool watch = b->progress_s &&
+                 (ph == PH_CREATE || ph == PH_LOOKUP || ph == PH_GETATTR || ph == PH_REMOVE);
+    pthread_t thread;
     double t0, t1;
 
     b->phase = ph;
     atomic_store(&b->next, 0);
+    if (watch) {
+        pthread_mutex_init(&p.lock, NULL);
+        pthread_cond_init(&p.cond, NULL);
+        if (pthread_create(&thread, NULL, progress_main, &p))
+            watch = false; /* no progress lines, nothing else lost */
+    }
     pthread_barrier_wait(&b->go);
     t0 = now_s();
     pthread_barrier_wait(&b->done);
     t1 = now_s();
+    if (watch) {
+        pthread_mutex_lock(&p.lock);
+        p.over = true;
+        pthread_cond_signal(&p.cond);
+        pthread_mutex_unlock(&p.lock);
+        pthread_join(thread, NULL);
+        pthread_cond_destroy(&p.cond);
+        pthread_mutex_destroy(&p.lock);
+    }
     return atomic_load(&b->stop) ? -1 : t1 - t0;
 }
 
@@ -1484,43 +1548,40 @@ out:
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: cairn-nfsbench (--url URL ... | --cluster DIR|FILE) --op OP[,OP...] "
-               "[options]\n"
-               "  --url URL           nfs://HOST/EXPORT?version=3&nfsport=P&mountport=Q; repeat it "
-               "to\n"
-               "                      deal the clients round-robin over several servers\n"
-               "  --cluster DIR|FILE  one URL per C-node from DIR/cluster.env (tools/cairn-local)\n"
-               "  --op LIST           write,read,create,lookup,getattr,readdirplus,remove,cleanup\n"
-               "                      (run in the order given)\n"
-               "  --clients N         client threads, each its own mount and connection (4)\n"
-               "  --depth D           requests in flight per client (1)\n"
-               "  --runs R            timed runs of write, read, lookup, getattr, readdirplus (3)\n"
-               "  --size BYTES        bytes per client file, K/M/G binary suffixes (256M)\n"
-               "  --io-size BYTES     bytes per READ/WRITE call, a multiple of 64K (1M)\n"
-               "  --entries N         files in the metadata directory (100000)\n"
-               "  --dir PATH          working directory under the export (/nfsbench)\n"
-               "  --rdp-size BYTES    READDIRPLUS maxcount (64K); dircount is an eighth\n"
-               "  --timeout S         seconds without a reply before a request fails (120)\n"
-               "  --watch NAME=PID,.. report the CPU of those processes during timed runs\n");
+    fprintf(f,
+            "usage: cairn-nfsbench (--url URL ... | --cluster DIR|FILE) --op OP[,OP...] "
+            "[options]\n"
+            "  --url URL           nfs://HOST/EXPORT?version=3&nfsport=P&mountport=Q; repeat it "
+            "to\n"
+            "                      deal the clients round-robin over several servers\n"
+            "  --cluster DIR|FILE  one URL per C-node from DIR/cluster.env (tools/cairn-local)\n"
+            "  --op LIST           write,read,create,lookup,getattr,readdirplus,remove,cleanup\n"
+            "                      (run in the order given)\n"
+            "  --clients N         client threads, each its own mount and connection (4)\n"
+            "  --depth D           requests in flight per client (1)\n"
+            "  --runs R            timed runs of write, read, lookup, getattr, readdirplus (3)\n"
+            "  --size BYTES        bytes per client file, K/M/G binary suffixes (256M)\n"
+            "  --io-size BYTES     bytes per READ/WRITE call, a multiple of 64K (1M)\n"
+            "  --entries N         files in the metadata directory (100000)\n"
+            "  --dir PATH          working directory under the export (/nfsbench)\n"
+            "  --rdp-size BYTES    READDIRPLUS maxcount (64K); dircount is an eighth\n"
+            "  --timeout S         seconds without a reply before a request fails (120)\n"
+            "  --watch NAME=PID,.. report the CPU of those processes during timed runs\n"
+            "  --progress S        every S seconds of create, lookup, getattr, remove: the rate\n"
+            "                      over the last S seconds (0: off, the default)\n");
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
-                                         {"cluster", required_argument, NULL, 'c'},
-                                         {"op", required_argument, NULL, 'o'},
-                                         {"clients", required_argument, NULL, 't'},
-                                         {"depth", required_argument, NULL, 'd'},
-                                         {"runs", required_argument, NULL, 'r'},
-                                         {"size", required_argument, NULL, 's'},
-                                         {"io-size", required_argument, NULL, 'i'},
-                                         {"entries", required_argument, NULL, 'n'},
-                                         {"dir", required_argument, NULL, 'D'},
-                                         {"rdp-size", required_argument, NULL, 'p'},
-                                         {"timeout", required_argument, NULL, 'T'},
-                                         {"watch", required_argument, NULL, 'w'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"url", required_argument, NULL, 'u'},      {"cluster", required_argument, NULL, 'c'},
+        {"op", required_argument, NULL, 'o'},       {"clients", required_argument, NULL, 't'},
+        {"depth", required_argument, NULL, 'd'},    {"runs", required_argument, NULL, 'r'},
+        {"size", required_argument, NULL, 's'},     {"io-size", required_argument, NULL, 'i'},
+        {"entries", required_argument, NULL, 'n'},  {"dir", required_argument, NULL, 'D'},
+        {"rdp-size", required_argument, NULL, 'p'}, {"timeout", required_argument, NULL, 'T'},
+        {"watch", required_argument, NULL, 'w'},    {"progress", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     static struct bench bench; /* large (clients): not on the stack */
     static char url_store[MAX_URLS][URL_MAX];
     struct bench *b = &bench;
@@ -1537,7 +1598,7 @@ int main(int argc, char **argv)
     b->size = 256u << 20;
     b->io_size = 1u << 20;
     b->entries = 100000;
-    while ((c = getopt_long(argc, argv, "u:c:o:t:d:r:s:i:n:D:p:T:w:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "u:c:o:t:d:r:s:i:n:D:p:T:w:P:h", opts, NULL)) != -1) {
         switch (c) {
         case 'u':
             if (b->nurls == MAX_URLS || strlen(optarg) >= URL_MAX) {
@@ -1611,6 +1672,12 @@ int main(int argc, char **argv)
         case 'w':
             if (parse_watch(optarg, b))
                 return 2;
+            break;
+        case 'P':
+            if (!parse_uint(optarg, 0, 3600, &b->progress_s)) {
+                fprintf(stderr, "cairn-nfsbench: --progress 0..3600 seconds\n");
+                return 2;
+            }
             break;
         case 'h':
             usage(stdout);
