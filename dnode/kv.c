@@ -15,9 +15,11 @@
  * whatever version its creator names, so callers that must never reuse a version pick it from
  * a counter that outlives the record.
  *
- * Each put/del is one LMDB write transaction: the version check and the write happen under
- * LMDB's single-writer lock, which is shared between processes through the lock file, so the
- * compare-and-set holds even with several processes on one environment.
+ * Writes go in batches (dn_kv_apply): one LMDB write transaction applies each op in order
+ * with its own version check, then one commit (one fdatasync) makes the batch durable.  The
+ * checks and writes happen under LMDB's single-writer lock, which is shared between processes
+ * through the lock file, so the compare-and-set holds even with several processes on one
+ * environment; dn_kv_put/dn_kv_del are batches of one.
  */
 #include "dnode/kv.h"
 
@@ -231,85 +233,125 @@ static int current_version(struct dn_kv *kv, MDB_txn *txn, MDB_val *k, uint64_t 
     return 0;
 }
 
-int dn_kv_put(struct dn_kv *kv, uint32_t shard, const void *key, size_t key_len, const void *val,
-              size_t val_len, uint64_t expect, uint64_t new_version, uint64_t *cur_version)
+/* Apply one write inside txn.  A failed condition or a bad argument is the op's own result
+ * (op->status; the transaction is untouched and goes on); an LMDB error is returned, and
+ * then the transaction is unusable. */
+static int apply_in_txn(struct dn_kv *kv, MDB_txn *txn, struct dn_kv_op *op)
 {
     uint8_t kb[SHARD_BYTES + KV_MAX_KEY];
     uint64_t cur;
     MDB_val k, v;
-    MDB_txn *txn;
     int rc;
 
-    if (key_len == 0 || make_key(kb, shard, key, key_len, &k) || val_len > KV_MAX_VALUE ||
-        (val_len && !val) || new_version == 0 || new_version == KV_ANY)
-        return CAIRN_EINVAL;
-    rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
-    if (rc)
-        return from_mdb(rc, "put: begin");
+    op->status = 0;
+    op->cur_version = 0;
+    if (op->key_len == 0 || make_key(kb, op->shard, op->key, op->key_len, &k) ||
+        (op->kind == DN_KV_PUT &&
+         (op->val_len > KV_MAX_VALUE || (op->val_len && !op->val) || op->new_version == 0 ||
+          op->new_version == KV_ANY))) {
+        op->status = CAIRN_EINVAL;
+        return 0;
+    }
     rc = current_version(kv, txn, &k, &cur);
     if (rc)
-        goto abort;
-    if ((expect != KV_ANY && expect != cur) || new_version <= cur) {
-        if (cur_version)
-            *cur_version = cur;
-        rc = CAIRN_ECONFLICT;
-        goto abort;
+        return rc;
+    if (op->kind == DN_KV_DEL) {
+        if (cur == 0) {
+            op->status = CAIRN_ENOENT;
+            return 0;
+        }
+        if (op->expect != KV_ANY && op->expect != cur) {
+            op->cur_version = cur;
+            op->status = CAIRN_ECONFLICT;
+            return 0;
+        }
+        rc = mdb_del(txn, kv->dbi, &k, NULL);
+        return rc ? from_mdb(rc, "del") : 0;
+    }
+    if ((op->expect != KV_ANY && op->expect != cur) || op->new_version <= cur) {
+        op->cur_version = cur;
+        op->status = CAIRN_ECONFLICT;
+        return 0;
     }
     /* MDB_RESERVE: LMDB hands us the value's place in the page; we write version + bytes
      * there directly instead of assembling a temporary copy. */
-    v.mv_size = VERSION_BYTES + val_len;
+    v.mv_size = VERSION_BYTES + op->val_len;
     rc = mdb_put(txn, kv->dbi, &k, &v, MDB_RESERVE);
+    if (rc)
+        return from_mdb(rc, "put");
+    put_be64(v.mv_data, op->new_version);
+    if (op->val_len)
+        memcpy((uint8_t *)v.mv_data + VERSION_BYTES, op->val, op->val_len);
+    return 0;
+}
+
+void dn_kv_apply(struct dn_kv *kv, struct dn_kv_op *ops, size_t n)
+{
+    MDB_txn *txn;
+    size_t i;
+    int rc;
+
+    if (n == 0)
+        return;
+    rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
     if (rc) {
-        rc = from_mdb(rc, "put");
-        goto abort;
+        rc = from_mdb(rc, "write: begin");
+        goto failed;
     }
-    put_be64(v.mv_data, new_version);
-    if (val_len)
-        memcpy((uint8_t *)v.mv_data + VERSION_BYTES, val, val_len);
+    for (i = 0; i < n; i++)
+        if ((rc = apply_in_txn(kv, txn, &ops[i])))
+            break;
+    if (rc) {
+        mdb_txn_abort(txn);
+        goto failed;
+    }
+    /* The one fdatasync for the whole batch: every op's result stands only from here on. */
     rc = mdb_txn_commit(txn);
-    return from_mdb(rc, "put: commit");
-abort:
-    mdb_txn_abort(txn);
-    return rc;
+    if (!rc)
+        return;
+    rc = from_mdb(rc, "write: commit");
+failed:
+    if (n == 1) {
+        ops[0].status = rc;
+        return;
+    }
+    /* Nothing of the batch was committed.  Apply each op alone, so that one op that cannot
+     * succeed (a value that does not fit the map) fails by itself and not its neighbours. */
+    for (i = 0; i < n; i++)
+        dn_kv_apply(kv, &ops[i], 1);
+}
+
+int dn_kv_put(struct dn_kv *kv, uint32_t shard, const void *key, size_t key_len, const void *val,
+              size_t val_len, uint64_t expect, uint64_t new_version, uint64_t *cur_version)
+{
+    struct dn_kv_op op = {.kind = DN_KV_PUT,
+                          .shard = shard,
+                          .key = key,
+                          .key_len = key_len,
+                          .val = val,
+                          .val_len = val_len,
+                          .expect = expect,
+                          .new_version = new_version};
+
+    dn_kv_apply(kv, &op, 1);
+    if (op.status == CAIRN_ECONFLICT && cur_version)
+        *cur_version = op.cur_version;
+    return op.status;
 }
 
 int dn_kv_del(struct dn_kv *kv, uint32_t shard, const void *key, size_t key_len, uint64_t expect,
               uint64_t *cur_version)
 {
-    uint8_t kb[SHARD_BYTES + KV_MAX_KEY];
-    uint64_t cur;
-    MDB_val k;
-    MDB_txn *txn;
-    int rc;
+    struct dn_kv_op op = {.kind = DN_KV_DEL,
+                          .shard = shard,
+                          .key = key,
+                          .key_len = key_len,
+                          .expect = expect};
 
-    if (key_len == 0 || make_key(kb, shard, key, key_len, &k))
-        return CAIRN_EINVAL;
-    rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
-    if (rc)
-        return from_mdb(rc, "del: begin");
-    rc = current_version(kv, txn, &k, &cur);
-    if (rc)
-        goto abort;
-    if (cur == 0) {
-        rc = CAIRN_ENOENT;
-        goto abort;
-    }
-    if (expect != KV_ANY && expect != cur) {
-        if (cur_version)
-            *cur_version = cur;
-        rc = CAIRN_ECONFLICT;
-        goto abort;
-    }
-    rc = mdb_del(txn, kv->dbi, &k, NULL);
-    if (rc) {
-        rc = from_mdb(rc, "del");
-        goto abort;
-    }
-    rc = mdb_txn_commit(txn);
-    return from_mdb(rc, "del: commit");
-abort:
-    mdb_txn_abort(txn);
-    return rc;
+    dn_kv_apply(kv, &op, 1);
+    if (op.status == CAIRN_ECONFLICT && cur_version)
+        *cur_version = op.cur_version;
+    return op.status;
 }
 
 /* memcmp order with the shorter key first on a common prefix: LMDB's default order. */

@@ -14,8 +14,9 @@
  * Records live in shards (uint32); a record key is unique within its shard, scans stay
  * within one shard.  On disk the LMDB key is big-endian shard id followed by the key bytes.
  *
- * Calls are synchronous and each write is one durable transaction.  Not thread-safe for one
- * handle except as LMDB allows (one writer); the D-node calls it from its loop thread.
+ * Calls are synchronous and every write is durable on return; dn_kv_apply() makes a batch of
+ * writes durable with one commit.  Not thread-safe for one handle except as LMDB allows (one
+ * writer); the D-node calls it from its loop thread.
  */
 #ifndef CAIRN_DN_KV_H
 #define CAIRN_DN_KV_H
@@ -71,6 +72,29 @@ int dn_kv_put(struct dn_kv *kv, uint32_t shard, const void *key, size_t key_len,
  * Durable on return.  Errors: CAIRN_ENOENT, CAIRN_ECONFLICT (*cur_version set), CAIRN_EIO. */
 int dn_kv_del(struct dn_kv *kv, uint32_t shard, const void *key, size_t key_len, uint64_t expect,
               uint64_t *cur_version);
+
+/* One conditional write of a batch, with the meaning of dn_kv_put / dn_kv_del.  key and val
+ * are borrowed for the call. */
+enum dn_kv_kind { DN_KV_PUT, DN_KV_DEL };
+struct dn_kv_op {
+    enum dn_kv_kind kind;
+    uint32_t shard;
+    const void *key;
+    size_t key_len;
+    const void *val;      /* put only */
+    size_t val_len;       /* put only */
+    uint64_t expect;
+    uint64_t new_version; /* put only */
+    int status;           /* out: 0 or the error dn_kv_put / dn_kv_del would return */
+    uint64_t cur_version; /* out: the current version on CAIRN_ECONFLICT */
+};
+
+/* Group commit: apply ops[0..n) in order, each with its own condition as if applied alone
+ * in that order (a later op sees the earlier ones), in one transaction whose one commit makes
+ * every successful op durable before this returns.  A failed condition fails only its op.  If
+ * the transaction as a whole fails (an LMDB error: map full, I/O), nothing of it stays and
+ * each op is applied again alone, so only the ops that cannot succeed fail. */
+void dn_kv_apply(struct dn_kv *kv, struct dn_kv_op *ops, size_t n);
 
 /* Ordered scan of shard keys k with start <= k < end (end_len == 0: to the end of the shard),
  * at most limit entries (0 or > KV_MAX_SCAN means KV_MAX_SCAN) and KV_MAX_SCAN_BYTES bytes.

@@ -418,6 +418,92 @@ Test(kv, full_map_is_enospc)
     free(val);
 }
 
+/* A batch applies its ops in order, each with its own condition: a later op sees the earlier
+ * ones, a failed condition fails only its own op, and all of it is there after a restart. */
+Test(kv, batch_in_order_with_own_conditions)
+{
+    struct dn_kv_op ops[] = {
+        {.kind = DN_KV_PUT, .shard = 1, .key = "a", .key_len = 1, .val = "a1", .val_len = 2,
+         .expect = KV_ABSENT, .new_version = 1},
+        /* sees the put above: version 1 is current */
+        {.kind = DN_KV_PUT, .shard = 1, .key = "a", .key_len = 1, .val = "a2", .val_len = 2,
+         .expect = 1, .new_version = 2},
+        /* stale expectation: conflict, current version 2 */
+        {.kind = DN_KV_PUT, .shard = 1, .key = "a", .key_len = 1, .val = "zz", .val_len = 2,
+         .expect = 1, .new_version = 3},
+        {.kind = DN_KV_PUT, .shard = 1, .key = "b", .key_len = 1, .val = "b1", .val_len = 2,
+         .expect = KV_ABSENT, .new_version = 5},
+        {.kind = DN_KV_DEL, .shard = 1, .key = "b", .key_len = 1, .expect = 5},
+        {.kind = DN_KV_DEL, .shard = 1, .key = "b", .key_len = 1, .expect = KV_ANY},
+        {.kind = DN_KV_PUT, .shard = 1, .key = "", .key_len = 0, .val = "x", .val_len = 1,
+         .expect = KV_ANY, .new_version = 1},
+        {.kind = DN_KV_PUT, .shard = 2, .key = "c", .key_len = 1, .val = "c1", .val_len = 2,
+         .expect = KV_ABSENT, .new_version = 7},
+    };
+    void *v;
+    size_t len;
+    uint64_t ver;
+
+    dn_kv_apply(kv, ops, CAIRN_ARRAY_SIZE(ops));
+    cr_assert_eq(ops[0].status, 0);
+    cr_assert_eq(ops[1].status, 0);
+    cr_assert_eq(ops[2].status, CAIRN_ECONFLICT);
+    cr_assert_eq(ops[2].cur_version, 2);
+    cr_assert_eq(ops[3].status, 0);
+    cr_assert_eq(ops[4].status, 0);
+    cr_assert_eq(ops[5].status, CAIRN_ENOENT);
+    cr_assert_eq(ops[6].status, CAIRN_EINVAL);
+    cr_assert_eq(ops[7].status, 0);
+    reopen();
+    expect_record(1, "a", "a2", 2);
+    cr_assert_eq(dn_kv_get(kv, 1, "b", 1, &v, &len, &ver), CAIRN_ENOENT);
+    expect_record(2, "c", "c1", 7);
+}
+
+/* An op the map cannot hold fails alone: the rest of its batch is applied and durable. */
+Test(kv, batch_survives_one_op_that_does_not_fit)
+{
+    uint8_t *big = calloc(1, KV_MAX_VALUE);
+    struct dn_kv_op ops[8];
+    char keys[8][8];
+    int failed = 0;
+
+    cr_assert(big);
+    dn_kv_close(kv);
+    kv = NULL;
+    cr_assert_eq(dn_kv_open(dir, 4u << 20, &kv), 0);
+    for (int i = 0; i < 8; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+        ops[i] = (struct dn_kv_op){.kind = DN_KV_PUT, .shard = 1, .key = keys[i],
+                                   .key_len = strlen(keys[i]), .val = keys[i],
+                                   .val_len = strlen(keys[i]), .expect = KV_ABSENT,
+                                   .new_version = 1};
+    }
+    /* Five 1 MiB values cannot all fit a 4 MiB map: the batch as a whole fails. */
+    for (int i = 1; i < 8; i += 2) {
+        ops[i].val = big;
+        ops[i].val_len = KV_MAX_VALUE;
+    }
+    ops[6].val = big;
+    ops[6].val_len = KV_MAX_VALUE;
+    dn_kv_apply(kv, ops, 8);
+    for (int i = 0; i < 8; i++) {
+        if (ops[i].val_len == KV_MAX_VALUE) {
+            cr_assert(ops[i].status == 0 || ops[i].status == CAIRN_ENOSPC, "op %d: %d", i,
+                      ops[i].status);
+            failed += ops[i].status != 0;
+        } else {
+            cr_assert_eq(ops[i].status, 0, "small op %d: %d", i, ops[i].status);
+        }
+    }
+    cr_assert(failed >= 1, "some 1 MiB value must not fit");
+    reopen();
+    for (int i = 0; i < 8; i += 2)
+        if (i != 6)
+            expect_record(1, keys[i], keys[i], 1);
+    free(big);
+}
+
 /* open creates missing parent directories, and reopening an existing store works. */
 Test(kv, open_creates_nested_dir)
 {
