@@ -498,9 +498,19 @@ static bool dot_name(const char *n, uint32_t l)
 }
 
 /* Set a directory's mtime/ctime to now after its entries changed (so clients drop cached
- * listings); *after gets the new inode (may be NULL). */
+ * listings); *after gets the new inode (may be NULL).
+ *
+ * Many clients creating in one directory all touch its one inode record, and a
+ * compare-and-set retried until it wins makes that record the bottleneck.  A touch that
+ * loses to another change of the mtime made after our entry change need not retry: that mtime
+ * already tells clients the listing changed, and any listing read after it shows our entry.
+ * "After our change" is known only from a read made after it, i.e. from the second attempt
+ * on; the first attempt uses the inode read before the change. */
 static void touch_dir(struct nq *q, uint64_t dir, Cairn__Inode **after)
 {
+    int64_t seen_mtime = 0;
+    bool seen = false;
+
     if (after)
         *after = NULL;
     for (int attempt = 0; attempt < 16; attempt++) {
@@ -516,6 +526,15 @@ static void touch_dir(struct nq *q, uint64_t dir, Cairn__Inode **after)
             q->dir_loaded = 0;
         } else if ((rc = meta_inode_get(q->cl, dir, &in, &ver))) {
             return;
+        } else if (seen && in->mtime_ns != seen_mtime) {
+            if (after)
+                *after = in;
+            else
+                inode_free(in);
+            return; /* covered by a later touch */
+        } else {
+            seen = true;
+            seen_mtime = in->mtime_ns;
         }
         in->mtime_ns = in->ctime_ns = now_ns();
         rc = meta_inode_put(q->cl, dir, in, ver, NULL);
@@ -2160,6 +2179,82 @@ static void p_link(struct nq *q)
     inode_free(dafter);
 }
 
+/* READDIRPLUS: the inodes of the entries of one scanned page that will fit the reply, read
+ * together (meta_inode_get_many) instead of one round trip each.  in[i] and rc[i] belong to
+ * the page's entry i for i < n; the entries past n are read alone if the reply has room for
+ * them after all (an entry without attributes takes less room than counted here). */
+struct prefetch {
+    unsigned n;
+    Cairn__Inode **in; /* owned */
+    int *rc;
+};
+
+/* Entry sizes as readdir_common counts them; see FITS there. */
+static void prefetch_inodes(struct nq *q, const struct meta_scan *sc, Cairn__Dirent **ds,
+                            size_t base, size_t used_dir, uint32_t maxcount, uint32_t dircount,
+                            struct prefetch *pf)
+{
+    size_t len = q->e.len - base, room = maxcount - CAIRN_MIN(maxcount, 200u);
+    uint64_t *inos = calloc(sc->n ? sc->n : 1, sizeof(*inos));
+    unsigned k = 0, fit = 0;
+
+    pf->n = 0;
+    pf->in = calloc(sc->n ? sc->n : 1, sizeof(*pf->in));
+    pf->rc = calloc(sc->n ? sc->n : 1, sizeof(*pf->rc));
+    if (!inos || !pf->in || !pf->rc)
+        goto out; /* every entry is read alone */
+    for (unsigned i = 0; i < sc->n; i++) {
+        uint32_t sl, nl;
+        const char *sn = meta_dirent_name(sc->entries[i].key, sc->entries[i].klen, &sl);
+        size_t eb, db;
+
+        if (!ds[i]) {
+            fit = i + 1;
+            continue;
+        }
+        nl = sl > 1 && sn[sl - 1] == '/' ? sl - 1 : sl;
+        eb = 4 + 8 + 4 + CAIRN_ALIGN_UP(nl, 4) + 8 + 4 + ATTR_BYTES + 4 + 4 + FH_LEN;
+        db = 8 + 4 + CAIRN_ALIGN_UP(nl, 4) + 8;
+        if (len + eb + 8 > room || used_dir + db > dircount)
+            break;
+        len += eb;
+        used_dir += db;
+        inos[k++] = ds[i]->ino;
+        fit = i + 1;
+    }
+    meta_inode_get_many(q->cl, k, inos, pf->in, pf->rc);
+    /* Spread the k results over the entries they belong to (undecodable entries have none). */
+    for (unsigned i = fit, j = k; i-- > 0;) {
+        if (!ds[i])
+            continue;
+        j--;
+        pf->in[i] = pf->in[j];
+        pf->rc[i] = pf->rc[j];
+        if (i != j)
+            pf->in[j] = NULL;
+    }
+    pf->n = fit;
+out:
+    free(inos);
+}
+
+/* Free a page's decoded entries (ds[0..sc->n)) and its unused prefetched inodes. */
+static void readdir_batch_free(const struct meta_scan *sc, Cairn__Dirent **ds,
+                               struct prefetch *pf)
+{
+    if (ds)
+        for (unsigned i = 0; i < sc->n; i++)
+            if (ds[i])
+                cairn__dirent__free_unpacked(ds[i], NULL);
+    if (pf->in)
+        for (unsigned i = 0; i < sc->n; i++)
+            inode_free(pf->in[i]);
+    free(pf->in);
+    free(pf->rc);
+    *pf = (struct prefetch){0};
+    free(ds);
+}
+
 /* READDIR and READDIRPLUS. */
 static void readdir_common(struct nq *q, bool plus)
 {
@@ -2176,6 +2271,8 @@ static void readdir_common(struct nq *q, bool plus)
     char last[META_NAME_MAX + 2];
     uint32_t last_len = 0;
     uint64_t last_cookie = 0;
+    Cairn__Dirent **ds = NULL; /* the scanned page's entries, decoded */
+    struct prefetch pf = {0};
 
     xdr_get_fixed(&q->d, 8); /* cookieverf: cookies stay valid, so it is not checked */
     if (plus)
@@ -2250,10 +2347,20 @@ static void readdir_common(struct nq *q, bool plus)
             st = nfserr(rc);
             break;
         }
+        ds = calloc(sc.n ? sc.n : 1, sizeof(*ds));
+        if (!ds) {
+            meta_scan_fini(&sc);
+            st = NFS3ERR_SERVERFAULT;
+            break;
+        }
+        for (unsigned i = 0; i < sc.n; i++)
+            ds[i] = cairn__dirent__unpack(NULL, sc.entries[i].len, sc.entries[i].val);
+        if (plus)
+            prefetch_inodes(q, &sc, ds, base, used_dir, maxcount, dircount, &pf);
         for (unsigned i = 0; i < sc.n; i++) {
             uint32_t sl, nl;
             const char *sn = meta_dirent_name(sc.entries[i].key, sc.entries[i].klen, &sl);
-            Cairn__Dirent *d = cairn__dirent__unpack(NULL, sc.entries[i].len, sc.entries[i].val);
+            Cairn__Dirent *d = ds[i];
             uint64_t c = cookie_of(sn, sl);
             size_t eb, db;
             Cairn__Inode *in = NULL;
@@ -2265,7 +2372,7 @@ static void readdir_common(struct nq *q, bool plus)
                  (plus ? 4 + ATTR_BYTES + 4 + 4 + FH_LEN : 0);
             db = 8 + 4 + CAIRN_ALIGN_UP(nl, 4) + 8;
             if (!FITS(eb, db)) {
-                cairn__dirent__free_unpacked(d, NULL);
+                readdir_batch_free(&sc, ds, &pf);
                 meta_scan_fini(&sc);
                 goto full;
             }
@@ -2274,7 +2381,16 @@ static void readdir_common(struct nq *q, bool plus)
             xdr_put_var(&q->e, sn, nl);
             xdr_put_u64(&q->e, c);
             if (plus) {
-                if (meta_inode_get(q->cl, d->ino, &in, NULL) == 0) {
+                int irc;
+
+                if (i < pf.n) { /* read with the rest of the page */
+                    in = pf.in[i];
+                    pf.in[i] = NULL;
+                    irc = pf.rc[i];
+                } else {
+                    irc = meta_inode_get(q->cl, d->ino, &in, NULL);
+                }
+                if (irc == 0) {
                     put_post_attr(q, d->ino, in);
                     xdr_put_bool(&q->e, true);
                     put_fh(q, d->ino);
@@ -2284,13 +2400,14 @@ static void readdir_common(struct nq *q, bool plus)
                 }
                 inode_free(in);
             }
-            cairn__dirent__free_unpacked(d, NULL);
             used_dir += db;
             emitted++;
             memcpy(last, sn, sl);
             last_len = sl;
             last_cookie = c;
         }
+        readdir_batch_free(&sc, ds, &pf);
+        ds = NULL;
         if (!sc.more || sc.n == 0) {
             meta_scan_fini(&sc);
             eof = true;

@@ -131,6 +131,41 @@ int meta_inode_get(struct cn_cluster *cl, uint64_t ino, Cairn__Inode **out, uint
                    (ProtobufCMessage **)out, version);
 }
 
+void meta_inode_get_many(struct cn_cluster *cl, unsigned n, const uint64_t *inos,
+                         Cairn__Inode **outs, int *rcs)
+{
+    struct meta_get *g = calloc(n ? n : 1, sizeof(*g));
+    uint8_t (*keys)[9] = calloc(n ? n : 1, sizeof(*keys));
+
+    if (!g || !keys) {
+        /* No memory for the batch: one at a time. */
+        for (unsigned i = 0; i < n; i++)
+            rcs[i] = meta_inode_get(cl, inos[i], &outs[i], NULL);
+        goto out;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        g[i].shard = meta_shard_of_u64(inos[i]);
+        g[i].key = keys[i];
+        g[i].klen = inode_key(keys[i], inos[i]);
+    }
+    meta_rec_get_many(cl, g, n);
+    for (unsigned i = 0; i < n; i++) {
+        outs[i] = NULL;
+        rcs[i] = g[i].rc;
+        if (rcs[i])
+            continue;
+        outs[i] = cairn__inode__unpack(NULL, g[i].rec.len, g[i].rec.val);
+        free(g[i].rec.val);
+        if (!outs[i]) {
+            log_error(TAG, "undecodable Inode record");
+            rcs[i] = CAIRN_EPROTO;
+        }
+    }
+out:
+    free(g);
+    free(keys);
+}
+
 int meta_inode_put(struct cn_cluster *cl, uint64_t ino, const Cairn__Inode *in, uint64_t expect,
                    uint64_t *version)
 {

@@ -58,6 +58,10 @@ bool meta_name_valid(const char *name, size_t len);
 /* *out is unpacked (free with cairn__inode__free_unpacked).  Errors as meta_rec_get; *version
  * (may be NULL) gets the record version (the tombstone's for ENOENT). */
 int meta_inode_get(struct cn_cluster *cl, uint64_t ino, Cairn__Inode **out, uint64_t *version);
+/* meta_inode_get for n inodes at once (one round trip for all): outs[i] and rcs[i] as the
+ * single call would give them; outs[i] is NULL where rcs[i] is not 0. */
+void meta_inode_get_many(struct cn_cluster *cl, unsigned n, const uint64_t *inos,
+                         Cairn__Inode **outs, int *rcs);
 int meta_inode_put(struct cn_cluster *cl, uint64_t ino, const Cairn__Inode *in, uint64_t expect,
                    uint64_t *version);
 int meta_inode_del(struct cn_cluster *cl, uint64_t ino, uint64_t expect);

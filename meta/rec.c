@@ -200,22 +200,14 @@ static int gather(struct cn_cluster *cl, uint32_t shard, const Cairn__Request *r
     return CAIRN_EUNREACH;
 }
 
-int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
-                 struct meta_rec *out)
+/* The newest copy among the answers calls[0..n) for one record: repair the members found
+ * behind, hand the value to *out.  Frees every call's buffer. */
+static int pick(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                struct call *calls, unsigned n, struct meta_rec *out)
 {
-    struct call calls[MAX_SET];
-    Cairn__Request req;
-    unsigned n = 0, best;
+    unsigned best = UINT32_MAX;
     int rc;
 
-    memset(out, 0, sizeof(*out));
-    if (klen == 0 || klen > META_REC_MAX_KEY)
-        return CAIRN_EINVAL;
-    req_init(&req, CAIRN__OP__OP_KV_GET, shard, key, klen);
-    rc = gather(cl, shard, &req, calls, &n);
-    if (rc)
-        return rc;
-    best = UINT32_MAX;
     for (unsigned i = 0; i < n; i++) {
         if (calls[i].status == 0) {
             if (calls[i].len == 0) {
@@ -249,6 +241,89 @@ out:
     for (unsigned i = 0; i < n; i++)
         free(calls[i].buf);
     return rc;
+}
+
+int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                 struct meta_rec *out)
+{
+    struct call calls[MAX_SET];
+    Cairn__Request req;
+    unsigned n = 0;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (klen == 0 || klen > META_REC_MAX_KEY)
+        return CAIRN_EINVAL;
+    req_init(&req, CAIRN__OP__OP_KV_GET, shard, key, klen);
+    rc = gather(cl, shard, &req, calls, &n);
+    if (rc)
+        return rc;
+    return pick(cl, shard, key, klen, calls, n, out);
+}
+
+/* Records per wave of meta_rec_get_many, and the answer buffer of each of its calls: room for
+ * the usual record (an inode with inline bytes included); a larger one is read again alone. */
+#define MANY_WAVE 64u
+#define MANY_BUF (20u << 10)
+
+void meta_rec_get_many(struct cn_cluster *cl, struct meta_get *gets, unsigned n)
+{
+    struct call (*calls)[MAX_SET] = calloc(CAIRN_MIN(n, MANY_WAVE), sizeof(*calls));
+    unsigned nset[MANY_WAVE];
+
+    for (unsigned w = 0; w < n; w += MANY_WAVE) {
+        unsigned nw = CAIRN_MIN(n - w, MANY_WAVE), outstanding = 0;
+
+        for (unsigned j = 0; j < nw; j++) {
+            struct meta_get *g = &gets[w + j];
+            unsigned set[MAX_SET];
+
+            memset(&g->rec, 0, sizeof(g->rec));
+            nset[j] = 0;
+            g->rc = CAIRN_EAGAIN; /* not decided yet */
+            if (g->klen == 0 || g->klen > META_REC_MAX_KEY) {
+                g->rc = CAIRN_EINVAL;
+                continue;
+            }
+            if (!calls)
+                continue; /* no memory for the batch: each record is read alone below */
+            nset[j] = replica_set(cl, g->shard, set);
+            for (unsigned i = 0; i < nset[j]; i++) {
+                Cairn__Request req;
+                struct call *c = &calls[j][i];
+
+                req_init(&req, CAIRN__OP__OP_KV_GET, g->shard, g->key, g->klen);
+                *c = (struct call){.node = set[i], .outstanding = &outstanding, .cap = MANY_BUF};
+                c->buf = malloc(c->cap);
+                if (!c->buf) {
+                    c->tstatus = CAIRN_ENOMEM;
+                    continue;
+                }
+                issue(cl, c, &req, NULL, 0);
+            }
+        }
+        wait_calls(cl, &outstanding);
+        for (unsigned j = 0; j < nw; j++) {
+            struct meta_get *g = &gets[w + j];
+            bool whole = nset[j] > 0;
+
+            if (g->rc != CAIRN_EAGAIN)
+                continue;
+            for (unsigned i = 0; i < nset[j]; i++)
+                if (transport_failed(cl, &calls[j][i]))
+                    whole = false;
+            if (whole) {
+                g->rc = pick(cl, g->shard, g->key, g->klen, calls[j], nset[j], &g->rec);
+                continue;
+            }
+            /* A member did not answer or the record did not fit the buffer: the single read
+             * retries with the recomputed replica set and a full-size buffer. */
+            for (unsigned i = 0; i < nset[j]; i++)
+                free(calls[j][i].buf);
+            g->rc = meta_rec_get(cl, g->shard, g->key, g->klen, &g->rec);
+        }
+    }
+    free(calls);
 }
 
 /* Put the raw stored value (liveness byte included). */

@@ -51,6 +51,20 @@ struct meta_rec {
 int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  struct meta_rec *out);
 
+/* One record of a meta_rec_get_many() batch: shard and key in, rc and rec out (as from
+ * meta_rec_get; rec.val owned by the caller). */
+struct meta_get {
+    uint32_t shard;
+    const void *key; /* borrowed for the call */
+    size_t klen;
+    int rc;
+    struct meta_rec rec;
+};
+
+/* meta_rec_get for n records at once: the calls for many records are in flight together, so
+ * reading a page of inodes costs about one round trip instead of one per record. */
+void meta_rec_get_many(struct cn_cluster *cl, struct meta_get *gets, unsigned n);
+
 /* Conditional put: expect is the version the record must have now (from meta_rec_get: 0 or a
  * tombstone's version for "absent"), or META_ANY.  On success *version (may be NULL) gets the
  * record's new version.  Returns 0, CAIRN_ECONFLICT (the record changed: read again),
