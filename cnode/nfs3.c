@@ -1191,20 +1191,49 @@ static int resize(Cairn__Inode *in, uint64_t size, struct cn_extmap *m, bool *us
 
 /* Look name up in dir (both entry forms).  *dir_form says which one; *ver gets the entry's
  * record version. */
+/* A name has two entry records, "name/" for a directory and "name" for anything else (so S3
+ * listings see directories as prefixes); both are read together in one round trip.  r[0] is
+ * the directory form, r[1] the other. */
+static void forms_init(struct meta_read *r, uint64_t dir, const char *name, size_t nl)
+{
+    for (int f = 0; f < 2; f++)
+        r[f] = (struct meta_read){.kind = META_READ_DIRENT, .id = dir, .name = name, .len = nl,
+                                  .dir_form = f == 0};
+}
+
+/* What the forms read say about the name (the directory form wins); frees their records.  On
+ * CAIRN_ENOENT, *ver is the version a create of the file form must expect. */
+static int forms_result(struct meta_read *r, uint64_t *ino, bool *dir_form, uint64_t *ver)
+{
+    int rc = CAIRN_ENOENT, f;
+
+    *dir_form = false;
+    *ver = r[1].version;
+    for (f = 0; f < 2; f++) {
+        if (r[f].rc == CAIRN_ENOENT)
+            continue;
+        rc = r[f].rc;
+        if (!rc) {
+            *ino = r[f].dirent->ino;
+            *dir_form = f == 0;
+            *ver = r[f].version;
+        }
+        break;
+    }
+    for (f = 0; f < 2; f++)
+        if (r[f].dirent)
+            cairn__dirent__free_unpacked(r[f].dirent, NULL);
+    return rc;
+}
+
 static int lookup_entry(struct nq *q, uint64_t dir, const char *name, size_t nl, uint64_t *ino,
                         bool *dir_form, uint64_t *ver)
 {
-    Cairn__Dirent *d;
-    int rc = meta_dirent_get(q->cl, dir, name, nl, true, &d, ver);
+    struct meta_read r[2];
 
-    *dir_form = rc == 0;
-    if (rc == CAIRN_ENOENT)
-        rc = meta_dirent_get(q->cl, dir, name, nl, false, &d, ver);
-    if (rc)
-        return rc;
-    *ino = d->ino;
-    cairn__dirent__free_unpacked(d, NULL);
-    return 0;
+    forms_init(r, dir, name, nl);
+    meta_read_many(q->cl, r, 2);
+    return forms_result(r, ino, dir_form, ver);
 }
 
 /* Load the directory of a handle and check the caller may change its entries. */
@@ -1246,21 +1275,23 @@ static enum nfsstat3 dir_for_change(struct nq *q, uint64_t ino, Cairn__Inode **d
 static int make_entry(struct nq *q, uint64_t dir, const char *name, size_t nl, Cairn__Inode *in,
                       uint64_t *ino)
 {
-    Cairn__Dirent nd = CAIRN__DIRENT__INIT, *od;
+    Cairn__Dirent nd = CAIRN__DIRENT__INIT;
     uint64_t vd = 0, vf = 0;
     char nbuf[META_NAME_MAX + 1];
+    struct meta_read r[2];
     int rc;
 
     /* Neither form may exist; the absent one's version is what the create expects. */
-    for (int form = 0; form < 2; form++) {
-        rc = meta_dirent_get(q->cl, dir, name, nl, form == 0, &od, form == 0 ? &vd : &vf);
-        if (rc == 0) {
-            cairn__dirent__free_unpacked(od, NULL);
-            return CAIRN_EEXIST;
-        }
-        if (rc != CAIRN_ENOENT)
-            return rc;
-    }
+    forms_init(r, dir, name, nl);
+    meta_read_many(q->cl, r, 2);
+    vd = r[0].version;
+    vf = r[1].version;
+    rc = r[0].rc != CAIRN_ENOENT ? r[0].rc : r[1].rc;
+    for (int form = 0; form < 2; form++)
+        if (r[form].dirent)
+            cairn__dirent__free_unpacked(r[form].dirent, NULL);
+    if (rc != CAIRN_ENOENT)
+        return rc ? rc : CAIRN_EEXIST;
     memcpy(nbuf, name, nl);
     nbuf[nl] = 0;
     in->parent = dir;
@@ -1398,10 +1429,22 @@ static void p_lookup(struct nq *q)
     enum nfsstat3 nst = get_name(q, &name, &nl);
     Cairn__Inode *dir = NULL, *in = NULL;
     uint64_t ino = 0;
+    struct meta_read r[3];
+    bool plain;
 
     ARGS_OK(q);
-    if (!st)
+    /* A plain name: read the directory and both forms of its entry in one round trip (the
+     * entry is used only once the directory allows the lookup). */
+    plain = !st && !nst && !dot_name(name, nl);
+    if (plain) {
+        r[0] = (struct meta_read){.kind = META_READ_INODE, .id = fh.ino};
+        forms_init(r + 1, fh.ino, name, nl);
+        meta_read_many(q->cl, r, 3);
+        dir = r[0].inode;
+        st = r[0].rc == CAIRN_ENOENT ? NFS3ERR_STALE : nfserr(r[0].rc);
+    } else if (!st) {
         st = load(q, fh.ino, &dir, NULL);
+    }
     if (!st && !is_dir(dir))
         st = NFS3ERR_NOTDIR;
     if (!st && !may(q, dir, MAY_X))
@@ -1413,12 +1456,14 @@ static void p_lookup(struct nq *q)
             ino = fh.ino == META_ROOT_INO || !dir->parent ? META_ROOT_INO : dir->parent;
         else if (nst)
             st = nst == NFS3ERR_INVAL ? NFS3ERR_NOENT : nst;
-        else {
-            bool df;
-            uint64_t ver;
+    }
+    if (plain) {
+        bool df;
+        uint64_t ver;
+        int rc = forms_result(r + 1, &ino, &df, &ver); /* frees the entries */
 
-            st = nfserr(lookup_entry(q, fh.ino, name, nl, &ino, &df, &ver));
-        }
+        if (!st)
+            st = nfserr(rc);
     }
     if (!st) {
         st = load(q, ino, &in, NULL);

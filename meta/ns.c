@@ -134,36 +134,22 @@ int meta_inode_get(struct cn_cluster *cl, uint64_t ino, Cairn__Inode **out, uint
 void meta_inode_get_many(struct cn_cluster *cl, unsigned n, const uint64_t *inos,
                          Cairn__Inode **outs, int *rcs)
 {
-    struct meta_get *g = calloc(n ? n : 1, sizeof(*g));
-    uint8_t (*keys)[9] = calloc(n ? n : 1, sizeof(*keys));
+    struct meta_read *r = calloc(n ? n : 1, sizeof(*r));
 
-    if (!g || !keys) {
+    if (!r) {
         /* No memory for the batch: one at a time. */
         for (unsigned i = 0; i < n; i++)
             rcs[i] = meta_inode_get(cl, inos[i], &outs[i], NULL);
-        goto out;
+        return;
     }
+    for (unsigned i = 0; i < n; i++)
+        r[i] = (struct meta_read){.kind = META_READ_INODE, .id = inos[i]};
+    meta_read_many(cl, r, n);
     for (unsigned i = 0; i < n; i++) {
-        g[i].shard = meta_shard_of_u64(inos[i]);
-        g[i].key = keys[i];
-        g[i].klen = inode_key(keys[i], inos[i]);
+        outs[i] = r[i].inode;
+        rcs[i] = r[i].rc;
     }
-    meta_rec_get_many(cl, g, n);
-    for (unsigned i = 0; i < n; i++) {
-        outs[i] = NULL;
-        rcs[i] = g[i].rc;
-        if (rcs[i])
-            continue;
-        outs[i] = cairn__inode__unpack(NULL, g[i].rec.len, g[i].rec.val);
-        free(g[i].rec.val);
-        if (!outs[i]) {
-            log_error(TAG, "undecodable Inode record");
-            rcs[i] = CAIRN_EPROTO;
-        }
-    }
-out:
-    free(g);
-    free(keys);
+    free(r);
 }
 
 int meta_inode_put(struct cn_cluster *cl, uint64_t ino, const Cairn__Inode *in, uint64_t expect,
@@ -209,6 +195,68 @@ static size_t dirent_key(uint8_t *k, uint64_t dir, const char *name, size_t len,
     return 9 + len;
 }
 
+void meta_read_many(struct cn_cluster *cl, struct meta_read *r, unsigned n)
+{
+    struct meta_get *g = calloc(n ? n : 1, sizeof(*g));
+    uint8_t (*keys)[META_DIRENT_KEY_MAX] = calloc(n ? n : 1, sizeof(*keys));
+    unsigned ng = 0;
+    unsigned *slot = calloc(n ? n : 1, sizeof(*slot)); /* r[i] is read by g[slot[i]] */
+
+    for (unsigned i = 0; i < n; i++) {
+        r[i].rc = 0;
+        r[i].version = 0;
+        r[i].inode = NULL;
+        r[i].dirent = NULL;
+    }
+    if (!g || !keys || !slot) {
+        for (unsigned i = 0; i < n; i++)
+            r[i].rc = CAIRN_ENOMEM;
+        goto out;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        size_t kl;
+
+        if (r[i].kind == META_READ_DIRENT) {
+            if (!meta_name_valid(r[i].name, r[i].len)) {
+                r[i].rc = CAIRN_EINVAL;
+                continue;
+            }
+            kl = dirent_key(keys[ng], r[i].id, r[i].name, r[i].len, r[i].dir_form);
+        } else {
+            kl = inode_key(keys[ng], r[i].id);
+        }
+        g[ng] = (struct meta_get){.shard = meta_shard_of_u64(r[i].id), .key = keys[ng],
+                                  .klen = kl};
+        slot[i] = ng++;
+    }
+    meta_rec_get_many(cl, g, ng);
+    for (unsigned i = 0; i < n; i++) {
+        struct meta_get *x;
+
+        if (r[i].rc)
+            continue;
+        x = &g[slot[i]];
+        r[i].rc = x->rc;
+        r[i].version = x->rec.version;
+        if (x->rc)
+            continue;
+        if (r[i].kind == META_READ_DIRENT)
+            r[i].dirent = cairn__dirent__unpack(NULL, x->rec.len, x->rec.val);
+        else
+            r[i].inode = cairn__inode__unpack(NULL, x->rec.len, x->rec.val);
+        free(x->rec.val);
+        if (!r[i].dirent && !r[i].inode) {
+            log_error(TAG, "undecodable %s record",
+                      r[i].kind == META_READ_DIRENT ? "Dirent" : "Inode");
+            r[i].rc = CAIRN_EPROTO;
+        }
+    }
+out:
+    free(g);
+    free(keys);
+    free(slot);
+}
+
 int meta_dirent_get(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
                     bool is_dir, Cairn__Dirent **out, uint64_t *version)
 {
@@ -249,20 +297,28 @@ int meta_dirent_del(struct cn_cluster *cl, uint64_t dir, const char *name, size_
 int meta_lookup(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len, uint64_t *ino,
                 Cairn__FileType *type)
 {
-    for (int form = 1; form >= 0; form--) {
-        Cairn__Dirent *d;
-        int rc = meta_dirent_get(cl, dir, name, len, form, &d, NULL);
+    struct meta_read r[2];
+    int rc = CAIRN_ENOENT;
 
-        if (rc == CAIRN_ENOENT)
+    /* Both forms in one round trip; the directory form wins if both exist. */
+    for (int form = 0; form < 2; form++)
+        r[form] = (struct meta_read){.kind = META_READ_DIRENT, .id = dir, .name = name,
+                                     .len = len, .dir_form = form == 0};
+    meta_read_many(cl, r, 2);
+    for (int form = 0; form < 2; form++) {
+        if (r[form].rc == CAIRN_ENOENT)
             continue;
-        if (rc)
-            return rc;
-        *ino = d->ino;
-        *type = d->type;
-        cairn__dirent__free_unpacked(d, NULL);
-        return 0;
+        rc = r[form].rc;
+        if (!rc) {
+            *ino = r[form].dirent->ino;
+            *type = r[form].dirent->type;
+        }
+        break;
     }
-    return CAIRN_ENOENT;
+    for (int form = 0; form < 2; form++)
+        if (r[form].dirent)
+            cairn__dirent__free_unpacked(r[form].dirent, NULL);
+    return rc;
 }
 
 int meta_mkdir(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len, bool explicit_dir,

@@ -70,6 +70,26 @@ int meta_inode_create(struct cn_cluster *cl, const Cairn__Inode *in, uint64_t *i
 
 /* ---- directory entries ---- */
 
+/* One record of a meta_read_many() batch: an inode (id = its number) or a directory entry
+ * (id = the directory, name/len, dir_form for the "name/" form).  Out: rc and version as the
+ * single get would give them, and the record (owned by the caller; NULL unless rc is 0). */
+enum meta_read_kind { META_READ_INODE, META_READ_DIRENT };
+struct meta_read {
+    enum meta_read_kind kind;
+    uint64_t id;
+    const char *name; /* borrowed */
+    size_t len;
+    bool dir_form;
+    int rc;
+    uint64_t version;
+    Cairn__Inode *inode;
+    Cairn__Dirent *dirent;
+};
+
+/* Read n records together: their calls are in flight at once, so the batch costs about one
+ * round trip (meta_rec_get_many). */
+void meta_read_many(struct cn_cluster *cl, struct meta_read *r, unsigned n);
+
 /* Entry name (is_dir: the "name/" form) of directory dir.  Errors as meta_rec_get. */
 int meta_dirent_get(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
                     bool is_dir, Cairn__Dirent **out, uint64_t *version);
