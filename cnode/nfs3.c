@@ -1719,6 +1719,8 @@ static void p_create(struct nq *q)
     struct sattr sa = {0};
     uint64_t verf = 0, ino = 0;
     Cairn__Inode *dir = NULL, *obj = NULL, *dafter = NULL;
+    Cairn__Inode in = CAIRN__INODE__INIT; /* the new file's inode, as stored */
+    bool fresh = false;                     /* in is the file's inode: no need to read it back */
     struct pre pre = {0};
 
     how = xdr_get_u32(&q->d);
@@ -1740,7 +1742,6 @@ static void p_create(struct nq *q)
     if (!st && dot_name(name, nl))
         st = NFS3ERR_EXIST;
     if (!st) {
-        Cairn__Inode in = CAIRN__INODE__INIT;
         int rc;
 
         in.type = CAIRN__FILE_TYPE__FT_FILE;
@@ -1765,17 +1766,18 @@ static void p_create(struct nq *q)
             st = nfserr(rc);
         } else {
             touch_dir(q, fh.ino, &dafter);
+            fresh = !sa.set_size || sa.size == 0;
         }
         /* An open with O_TRUNC sends size 0 with UNCHECKED: the existing file is emptied. */
-        if (!st && how != CREATE_EXCLUSIVE && sa.set_size)
+        if (!st && !fresh && how != CREATE_EXCLUSIVE && sa.set_size)
             st = truncate_file(q, ino, sa.size);
-        if (!st) {
+        if (!st && !fresh) {
             inode_free(obj);
             obj = NULL;
             meta_inode_get(q->cl, ino, &obj, NULL);
         }
     }
-    put_diropres(q, st, ino, obj, &pre, fh.ino, dafter ? dafter : dir);
+    put_diropres(q, st, ino, fresh ? &in : obj, &pre, fh.ino, dafter ? dafter : dir);
     inode_free(dir);
     inode_free(obj);
     inode_free(dafter);
