@@ -16,6 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <rpc/pmap_clnt.h>
+
 #include "cnode/nfs3.h"
 #include "cnode/rpcsrv.h"
 #include "cnode/s3.h"
@@ -30,8 +33,34 @@ static void usage(void)
 {
     fprintf(stderr, "usage: cairn-cnode --cluster FILE --listen HOST:PORT "
                     "[--nfs-port P --mount-port Q] [--ready FILE] [--loops N] [--workers N] "
-                    "[--nfs-workers N] [--log-level L]\n");
+                    "[--nfs-workers N] [--portmap] [--log-level L]\n");
     exit(2);
+}
+
+/* --portmap: register NFS v3 and MOUNT v3 over TCP with the local portmapper (rpcbind), so
+ * clients that ask it (a kernel mount without port= and mountport=) find this C-node; set
+ * false: withdraw the registration at exit.  libtirpc's pmap_set()/pmap_unset() speak to
+ * rpcbind; a stale registration (a C-node killed earlier) is replaced.  A missing portmapper
+ * only costs a warning: clients can still name the ports. */
+static void portmap(bool set, unsigned nfs_port, unsigned mount_port)
+{
+    static const struct {
+        unsigned long prog;
+        const char *name;
+    } progs[] = {{100003, "NFS"}, {100005, "MOUNT"}};
+    const unsigned ports[] = {nfs_port, mount_port};
+
+    for (size_t i = 0; i < CAIRN_ARRAY_SIZE(progs); i++) {
+        pmap_unset(progs[i].prog, 3);
+        if (!set)
+            continue;
+        if (pmap_set(progs[i].prog, 3, IPPROTO_TCP, (unsigned short)ports[i]))
+            log_info(TAG, "registered %s v3 on TCP port %u with the portmapper", progs[i].name,
+                     ports[i]);
+        else
+            log_warn(TAG, "could not register %s v3 with the portmapper (is rpcbind running?)",
+                     progs[i].name);
+    }
 }
 
 int main(int argc, char **argv)
@@ -41,7 +70,8 @@ int main(int argc, char **argv)
         {"ready", required_argument, NULL, 'r'},   {"loops", required_argument, NULL, 'L'},
         {"workers", required_argument, NULL, 'w'}, {"log-level", required_argument, NULL, 'v'},
         {"nfs-port", required_argument, NULL, 'n'}, {"mount-port", required_argument, NULL, 'm'},
-        {"nfs-workers", required_argument, NULL, 'W'}, {NULL, 0, NULL, 0}};
+        {"nfs-workers", required_argument, NULL, 'W'}, {"portmap", no_argument, NULL, 'P'},
+        {NULL, 0, NULL, 0}};
     const char *cluster = NULL, *listen = NULL, *ready = NULL;
     struct cn_server_config scfg = {0};
     struct s3_config s3cfg = {0};
@@ -51,7 +81,7 @@ int main(int argc, char **argv)
     struct nfs_config nfscfg = {0};
     struct rpcsrv_app napp = {0};
     struct rpcsrv *rsrv = NULL;
-    bool nfs = false;
+    bool nfs = false, use_portmap = false;
     struct clusterenv env = {0};
     char host[256];
     const char *colon;
@@ -72,6 +102,7 @@ int main(int argc, char **argv)
         case 'n': rcfg.ports[NFS_LISTENER] = (unsigned)atoi(optarg); nfs = true; break;
         case 'm': rcfg.ports[MOUNT_LISTENER] = (unsigned)atoi(optarg); nfs = true; break;
         case 'W': rcfg.workers = (unsigned)atoi(optarg); break;
+        case 'P': use_portmap = true; break;
         default: usage();
         }
     }
@@ -128,6 +159,8 @@ int main(int argc, char **argv)
         }
         log_info(TAG, "serving NFSv3 on %s:%u, MOUNT on port %u", host,
                  rpcsrv_port(rsrv, NFS_LISTENER), rpcsrv_port(rsrv, MOUNT_LISTENER));
+        if (use_portmap)
+            portmap(true, rpcsrv_port(rsrv, NFS_LISTENER), rpcsrv_port(rsrv, MOUNT_LISTENER));
     }
     if (ready) {
         FILE *f = fopen(ready, "w");
@@ -142,6 +175,8 @@ int main(int argc, char **argv)
     }
     sigwait(&sigs, &sig);
     log_info(TAG, "signal %d: stopping", sig);
+    if (rsrv && use_portmap)
+        portmap(false, 0, 0);
     rpcsrv_stop(rsrv);
     cn_server_stop(srv);
     nfs_app_fini(&napp);
