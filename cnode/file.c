@@ -110,7 +110,7 @@ static void scache_put(struct cn_scache *c, const Cairn__Extent *x, uint64_t str
     pthread_mutex_unlock(&c->lock);
 }
 
-void cn_fileio_init(struct cn_fileio *f, struct cn_cluster *cl)
+void cn_fileio_init(struct cn_fileio *f, struct cl_cluster *cl)
 {
     memset(f, 0, sizeof(*f));
     f->cl = cl;
@@ -153,7 +153,7 @@ uint64_t cn_extent_obj_size(const Cairn__Extent *x)
     return x->obj_size ? x->obj_size : x->length;
 }
 
-void cn_extents_free(struct cn_cluster *cl, Cairn__Extent *const *ex, size_t n)
+void cn_extents_free(struct cl_cluster *cl, Cairn__Extent *const *ex, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         struct ec_layout l = cn_extent_layout(ex[i]);
@@ -165,7 +165,7 @@ void cn_extents_free(struct cn_cluster *cl, Cairn__Extent *const *ex, size_t n)
             seen = ex[j]->object_id == ex[i]->object_id && ex[j]->gen == ex[i]->gen;
         if (seen)
             continue;
-        rc = cn_stripe_delete(cl, ex[i]->object_id, ex[i]->gen, &l, cn_extent_obj_size(ex[i]));
+        rc = cl_stripe_delete(cl, ex[i]->object_id, ex[i]->gen, &l, cn_extent_obj_size(ex[i]));
         if (rc)
             log_warn(TAG, "freeing object %016" PRIx64 ": %s (its fragments stay as garbage)",
                      ex[i]->object_id, cairn_strerror(rc));
@@ -292,7 +292,7 @@ static int read_object(struct cn_fileio *f, const Cairn__Extent *x, uint64_t rel
             len -= take;
             continue;
         }
-        rc = cn_stripe_read_at(f->cl, x->object_id, x->gen, &l, s0, f->seg, seg_len, NULL);
+        rc = cl_stripe_read_at(f->cl, x->object_id, x->gen, &l, s0, f->seg, seg_len, NULL);
         if (rc)
             return rc;
         if (one)

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "cairn.pb-c.h"
-#include "cnode/stripe.h"
+#include "client/stripe.h"
 
 #define CN_SEGMENT_STRIPES 8u        /* stripes moved per D-node round trip */
 #define CN_FREE_DELAY_MS 30000u      /* replaced objects live on this long */
@@ -30,14 +30,14 @@ struct cn_deferred_free;
 struct cn_scache;
 
 struct cn_fileio {
-    struct cn_cluster *cl; /* borrowed */
+    struct cl_cluster *cl; /* borrowed */
     struct cn_scache *cache; /* borrowed, may be NULL: recently read stripes */
     uint8_t *seg;          /* owned: one segment of stripes */
     size_t seg_cap;
     struct cn_deferred_free *deferred, **deferred_tail; /* in due order */
 };
 
-void cn_fileio_init(struct cn_fileio *f, struct cn_cluster *cl);
+void cn_fileio_init(struct cn_fileio *f, struct cl_cluster *cl);
 /* Frees everything still queued (now), then the buffer. */
 void cn_fileio_fini(struct cn_fileio *f);
 /* The segment buffer for layout l (CN_SEGMENT_STRIPES stripes); *cap gets its size. */
@@ -48,7 +48,7 @@ struct ec_layout cn_extent_layout(const Cairn__Extent *x);
 uint64_t cn_extent_obj_size(const Cairn__Extent *x);
 /* Delete the objects of the extents now (each distinct object once); failures are logged and
  * leave garbage fragments, never wrong data. */
-void cn_extents_free(struct cn_cluster *cl, Cairn__Extent *const *ex, size_t n);
+void cn_extents_free(struct cl_cluster *cl, Cairn__Extent *const *ex, size_t n);
 /* Queue the inode's objects (ownership of in passes) to be freed CN_FREE_DELAY_MS from now. */
 void cn_fileio_defer(struct cn_fileio *f, Cairn__Inode *in);
 /* The same for some extents (copied; e.g. the pieces a rewrite no longer shows). */

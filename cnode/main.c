@@ -25,7 +25,7 @@
 #include "cnode/server.h"
 #include "common/cairn.h"
 #include "common/log.h"
-#include "tools/clusterenv.h"
+#include "client/env.h"
 
 #define TAG "cnode"
 
@@ -82,7 +82,7 @@ int main(int argc, char **argv)
     struct rpcsrv_app napp = {0};
     struct rpcsrv *rsrv = NULL;
     bool nfs = false, use_portmap = false;
-    struct clusterenv env = {0};
+    struct cl_env env = {0};
     char host[256];
     const char *colon;
     sigset_t sigs;
@@ -116,19 +116,19 @@ int main(int argc, char **argv)
     scfg.host = host;
     scfg.port = (unsigned)atoi(colon + 1);
 
-    rc = clusterenv_load(cluster, &env);
+    rc = cl_env_load(cluster, &env);
     if (rc) {
         log_error(TAG, "%s: %s", cluster, cairn_strerror(rc));
         return 1;
     }
-    if (clusterenv_cluster_config(&env, &s3cfg.cluster))
+    if (cl_env_cluster_config(&env, &s3cfg.cluster))
         goto err_env;
-    s3cfg.region = clusterenv_get(&env, "S3_REGION");
+    s3cfg.region = cl_env_get(&env, "S3_REGION");
     if (s3_app_init(&s3cfg, &app))
         goto err_env;
     if (nfs) {
         nfscfg.cluster = s3cfg.cluster;
-        nfscfg.exports = clusterenv_get(&env, "NFS_EXPORTS");
+        nfscfg.exports = cl_env_get(&env, "NFS_EXPORTS");
         if (nfs_app_init(&nfscfg, &napp))
             goto err_app;
     }
@@ -181,13 +181,13 @@ int main(int argc, char **argv)
     cn_server_stop(srv);
     nfs_app_fini(&napp);
     s3_app_fini(&app);
-    clusterenv_fini(&env);
+    cl_env_fini(&env);
     return 0;
 
 err_app:
     nfs_app_fini(&napp);
     s3_app_fini(&app);
 err_env:
-    clusterenv_fini(&env);
+    cl_env_fini(&env);
     return 1;
 }

@@ -144,7 +144,7 @@ struct nfs_app {
 };
 
 struct nfs_worker {
-    struct cn_cluster *cl;
+    struct cl_cluster *cl;
     struct cn_fileio fio;
 };
 
@@ -152,7 +152,7 @@ struct nfs_worker {
 struct nq {
     struct nfs_app *app;
     struct nfs_worker *w;
-    struct cn_cluster *cl;
+    struct cl_cluster *cl;
     struct rpcsrv_call *call;
     struct rpc_call c;
     struct xdr_dec d;
@@ -754,7 +754,7 @@ static void sync_dirent(struct nq *q, uint64_t ino, const Cairn__Inode *in)
 
 static Cairn__Extent new_extent(struct nq *q, uint64_t off, uint64_t len)
 {
-    const struct ec_layout *l = cn_cluster_layout(q->cl);
+    const struct ec_layout *l = cl_cluster_layout(q->cl);
     Cairn__Extent x = CAIRN__EXTENT__INIT;
 
     x.offset = off;
@@ -870,7 +870,7 @@ static enum nfsstat3 wb_flush(struct nq *q, struct wfile *f, struct pre *pre,
                 if (i < nx)
                     continue;
                 xs[i] = new_extent(q, r->off, r->len);
-                rc = cn_stripe_write(q->cl, xs[i].object_id, 1, r->data, r->len, NULL);
+                rc = cl_stripe_write(q->cl, xs[i].object_id, 1, r->data, r->len, NULL);
                 if (rc)
                     cn_extents_free(q->cl, (Cairn__Extent *[]){&xs[i]}, 1);
                 else
@@ -884,7 +884,7 @@ static enum nfsstat3 wb_flush(struct nq *q, struct wfile *f, struct pre *pre,
             if (in->inline_data.len) {
                 /* Growing out of the inode: its bytes become an object under the new ones. */
                 inl = new_extent(q, 0, in->inline_data.len);
-                rc = cn_stripe_write(q->cl, inl.object_id, 1, in->inline_data.data,
+                rc = cl_stripe_write(q->cl, inl.object_id, 1, in->inline_data.data,
                                      in->inline_data.len, NULL);
                 if (rc) {
                     cn_extmap_fini(&m);
@@ -2505,16 +2505,16 @@ static void p_fsstat(struct nq *q)
     enum nfsstat3 st = get_fh(q, &fh);
     Cairn__Inode *in = NULL;
     uint64_t total = 0, used = 0;
-    const struct ec_layout *l = cn_cluster_layout(q->cl);
+    const struct ec_layout *l = cl_cluster_layout(q->cl);
 
     ARGS_OK(q);
     if (!st)
         st = load(q, fh.ino, &in, NULL);
     if (!st) {
-        for (unsigned i = 0; i < cn_cluster_dnodes(q->cl); i++) {
+        for (unsigned i = 0; i < cl_cluster_dnodes(q->cl); i++) {
             uint64_t size = 0, u = 0;
 
-            if (cn_cluster_ping(q->cl, i, &size, &u, NULL) == 0) {
+            if (cl_cluster_ping(q->cl, i, &size, &u, NULL) == 0) {
                 total += size;
                 used += CAIRN_MIN(u, size);
             }
@@ -2805,7 +2805,7 @@ static void *nfs_worker_init(void *appv, unsigned idx)
 
     if (!w)
         return NULL;
-    rc = cn_cluster_open(&app->cfg.cluster, &w->cl);
+    rc = cl_cluster_open(&app->cfg.cluster, &w->cl);
     if (rc) {
         log_error(TAG, "worker %u: cluster view: %s", idx, cairn_strerror(rc));
         free(w);
@@ -2824,13 +2824,13 @@ static void nfs_worker_fini(void *appv, void *wstate)
     if (!w)
         return;
     cn_fileio_fini(&w->fio);
-    cn_cluster_close(w->cl);
+    cl_cluster_close(w->cl);
     free(w);
 }
 
 /* The root directory's inode, made on first start of a cluster (open to all, like /tmp
  * without the sticky bit: buckets are made in it by S3 and NFS alike). */
-static int ensure_root(struct cn_cluster *cl)
+static int ensure_root(struct cl_cluster *cl)
 {
     Cairn__Inode *in;
     uint64_t ver = 0;
@@ -2859,7 +2859,7 @@ static int ensure_root(struct cn_cluster *cl)
 int nfs_app_init(const struct nfs_config *cfg, struct rpcsrv_app *out)
 {
     struct nfs_app *app = calloc(1, sizeof(*app));
-    struct cn_cluster *cl = NULL;
+    struct cl_cluster *cl = NULL;
     char err[256];
     int rc;
 
@@ -2878,12 +2878,12 @@ int nfs_app_init(const struct nfs_config *cfg, struct rpcsrv_app *out)
         rc = CAIRN_ENOMEM;
         goto err;
     }
-    rc = cn_cluster_open(&cfg->cluster, &cl);
+    rc = cl_cluster_open(&cfg->cluster, &cl);
     if (!rc)
         rc = meta_secret(cl, "nfs-fh", app->fh_key);
     if (!rc)
         rc = ensure_root(cl);
-    cn_cluster_close(cl);
+    cl_cluster_close(cl);
     if (rc) {
         log_error(TAG, "cannot set up NFS from the metadata: %s", cairn_strerror(rc));
         goto err;

@@ -21,7 +21,7 @@
 #include <stddef.h>
 
 #include "cnode/rpcsrv.h"
-#include "cnode/stripe.h"
+#include "client/stripe.h"
 
 #define NFS_LISTENER 0u
 #define MOUNT_LISTENER 1u
@@ -30,7 +30,7 @@
 #define NFS_WBUF_TOTAL_MAX (512ull << 20)  /* per C-node: beyond it writes are made stable */
 
 struct nfs_config {
-    struct cn_cluster_config cluster;
+    struct cl_cluster_config cluster;
     const char *exports; /* NFS_EXPORTS syntax (exports.h); NULL = default */
 };
 

@@ -35,7 +35,7 @@
 #include "common/cairn.h"
 #include "common/log.h"
 #include "meta/ns.h"
-#include "meta/placement.h"
+#include "client/placement.h"
 
 #define TAG "s3"
 #define XML_TYPE "application/xml"
@@ -49,7 +49,7 @@ struct s3_app {
 };
 
 struct s3_worker {
-    struct cn_cluster *cl;
+    struct cl_cluster *cl;
     struct cn_fileio fio; /* segment buffer, deferred frees */
 };
 
@@ -62,7 +62,7 @@ struct param {
 struct s3_req {
     struct s3_app *app;
     struct s3_worker *w;
-    struct cn_cluster *cl;
+    struct cl_cluster *cl;
     struct cn_req *r;
     const struct http_request *h;
     char request_id[33];
@@ -504,7 +504,7 @@ static uint64_t stripe_bytes(const struct ec_layout *l)
     return (uint64_t)l->k * l->frag_size;
 }
 
-static void free_extents(struct cn_cluster *cl, Cairn__Extent **ex, size_t n)
+static void free_extents(struct cl_cluster *cl, Cairn__Extent **ex, size_t n)
 {
     cn_extents_free(cl, ex, n);
 }
@@ -542,7 +542,7 @@ static bool is_b64_digest(const char *s, size_t want_bytes)
 static enum s3_err upload_body(struct s3_req *q, uint64_t len, bool allow_inline,
                                struct upload_result *res)
 {
-    const struct ec_layout *l = cn_cluster_layout(q->cl);
+    const struct ec_layout *l = cl_cluster_layout(q->cl);
     const char *cmd5 = hdr(q, "content-md5");
     enum cn_cksum_alg alg = CN_CK_NONE;
     const char *alg_value = NULL;
@@ -601,7 +601,7 @@ static enum s3_err upload_body(struct s3_req *q, uint64_t len, bool allow_inline
             if (e)
                 goto out;
             cn_cksum_update(ck, q->w->fio.seg, n);
-            rc = cn_stripe_write_at(q->cl, res->ext.object_id, 1, first_stripe, q->w->fio.seg, n,
+            rc = cl_stripe_write_at(q->cl, res->ext.object_id, 1, first_stripe, q->w->fio.seg, n,
                                     NULL);
             done += n;
             res->ext.length = done; /* what to free if a later step fails */
@@ -1316,7 +1316,7 @@ static enum s3_err copy_source(struct s3_req *q, const char *src, uint64_t *buck
 static int copy_data(struct s3_req *q, const Cairn__Inode *src, uint64_t off, uint64_t len,
                      bool allow_inline, struct upload_result *res)
 {
-    const struct ec_layout *l = cn_cluster_layout(q->cl);
+    const struct ec_layout *l = cl_cluster_layout(q->cl);
     size_t cap = (size_t)stripe_bytes(l) * CN_SEGMENT_STRIPES;
     uint64_t done = 0, first = 0;
     struct cn_cksum *ck;
@@ -1359,7 +1359,7 @@ static int copy_data(struct s3_req *q, const Cairn__Inode *src, uint64_t off, ui
         if (rc)
             goto out;
         cn_cksum_update(ck, buf, n);
-        rc = cn_stripe_write_at(q->cl, res->ext.object_id, 1, first, buf, n, NULL);
+        rc = cl_stripe_write_at(q->cl, res->ext.object_id, 1, first, buf, n, NULL);
         res->ext.length = done + n;
         if (rc)
             goto out;
@@ -3011,7 +3011,7 @@ static void *s3_worker_init(void *appv, unsigned idx)
     (void)idx;
     if (!w)
         return NULL;
-    rc = cn_cluster_open(&app->cfg.cluster, &w->cl);
+    rc = cl_cluster_open(&app->cfg.cluster, &w->cl);
     if (rc) {
         log_error(TAG, "worker %u: cluster view: %s", idx, cairn_strerror(rc));
         free(w);
@@ -3029,7 +3029,7 @@ static void s3_worker_fini(void *appv, void *wstate)
     if (!w)
         return;
     cn_fileio_fini(&w->fio);
-    cn_cluster_close(w->cl);
+    cl_cluster_close(w->cl);
     free(w);
 }
 

@@ -7,7 +7,7 @@
 #define CAIRN_CN_S3_H
 
 #include "cnode/server.h"
-#include "cnode/stripe.h"
+#include "client/stripe.h"
 
 #define S3_MAX_USER_META 2048u     /* bytes of x-amz-meta-* names and values, as S3 */
 #define S3_MAX_QUERY_PARAMS 64u
@@ -16,7 +16,7 @@
 #define S3_MAX_PUT_SIZE (5ull << 30)
 
 struct s3_config {
-    struct cn_cluster_config cluster; /* borrowed for the life of the app */
+    struct cl_cluster_config cluster; /* borrowed for the life of the app */
     const char *region;               /* "us-east-1" if NULL */
 };
 

@@ -1,5 +1,5 @@
 /*
- * cairn.c - error strings and small shared helpers.
+ * cairn.c - error strings (from the list in err.h), errno mapping and the clocks.
  */
 #include "common/cairn.h"
 
@@ -7,24 +7,10 @@
 #include <time.h>
 
 static const char *const cairn_errstr[] = {
-    [0] = "success",
-    [1] = "out of memory",
-    [2] = "invalid argument",
-    [3] = "I/O error",
-    [4] = "not found",
-    [5] = "already exists",
-    [6] = "no space left on device",
-    [7] = "checksum mismatch",
-    [8] = "version conflict",
-    [9] = "timed out",
-    [10] = "peer unreachable",
-    [11] = "protocol error",
-    [12] = "limit exceeded",
-    [13] = "cancelled",
-    [14] = "fabric error",
-    [15] = "resource temporarily unavailable",
-    [16] = "not supported",
-    [17] = "too many fragments lost",
+    [CAIRN_I_OK] = "success",
+#define CAIRN_X_TEXT(name, text) [CAIRN_I_##name] = text,
+    CAIRN_ERRORS(CAIRN_X_TEXT)
+#undef CAIRN_X_TEXT
 };
 
 const char *cairn_strerror(int err)
@@ -71,6 +57,20 @@ int cairn_from_errno(int err)
         return CAIRN_ETOOBIG;
     case ENOTSUP:
         return CAIRN_ENOTSUP;
+    case ENOTEMPTY:
+        return CAIRN_ENOTEMPTY;
+    case ENOTDIR:
+        return CAIRN_ENOTDIR;
+    case EISDIR:
+        return CAIRN_EISDIR;
+    case EACCES:
+        return CAIRN_EACCES;
+    case EPERM:
+        return CAIRN_EPERM;
+    case EMLINK:
+        return CAIRN_EMLINK;
+    case ENAMETOOLONG:
+        return CAIRN_ENAMETOOLONG;
     default:
         return CAIRN_EIO;
     }
@@ -82,4 +82,12 @@ uint64_t cairn_now_ns(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int64_t cairn_wall_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }

@@ -7,13 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include <openssl/rand.h>
 
 #include "common/cairn.h"
 #include "common/log.h"
-#include "meta/placement.h"
 
 #define TAG "ns"
 
@@ -75,7 +73,7 @@ bool meta_name_valid(const char *name, size_t len)
 
 /* ---- typed records ---- */
 
-static int msg_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+static int msg_get(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out,
                    uint64_t *version)
 {
@@ -95,7 +93,7 @@ static int msg_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_
     return 0;
 }
 
-static int msg_put(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+static int msg_put(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                    const ProtobufCMessage *msg, uint64_t expect, uint64_t *version)
 {
     size_t len = protobuf_c_message_get_packed_size(msg);
@@ -122,7 +120,7 @@ static size_t inode_key(uint8_t *k, uint64_t ino)
     return 9;
 }
 
-int meta_inode_get(struct cn_cluster *cl, uint64_t ino, Cairn__Inode **out, uint64_t *version)
+int meta_inode_get(struct cl_cluster *cl, uint64_t ino, Cairn__Inode **out, uint64_t *version)
 {
     uint8_t k[9];
     size_t kl = inode_key(k, ino);
@@ -131,7 +129,7 @@ int meta_inode_get(struct cn_cluster *cl, uint64_t ino, Cairn__Inode **out, uint
                    (ProtobufCMessage **)out, version);
 }
 
-void meta_inode_get_many(struct cn_cluster *cl, unsigned n, const uint64_t *inos,
+void meta_inode_get_many(struct cl_cluster *cl, unsigned n, const uint64_t *inos,
                          Cairn__Inode **outs, int *rcs)
 {
     struct meta_read *r = calloc(n ? n : 1, sizeof(*r));
@@ -152,7 +150,7 @@ void meta_inode_get_many(struct cn_cluster *cl, unsigned n, const uint64_t *inos
     free(r);
 }
 
-int meta_inode_put(struct cn_cluster *cl, uint64_t ino, const Cairn__Inode *in, uint64_t expect,
+int meta_inode_put(struct cl_cluster *cl, uint64_t ino, const Cairn__Inode *in, uint64_t expect,
                    uint64_t *version)
 {
     uint8_t k[9];
@@ -161,7 +159,7 @@ int meta_inode_put(struct cn_cluster *cl, uint64_t ino, const Cairn__Inode *in, 
     return msg_put(cl, meta_shard_of_u64(ino), k, kl, &in->base, expect, version);
 }
 
-int meta_inode_del(struct cn_cluster *cl, uint64_t ino, uint64_t expect)
+int meta_inode_del(struct cl_cluster *cl, uint64_t ino, uint64_t expect)
 {
     uint8_t k[9];
     size_t kl = inode_key(k, ino);
@@ -169,7 +167,7 @@ int meta_inode_del(struct cn_cluster *cl, uint64_t ino, uint64_t expect)
     return meta_rec_del(cl, meta_shard_of_u64(ino), k, kl, expect);
 }
 
-int meta_inode_create(struct cn_cluster *cl, const Cairn__Inode *in, uint64_t *ino)
+int meta_inode_create(struct cl_cluster *cl, const Cairn__Inode *in, uint64_t *ino)
 {
     for (int attempt = 0; attempt < 4; attempt++) {
         uint64_t n = meta_new_ino();
@@ -195,7 +193,7 @@ static size_t dirent_key(uint8_t *k, uint64_t dir, const char *name, size_t len,
     return 9 + len;
 }
 
-void meta_read_many(struct cn_cluster *cl, struct meta_read *r, unsigned n)
+void meta_read_many(struct cl_cluster *cl, struct meta_read *r, unsigned n)
 {
     struct meta_get *g = calloc(n ? n : 1, sizeof(*g));
     uint8_t (*keys)[META_DIRENT_KEY_MAX] = calloc(n ? n : 1, sizeof(*keys));
@@ -257,7 +255,7 @@ out:
     free(slot);
 }
 
-int meta_dirent_get(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
+int meta_dirent_get(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
                     bool is_dir, Cairn__Dirent **out, uint64_t *version)
 {
     uint8_t k[META_DIRENT_KEY_MAX];
@@ -270,7 +268,7 @@ int meta_dirent_get(struct cn_cluster *cl, uint64_t dir, const char *name, size_
                    (ProtobufCMessage **)out, version);
 }
 
-int meta_dirent_put(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
+int meta_dirent_put(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
                     const Cairn__Dirent *d, uint64_t expect, uint64_t *version)
 {
     uint8_t k[META_DIRENT_KEY_MAX];
@@ -282,7 +280,7 @@ int meta_dirent_put(struct cn_cluster *cl, uint64_t dir, const char *name, size_
     return msg_put(cl, meta_shard_of_u64(dir), k, kl, &d->base, expect, version);
 }
 
-int meta_dirent_del(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
+int meta_dirent_del(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
                     bool is_dir, uint64_t expect)
 {
     uint8_t k[META_DIRENT_KEY_MAX];
@@ -294,7 +292,7 @@ int meta_dirent_del(struct cn_cluster *cl, uint64_t dir, const char *name, size_
     return meta_rec_del(cl, meta_shard_of_u64(dir), k, kl, expect);
 }
 
-int meta_lookup(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len, uint64_t *ino,
+int meta_lookup(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len, uint64_t *ino,
                 Cairn__FileType *type)
 {
     struct meta_read r[2];
@@ -321,14 +319,13 @@ int meta_lookup(struct cn_cluster *cl, uint64_t dir, const char *name, size_t le
     return rc;
 }
 
-int meta_mkdir(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len, bool explicit_dir,
+int meta_mkdir(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len, bool explicit_dir,
                uint32_t mode, uint64_t *ino)
 {
     for (int attempt = 0; attempt < 8; attempt++) {
         Cairn__Dirent *d = NULL, nd = CAIRN__DIRENT__INIT;
         Cairn__Inode in = CAIRN__INODE__INIT;
         uint64_t ver = 0, new_ino;
-        struct timespec ts;
         int rc = meta_dirent_get(cl, dir, name, len, true, &d, &ver);
 
         if (rc == 0) {
@@ -362,11 +359,10 @@ int meta_mkdir(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len
         }
         if (rc != CAIRN_ENOENT)
             return rc;
-        clock_gettime(CLOCK_REALTIME, &ts);
         in.type = CAIRN__FILE_TYPE__FT_DIR;
         in.mode = mode ? mode : META_S3_DIR_MODE;
         in.nlink = 2;
-        in.mtime_ns = in.ctime_ns = in.btime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        in.mtime_ns = in.ctime_ns = in.btime_ns = cairn_wall_ns();
         in.explicit_dir = explicit_dir;
         in.parent = dir;
         rc = meta_inode_create(cl, &in, &new_ino);
@@ -387,7 +383,7 @@ int meta_mkdir(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len
     return CAIRN_ECONFLICT;
 }
 
-int meta_dir_scan(struct cn_cluster *cl, uint64_t dir, const char *start, size_t slen,
+int meta_dir_scan(struct cl_cluster *cl, uint64_t dir, const char *start, size_t slen,
                   unsigned limit, struct meta_scan *out)
 {
     uint8_t from[META_DIRENT_KEY_MAX + 1], to[9];
@@ -424,7 +420,7 @@ const char *meta_dirent_name(const uint8_t *key, uint32_t klen, uint32_t *len)
     return (const char *)key + 9;
 }
 
-int meta_dir_empty(struct cn_cluster *cl, uint64_t dir, bool *empty)
+int meta_dir_empty(struct cl_cluster *cl, uint64_t dir, bool *empty)
 {
     struct meta_scan s;
     const char *start = NULL;
@@ -456,10 +452,10 @@ int meta_dir_empty(struct cn_cluster *cl, uint64_t dir, bool *empty)
 
 static uint32_t bytes_shard(const char *s)
 {
-    return meta_shard_of(s, strlen(s)) % META_SHARDS;
+    return meta_shard_of(s, strlen(s));
 }
 
-int meta_user_get(struct cn_cluster *cl, const char *access_key, Cairn__User **out)
+int meta_user_get(struct cl_cluster *cl, const char *access_key, Cairn__User **out)
 {
     char k[1 + 256];
     size_t n = strlen(access_key);
@@ -472,7 +468,7 @@ int meta_user_get(struct cn_cluster *cl, const char *access_key, Cairn__User **o
                    (ProtobufCMessage **)out, NULL);
 }
 
-int meta_user_put(struct cn_cluster *cl, const Cairn__User *u)
+int meta_user_put(struct cl_cluster *cl, const Cairn__User *u)
 {
     char k[1 + 256];
     size_t n = strlen(u->access_key);
@@ -484,7 +480,7 @@ int meta_user_put(struct cn_cluster *cl, const Cairn__User *u)
     return msg_put(cl, bytes_shard(u->access_key), k, n + 1, &u->base, META_ANY, NULL);
 }
 
-int meta_user_del(struct cn_cluster *cl, const char *access_key)
+int meta_user_del(struct cl_cluster *cl, const char *access_key)
 {
     char k[1 + 256];
     size_t n = strlen(access_key);
@@ -521,7 +517,7 @@ static size_t upload_index_key(uint8_t *k, uint64_t bucket, const char *key, con
     return 10 + kl + ul;
 }
 
-int meta_upload_get(struct cn_cluster *cl, const char *upload_id, Cairn__Upload **out,
+int meta_upload_get(struct cl_cluster *cl, const char *upload_id, Cairn__Upload **out,
                     uint64_t *version)
 {
     char k[1 + UPLOAD_ID_LEN];
@@ -532,7 +528,7 @@ int meta_upload_get(struct cn_cluster *cl, const char *upload_id, Cairn__Upload 
                    (ProtobufCMessage **)out, version);
 }
 
-int meta_upload_create(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u)
+int meta_upload_create(struct cl_cluster *cl, const char *upload_id, const Cairn__Upload *u)
 {
     char k[1 + UPLOAD_ID_LEN];
     uint8_t ik[META_REC_MAX_KEY];
@@ -549,7 +545,7 @@ int meta_upload_create(struct cn_cluster *cl, const char *upload_id, const Cairn
                         NULL);
 }
 
-int meta_upload_update(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u,
+int meta_upload_update(struct cl_cluster *cl, const char *upload_id, const Cairn__Upload *u,
                        uint64_t version)
 {
     char k[1 + UPLOAD_ID_LEN];
@@ -559,7 +555,7 @@ int meta_upload_update(struct cn_cluster *cl, const char *upload_id, const Cairn
     return msg_put(cl, bytes_shard(upload_id), k, sizeof(k), &u->base, version, NULL);
 }
 
-int meta_upload_del(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u,
+int meta_upload_del(struct cl_cluster *cl, const char *upload_id, const Cairn__Upload *u,
                     uint64_t version)
 {
     char k[1 + UPLOAD_ID_LEN];
@@ -576,7 +572,7 @@ int meta_upload_del(struct cn_cluster *cl, const char *upload_id, const Cairn__U
     return rc == CAIRN_ENOENT ? 0 : rc;
 }
 
-int meta_upload_scan(struct cn_cluster *cl, uint64_t bucket, const char *key_marker,
+int meta_upload_scan(struct cl_cluster *cl, uint64_t bucket, const char *key_marker,
                      const char *upload_marker, unsigned limit, struct meta_scan *out)
 {
     uint8_t from[META_REC_MAX_KEY + 1], to[9];
@@ -618,7 +614,7 @@ static size_t part_key(uint8_t *k, const char *upload_id, uint32_t number)
     return 1 + UPLOAD_ID_LEN + 4;
 }
 
-int meta_part_get(struct cn_cluster *cl, const char *upload_id, uint32_t number,
+int meta_part_get(struct cl_cluster *cl, const char *upload_id, uint32_t number,
                   Cairn__Part **out, uint64_t *version)
 {
     uint8_t k[1 + UPLOAD_ID_LEN + 4];
@@ -629,7 +625,7 @@ int meta_part_get(struct cn_cluster *cl, const char *upload_id, uint32_t number,
                    &cairn__part__descriptor, (ProtobufCMessage **)out, version);
 }
 
-int meta_part_put(struct cn_cluster *cl, const char *upload_id, const Cairn__Part *p,
+int meta_part_put(struct cl_cluster *cl, const char *upload_id, const Cairn__Part *p,
                   Cairn__Part **old)
 {
     uint8_t k[1 + UPLOAD_ID_LEN + 4];
@@ -658,7 +654,7 @@ int meta_part_put(struct cn_cluster *cl, const char *upload_id, const Cairn__Par
     return CAIRN_ECONFLICT;
 }
 
-int meta_part_del(struct cn_cluster *cl, const char *upload_id, uint32_t number)
+int meta_part_del(struct cl_cluster *cl, const char *upload_id, uint32_t number)
 {
     uint8_t k[1 + UPLOAD_ID_LEN + 4];
 
@@ -667,7 +663,7 @@ int meta_part_del(struct cn_cluster *cl, const char *upload_id, uint32_t number)
     return meta_rec_del(cl, bytes_shard(upload_id), k, part_key(k, upload_id, number), META_ANY);
 }
 
-int meta_part_scan(struct cn_cluster *cl, const char *upload_id, uint32_t from, unsigned limit,
+int meta_part_scan(struct cl_cluster *cl, const char *upload_id, uint32_t from, unsigned limit,
                    struct meta_scan *out)
 {
     uint8_t a[1 + UPLOAD_ID_LEN + 4], b[1 + UPLOAD_ID_LEN + 4];
@@ -682,7 +678,7 @@ int meta_part_scan(struct cn_cluster *cl, const char *upload_id, uint32_t from, 
 
 /* ---- cluster secrets ---- */
 
-int meta_secret(struct cn_cluster *cl, const char *name, uint8_t out[META_SECRET_LEN])
+int meta_secret(struct cl_cluster *cl, const char *name, uint8_t out[META_SECRET_LEN])
 {
     char k[1 + 64];
     size_t n = strlen(name);

@@ -14,6 +14,8 @@
  *     'P' upload-id part-number(u32)   uploaded part (Part)      shard of the upload id
  *     'Q' bucket key 0x00 upload-id    uploads of a bucket       shard of bucket
  *     'K' name                         cluster secret (32 bytes) shard of the name bytes
+ *     "stripe/" name                   cairnctl stripe object    shard of the key bytes
+ *                                      (StripeManifest)
  *
  * A directory's entries share one shard, so a listing is a range scan.  A subdirectory's
  * entry carries a trailing '/' in its key: the shard's byte order is then exactly S3's key
@@ -32,7 +34,7 @@
 #include <stdint.h>
 
 #include "cairn.pb-c.h"
-#include "cnode/stripe.h"
+#include "client/cluster.h"
 #include "meta/rec.h"
 
 #define META_ROOT_INO 1ull
@@ -57,16 +59,16 @@ bool meta_name_valid(const char *name, size_t len);
 
 /* *out is unpacked (free with cairn__inode__free_unpacked).  Errors as meta_rec_get; *version
  * (may be NULL) gets the record version (the tombstone's for ENOENT). */
-int meta_inode_get(struct cn_cluster *cl, uint64_t ino, Cairn__Inode **out, uint64_t *version);
+int meta_inode_get(struct cl_cluster *cl, uint64_t ino, Cairn__Inode **out, uint64_t *version);
 /* meta_inode_get for n inodes at once (one round trip for all): outs[i] and rcs[i] as the
  * single call would give them; outs[i] is NULL where rcs[i] is not 0. */
-void meta_inode_get_many(struct cn_cluster *cl, unsigned n, const uint64_t *inos,
+void meta_inode_get_many(struct cl_cluster *cl, unsigned n, const uint64_t *inos,
                          Cairn__Inode **outs, int *rcs);
-int meta_inode_put(struct cn_cluster *cl, uint64_t ino, const Cairn__Inode *in, uint64_t expect,
+int meta_inode_put(struct cl_cluster *cl, uint64_t ino, const Cairn__Inode *in, uint64_t expect,
                    uint64_t *version);
-int meta_inode_del(struct cn_cluster *cl, uint64_t ino, uint64_t expect);
+int meta_inode_del(struct cl_cluster *cl, uint64_t ino, uint64_t expect);
 /* Create an inode under a fresh number (retries on the rare collision); *ino gets it. */
-int meta_inode_create(struct cn_cluster *cl, const Cairn__Inode *in, uint64_t *ino);
+int meta_inode_create(struct cl_cluster *cl, const Cairn__Inode *in, uint64_t *ino);
 
 /* ---- directory entries ---- */
 
@@ -88,71 +90,71 @@ struct meta_read {
 
 /* Read n records together: their calls are in flight at once, so the batch costs about one
  * round trip (meta_rec_get_many). */
-void meta_read_many(struct cn_cluster *cl, struct meta_read *r, unsigned n);
+void meta_read_many(struct cl_cluster *cl, struct meta_read *r, unsigned n);
 
 /* Entry name (is_dir: the "name/" form) of directory dir.  Errors as meta_rec_get. */
-int meta_dirent_get(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
+int meta_dirent_get(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
                     bool is_dir, Cairn__Dirent **out, uint64_t *version);
-int meta_dirent_put(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
+int meta_dirent_put(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
                     const Cairn__Dirent *d, uint64_t expect, uint64_t *version);
-int meta_dirent_del(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len,
+int meta_dirent_del(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
                     bool is_dir, uint64_t expect);
 
 /* Look a name up in either form (a directory first).  Returns 0 with *ino, *type, or
  * CAIRN_ENOENT. */
-int meta_lookup(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len, uint64_t *ino,
+int meta_lookup(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len, uint64_t *ino,
                 Cairn__FileType *type);
 
 /* Find or create the subdirectory name of dir (an implied directory unless explicit; an
  * existing one is marked explicit if asked).  Returns 0 with *ino, CAIRN_EEXIST if a file of
  * that name exists, or another error.  Safe against C-nodes racing to create it. */
-int meta_mkdir(struct cn_cluster *cl, uint64_t dir, const char *name, size_t len, bool explicit_dir,
+int meta_mkdir(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len, bool explicit_dir,
                uint32_t mode, uint64_t *ino);
 
 /* One page of dir's entries, from the entry sort name start (inclusive; NULL = first).
  * Entry keys in out are full record keys: use meta_dirent_name() on them.  A page is empty
  * only at the end of the directory (pages of deleted entries are skipped). */
-int meta_dir_scan(struct cn_cluster *cl, uint64_t dir, const char *start, size_t slen,
+int meta_dir_scan(struct cl_cluster *cl, uint64_t dir, const char *start, size_t slen,
                   unsigned limit, struct meta_scan *out);
 /* The sort name of a directory entry key (the name, with '/' appended for directories):
  * returns a pointer into key and sets *len. */
 const char *meta_dirent_name(const uint8_t *key, uint32_t klen, uint32_t *len);
 /* Whether dir has no entries at all. */
-int meta_dir_empty(struct cn_cluster *cl, uint64_t dir, bool *empty);
+int meta_dir_empty(struct cl_cluster *cl, uint64_t dir, bool *empty);
 
 /* ---- users, uploads, parts ---- */
 
-int meta_user_get(struct cn_cluster *cl, const char *access_key, Cairn__User **out);
-int meta_user_put(struct cn_cluster *cl, const Cairn__User *u);
-int meta_user_del(struct cn_cluster *cl, const char *access_key);
+int meta_user_get(struct cl_cluster *cl, const char *access_key, Cairn__User **out);
+int meta_user_put(struct cl_cluster *cl, const Cairn__User *u);
+int meta_user_del(struct cl_cluster *cl, const char *access_key);
 
-int meta_upload_get(struct cn_cluster *cl, const char *upload_id, Cairn__Upload **out,
+int meta_upload_get(struct cl_cluster *cl, const char *upload_id, Cairn__Upload **out,
                     uint64_t *version);
 /* Creates the upload record (must be new) and its entry in the bucket's upload index. */
-int meta_upload_create(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u);
+int meta_upload_create(struct cl_cluster *cl, const char *upload_id, const Cairn__Upload *u);
 /* Rewrite the upload record (conditional on version). */
-int meta_upload_update(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u,
+int meta_upload_update(struct cl_cluster *cl, const char *upload_id, const Cairn__Upload *u,
                        uint64_t version);
 /* Removes the upload record (conditional on version) and its index entry. */
-int meta_upload_del(struct cn_cluster *cl, const char *upload_id, const Cairn__Upload *u,
+int meta_upload_del(struct cl_cluster *cl, const char *upload_id, const Cairn__Upload *u,
                     uint64_t version);
 /* Uploads of a bucket in key order, from (key, upload id) onwards; entry values are the
  * upload ids (use meta_upload_index_key() to split a key). */
-int meta_upload_scan(struct cn_cluster *cl, uint64_t bucket, const char *key_marker,
+int meta_upload_scan(struct cl_cluster *cl, uint64_t bucket, const char *key_marker,
                      const char *upload_marker, unsigned limit, struct meta_scan *out);
 /* Split an upload index key into the object key and the upload id (pointers into key). */
 int meta_upload_index_key(const uint8_t *key, uint32_t klen, const char **obj_key, uint32_t *klen_out,
                           const char **upload_id, uint32_t *ulen);
 
-int meta_part_get(struct cn_cluster *cl, const char *upload_id, uint32_t number,
+int meta_part_get(struct cl_cluster *cl, const char *upload_id, uint32_t number,
                   Cairn__Part **out, uint64_t *version);
 /* Put a part record unconditionally (a re-upload of a part number replaces it); *old gets the
  * replaced record, if any, so the caller can free its stripes. */
-int meta_part_put(struct cn_cluster *cl, const char *upload_id, const Cairn__Part *p,
+int meta_part_put(struct cl_cluster *cl, const char *upload_id, const Cairn__Part *p,
                   Cairn__Part **old);
-int meta_part_del(struct cn_cluster *cl, const char *upload_id, uint32_t number);
+int meta_part_del(struct cl_cluster *cl, const char *upload_id, uint32_t number);
 /* Parts of an upload in number order, from part number `from` on. */
-int meta_part_scan(struct cn_cluster *cl, const char *upload_id, uint32_t from, unsigned limit,
+int meta_part_scan(struct cl_cluster *cl, const char *upload_id, uint32_t from, unsigned limit,
                    struct meta_scan *out);
 
 /* ---- cluster secrets ---- */
@@ -160,6 +162,6 @@ int meta_part_scan(struct cn_cluster *cl, const char *upload_id, uint32_t from, 
 #define META_SECRET_LEN 32u
 /* The cluster-wide secret called name (key 'K' name), created at random on first use, so
  * every C-node shares it with no configuration (e.g. the NFS file handle MAC key). */
-int meta_secret(struct cn_cluster *cl, const char *name, uint8_t out[META_SECRET_LEN]);
+int meta_secret(struct cl_cluster *cl, const char *name, uint8_t out[META_SECRET_LEN]);
 
 #endif

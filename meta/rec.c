@@ -10,11 +10,10 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/cairn.h"
 #include "common/log.h"
-#include "meta/placement.h"
+#include "client/placement.h"
 
 #define TAG "meta"
 #define ROUNDS 3
@@ -36,7 +35,18 @@ struct call {
 
 uint32_t meta_shard_of_u64(uint64_t item)
 {
-    return (uint32_t)(meta_mix64(item ^ 0x6d657461ull) % META_SHARDS);
+    return (uint32_t)(cl_mix64(item ^ 0x6d657461ull) % META_SHARDS);
+}
+
+uint32_t meta_shard_of(const void *key, size_t len)
+{
+    return (uint32_t)(cl_hash_bytes(key, len) % META_SHARDS);
+}
+
+/* The placement item of a shard: salted so that shards and stripe ids hash apart. */
+static uint64_t shard_item(uint32_t shard)
+{
+    return cl_mix64(0x5348415244ull ^ shard);
 }
 
 static void call_done(void *arg, int status, const Cairn__Response *resp)
@@ -53,31 +63,31 @@ static void call_done(void *arg, int status, const Cairn__Response *resp)
 }
 
 /* The replica set: the first m + 1 D-nodes of the shard's order that are not down. */
-static unsigned replica_set(struct cn_cluster *cl, uint32_t shard, unsigned *set)
+static unsigned replica_set(struct cl_cluster *cl, uint32_t shard, unsigned *set)
 {
-    unsigned n = cn_cluster_dnodes(cl), want = cn_cluster_layout(cl)->m + 1, got = 0;
-    unsigned order[CN_MAX_DNODES];
+    unsigned n = cl_cluster_dnodes(cl), want = cl_cluster_layout(cl)->m + 1, got = 0;
+    unsigned order[CL_MAX_DNODES];
 
     if (want > n)
         want = n;
     if (want > MAX_SET)
         want = MAX_SET;
-    if (cn_cluster_order(cl, meta_mix64(0x5348415244ull ^ shard), order))
+    if (cl_cluster_order(cl, shard_item(shard), order))
         return 0;
     for (unsigned i = 0; i < n && got < want; i++)
-        if (!cn_cluster_node_down(cl, order[i]))
+        if (!cl_cluster_node_down(cl, order[i]))
             set[got++] = order[i];
     return got == want ? got : 0;
 }
 
-static void wait_calls(struct cn_cluster *cl, unsigned *outstanding)
+static void wait_calls(struct cl_cluster *cl, unsigned *outstanding)
 {
     while (*outstanding)
-        tp_ctx_wait(cn_cluster_tp(cl), 1000);
+        tp_ctx_wait(cl_cluster_tp(cl), 1000);
 }
 
 /* Issue one KV call to c->node; on a refused call c->tstatus holds the error. */
-static void issue(struct cn_cluster *cl, struct call *c, Cairn__Request *req, const void *payload,
+static void issue(struct cl_cluster *cl, struct call *c, Cairn__Request *req, const void *payload,
                   uint32_t len)
 {
     int rc;
@@ -87,7 +97,7 @@ static void issue(struct cn_cluster *cl, struct call *c, Cairn__Request *req, co
     c->version = 0;
     c->len = 0;
     (*c->outstanding)++;
-    rc = cn_cluster_call(cl, c->node, req, payload, len, c->buf, c->buf ? c->cap : 0, call_done,
+    rc = cl_cluster_call(cl, c->node, req, payload, len, c->buf, c->buf ? c->cap : 0, call_done,
                          c);
     if (rc) {
         (*c->outstanding)--;
@@ -95,14 +105,14 @@ static void issue(struct cn_cluster *cl, struct call *c, Cairn__Request *req, co
     }
 }
 
-static bool transport_failed(struct cn_cluster *cl, struct call *c)
+static bool transport_failed(struct cl_cluster *cl, struct call *c)
 {
     if (c->tstatus == CAIRN_ETIMEDOUT || c->tstatus == CAIRN_EUNREACH) {
-        cn_cluster_note(cl, c->node, c->tstatus);
+        cl_cluster_note(cl, c->node, c->tstatus);
         return true;
     }
     if (!c->tstatus)
-        cn_cluster_note(cl, c->node, 0);
+        cl_cluster_note(cl, c->node, 0);
     return c->tstatus != 0;
 }
 
@@ -116,16 +126,8 @@ static void req_init(Cairn__Request *req, Cairn__Op op, uint32_t shard, const vo
     req->key.len = klen;
 }
 
-static uint64_t wall_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Write the newest copy to members found behind (read repair).  Best effort. */
-static void repair(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+static void repair(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                    struct call *calls, unsigned n, unsigned best)
 {
     unsigned outstanding = 0;
@@ -144,7 +146,7 @@ static void repair(struct cn_cluster *cl, uint32_t shard, const void *key, size_
         req.expect_version = KV_ANY_VERSION;
         req.new_version = calls[best].version;
         rc[nr] = (struct call){.node = calls[i].node, .outstanding = &outstanding};
-        log_debug(TAG, "repairing a record on D-node %s", cn_cluster_dnode_addr(cl, calls[i].node));
+        log_debug(TAG, "repairing a record on D-node %s", cl_cluster_dnode_addr(cl, calls[i].node));
         issue(cl, &rc[nr], &req, calls[best].buf, calls[best].len);
         nr++;
     }
@@ -156,7 +158,7 @@ static void repair(struct cn_cluster *cl, uint32_t shard, const void *key, size_
 /* Send the read-only request req to every member of the shard's replica set and wait for all
  * answers; while members fail to answer, repeat with the recomputed set (at most ROUNDS
  * times).  On 0, calls[0..*n) hold the answers and own their response buffers. */
-static int gather(struct cn_cluster *cl, uint32_t shard, const Cairn__Request *req,
+static int gather(struct cl_cluster *cl, uint32_t shard, const Cairn__Request *req,
                   struct call *calls, unsigned *n)
 {
     unsigned set[MAX_SET];
@@ -173,7 +175,7 @@ static int gather(struct cn_cluster *cl, uint32_t shard, const Cairn__Request *r
             Cairn__Request r = *req; /* the transport fills in ids and addresses */
 
             calls[i] = (struct call){.node = set[i], .outstanding = &outstanding,
-                                     .cap = tp_ctx_max_payload(cn_cluster_tp(cl))};
+                                     .cap = tp_ctx_max_payload(cl_cluster_tp(cl))};
             calls[i].buf = malloc(calls[i].cap);
             if (!calls[i].buf) {
                 calls[i].tstatus = CAIRN_ENOMEM;
@@ -202,7 +204,7 @@ static int gather(struct cn_cluster *cl, uint32_t shard, const Cairn__Request *r
 
 /* The newest copy among the answers calls[0..n) for one record: repair the members found
  * behind, hand the value to *out.  Frees every call's buffer. */
-static int pick(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+static int pick(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                 struct call *calls, unsigned n, struct meta_rec *out)
 {
     unsigned best = UINT32_MAX;
@@ -243,7 +245,7 @@ out:
     return rc;
 }
 
-int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+int meta_rec_get(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  struct meta_rec *out)
 {
     struct call calls[MAX_SET];
@@ -266,7 +268,7 @@ int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t 
 #define MANY_WAVE 64u
 #define MANY_BUF (20u << 10)
 
-void meta_rec_get_many(struct cn_cluster *cl, struct meta_get *gets, unsigned n)
+void meta_rec_get_many(struct cl_cluster *cl, struct meta_get *gets, unsigned n)
 {
     struct call (*calls)[MAX_SET] = calloc(CAIRN_MIN(n, MANY_WAVE), sizeof(*calls));
     unsigned nset[MANY_WAVE];
@@ -327,11 +329,11 @@ void meta_rec_get_many(struct cn_cluster *cl, struct meta_get *gets, unsigned n)
 }
 
 /* Put the raw stored value (liveness byte included). */
-static int rec_write(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+static int rec_write(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                      uint64_t expect, const uint8_t *val, uint32_t len, uint64_t *version)
 {
     unsigned set[MAX_SET], n = 0;
-    uint64_t nv = wall_ns();
+    uint64_t nv = (uint64_t)cairn_wall_ns();
     bool decided = false;
     unsigned have[MAX_SET]; /* nodes holding our version */
     unsigned nhave = 0;
@@ -397,7 +399,7 @@ static int rec_write(struct cn_cluster *cl, uint32_t shard, const void *key, siz
             }
             /* A conflict here means the member already holds this or a newer version. */
             if (calls[i].status && calls[i].status != CAIRN_ECONFLICT) {
-                log_warn(TAG, "record copy on %s: %s", cn_cluster_dnode_addr(cl, calls[i].node),
+                log_warn(TAG, "record copy on %s: %s", cl_cluster_dnode_addr(cl, calls[i].node),
                          cairn_strerror(calls[i].status));
                 return calls[i].status;
             }
@@ -413,7 +415,7 @@ static int rec_write(struct cn_cluster *cl, uint32_t shard, const void *key, siz
     return CAIRN_EUNREACH;
 }
 
-int meta_rec_put(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+int meta_rec_put(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  uint64_t expect, const void *val, uint32_t len, uint64_t *version)
 {
     uint8_t *buf;
@@ -432,7 +434,7 @@ int meta_rec_put(struct cn_cluster *cl, uint32_t shard, const void *key, size_t 
     return rc;
 }
 
-int meta_rec_del(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+int meta_rec_del(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  uint64_t expect)
 {
     uint8_t dead = DEAD;
@@ -482,7 +484,7 @@ void meta_scan_fini(struct meta_scan *s)
     memset(s, 0, sizeof(*s));
 }
 
-int meta_rec_scan(struct cn_cluster *cl, uint32_t shard, const void *start, size_t slen,
+int meta_rec_scan(struct cl_cluster *cl, uint32_t shard, const void *start, size_t slen,
                   const void *end, size_t elen, unsigned limit, struct meta_scan *out)
 {
     struct call calls[MAX_SET];
@@ -601,13 +603,13 @@ out:
 /* ---- catching up a returning D-node ---- */
 
 /* One page of a single member's raw entries (tombstones included) from start. */
-static int member_scan(struct cn_cluster *cl, unsigned node, uint32_t shard, const uint8_t *start,
+static int member_scan(struct cl_cluster *cl, unsigned node, uint32_t shard, const uint8_t *start,
                        size_t slen, Cairn__KvScanResult **out)
 {
     Cairn__Request req;
     unsigned outstanding = 0;
     struct call c = {.node = node, .outstanding = &outstanding,
-                     .cap = tp_ctx_max_payload(cn_cluster_tp(cl))};
+                     .cap = tp_ctx_max_payload(cl_cluster_tp(cl))};
 
     c.buf = malloc(c.cap);
     if (!c.buf)
@@ -625,7 +627,7 @@ static int member_scan(struct cn_cluster *cl, unsigned node, uint32_t shard, con
     return *out ? 0 : CAIRN_EPROTO;
 }
 
-int meta_rec_sync(struct cn_cluster *cl, unsigned node, bool check_only, uint64_t *count)
+int meta_rec_sync(struct cl_cluster *cl, unsigned node, bool check_only, uint64_t *count)
 {
     uint64_t n_copied = 0;
     unsigned batch = check_only ? 8 : 64; /* a GET needs a buffer for the value */
@@ -669,7 +671,7 @@ int meta_rec_sync(struct cn_cluster *cl, unsigned node, bool check_only, uint64_
                     if (check_only) {
                         /* Only count: does the node hold this version or a newer one? */
                         req_init(&req, CAIRN__OP__OP_KV_GET, shard, e->key.data, e->key.len);
-                        calls[nc].cap = tp_ctx_max_payload(cn_cluster_tp(cl));
+                        calls[nc].cap = tp_ctx_max_payload(cl_cluster_tp(cl));
                         calls[nc].buf = malloc(calls[nc].cap);
                         want[nc] = e->version; /* what the member has */
                         issue(cl, &calls[nc], &req, NULL, 0);

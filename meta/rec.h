@@ -32,7 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cnode/stripe.h"
+#include "client/cluster.h"
 
 #define META_ANY UINT64_MAX      /* put/del: no condition */
 #define META_REC_MAX_KEY 500u    /* bytes (the D-node's KV limit) */
@@ -48,7 +48,7 @@ struct meta_rec {
 /* Newest copy of a record.  Returns 0 (live record in *out), CAIRN_ENOENT (absent or deleted;
  * out->version is what a create must expect), CAIRN_EUNREACH (fewer than m + 1 D-nodes up or
  * answering), or another CAIRN_E* code. */
-int meta_rec_get(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+int meta_rec_get(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  struct meta_rec *out);
 
 /* One record of a meta_rec_get_many() batch: shard and key in, rc and rec out (as from
@@ -63,19 +63,19 @@ struct meta_get {
 
 /* meta_rec_get for n records at once: the calls for many records are in flight together, so
  * reading a page of inodes costs about one round trip instead of one per record. */
-void meta_rec_get_many(struct cn_cluster *cl, struct meta_get *gets, unsigned n);
+void meta_rec_get_many(struct cl_cluster *cl, struct meta_get *gets, unsigned n);
 
 /* Conditional put: expect is the version the record must have now (from meta_rec_get: 0 or a
  * tombstone's version for "absent"), or META_ANY.  On success *version (may be NULL) gets the
  * record's new version.  Returns 0, CAIRN_ECONFLICT (the record changed: read again),
  * CAIRN_EUNREACH (not all m + 1 copies could be written: the put may or may not take effect),
  * CAIRN_EINVAL (limits). */
-int meta_rec_put(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+int meta_rec_put(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  uint64_t expect, const void *val, uint32_t len, uint64_t *version);
 
 /* Conditional delete (writes a tombstone); errors as meta_rec_put, plus CAIRN_ENOENT when the
  * record is already absent and expect is META_ANY. */
-int meta_rec_del(struct cn_cluster *cl, uint32_t shard, const void *key, size_t klen,
+int meta_rec_del(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  uint64_t expect);
 
 struct meta_entry {
@@ -97,7 +97,7 @@ struct meta_scan {
 /* One page of live records with start <= key < end (end NULL or elen 0: end of shard), at most
  * limit (<= META_SCAN_MAX) of them.  Returns 0 and fills *out (free with meta_scan_fini), or an
  * error as meta_rec_get. */
-int meta_rec_scan(struct cn_cluster *cl, uint32_t shard, const void *start, size_t slen,
+int meta_rec_scan(struct cl_cluster *cl, uint32_t shard, const void *start, size_t slen,
                   const void *end, size_t elen, unsigned limit, struct meta_scan *out);
 void meta_scan_fini(struct meta_scan *s);
 
@@ -109,9 +109,13 @@ void meta_scan_fini(struct meta_scan *s);
  * behind, but the records would have one copy fewer).  check_only: copy nothing, count the
  * members' copies the node is behind on (a record two members hold counts twice).  *count (may be NULL) gets the records copied (or behind).
  * Returns 0 or the first error (the sweep goes on past it). */
-int meta_rec_sync(struct cn_cluster *cl, unsigned node, bool check_only, uint64_t *count);
+int meta_rec_sync(struct cl_cluster *cl, unsigned node, bool check_only, uint64_t *count);
 
-/* The shard of a 64-bit item (an inode number, a hashed name). */
+#define META_SHARDS 256u /* metadata shards in the cluster */
+
+/* The shard of a 64-bit item (an inode number). */
 uint32_t meta_shard_of_u64(uint64_t item);
+/* The shard of a key given as bytes (a name, an access key). */
+uint32_t meta_shard_of(const void *key, size_t len);
 
 #endif

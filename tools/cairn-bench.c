@@ -23,11 +23,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cnode/stripe.h"
+#include "client/stripe.h"
 #include "common/cairn.h"
 #include "common/log.h"
 #include "ec/ec.h"
-#include "tools/clusterenv.h"
+#include "client/env.h"
 
 #define MAX_RUNS 31
 
@@ -114,21 +114,21 @@ static double bench_encode(unsigned k, unsigned m, uint8_t *src, size_t len, uin
 static int bench_cluster(const char *envpath, uint8_t *src, uint8_t *dst, size_t len,
                          unsigned runs, double base)
 {
-    struct cn_cluster_config cfg = {.k = 4, .m = 2, .frag_size = 1u << 20};
-    struct clusterenv env;
-    struct cn_cluster *cl = NULL;
+    struct cl_cluster_config cfg = {.k = 4, .m = 2, .frag_size = 1u << 20};
+    struct cl_env env;
+    struct cl_cluster *cl = NULL;
     double w[MAX_RUNS], r[MAX_RUNS];
     char label[64];
     int rc;
 
-    rc = clusterenv_load(envpath, &env);
+    rc = cl_env_load(envpath, &env);
     if (rc) {
         fprintf(stderr, "cairn-bench: %s: %s\n", envpath, cairn_strerror(rc));
         return rc;
     }
-    rc = clusterenv_cluster_config(&env, &cfg);
+    rc = cl_env_cluster_config(&env, &cfg);
     if (!rc)
-        rc = cn_cluster_open(&cfg, &cl);
+        rc = cl_cluster_open(&cfg, &cl);
     if (rc) {
         fprintf(stderr, "cairn-bench: open cluster: %s\n", cairn_strerror(rc));
         goto out;
@@ -141,7 +141,7 @@ static int bench_cluster(const char *envpath, uint8_t *src, uint8_t *dst, size_t
             goto out;
         }
         t0 = cairn_now_ns();
-        rc = cn_stripe_write(cl, oid, 1, src, len, NULL);
+        rc = cl_stripe_write(cl, oid, 1, src, len, NULL);
         w[i] = gbps(len, cairn_now_ns() - t0);
         if (rc) {
             fprintf(stderr, "cairn-bench: stripe write: %s\n", cairn_strerror(rc));
@@ -149,7 +149,7 @@ static int bench_cluster(const char *envpath, uint8_t *src, uint8_t *dst, size_t
         }
         memset(dst, 0, len);
         t0 = cairn_now_ns();
-        rc = cn_stripe_read(cl, oid, 1, cn_cluster_layout(cl), dst, len, NULL);
+        rc = cl_stripe_read(cl, oid, 1, cl_cluster_layout(cl), dst, len, NULL);
         r[i] = gbps(len, cairn_now_ns() - t0);
         if (!rc && memcmp(src, dst, len))
             rc = CAIRN_ECRC;
@@ -157,18 +157,18 @@ static int bench_cluster(const char *envpath, uint8_t *src, uint8_t *dst, size_t
             fprintf(stderr, "cairn-bench: stripe read: %s\n", cairn_strerror(rc));
             goto out;
         }
-        cn_stripe_delete(cl, oid, 1, cn_cluster_layout(cl), len);
+        cl_stripe_delete(cl, oid, 1, cl_cluster_layout(cl), len);
     }
     printf("end to end through %s to %u D-nodes, EC %u+%u, %u KiB fragments, %zu MiB objects:\n",
-           tp_ctx_provider(cn_cluster_tp(cl)), cn_cluster_dnodes(cl), cfg.k, cfg.m,
+           tp_ctx_provider(cl_cluster_tp(cl)), cl_cluster_dnodes(cl), cfg.k, cfg.m,
            cfg.frag_size >> 10, len >> 20);
     snprintf(label, sizeof(label), "stripe write (durable)");
     report(label, median(w, runs), base);
     snprintf(label, sizeof(label), "stripe read (CRC checked)");
     report(label, median(r, runs), base);
 out:
-    cn_cluster_close(cl);
-    clusterenv_fini(&env);
+    cl_cluster_close(cl);
+    cl_env_fini(&env);
     return rc;
 }
 

@@ -69,7 +69,7 @@
 #include <nfsc/libnfs-raw-mount.h>
 #include <nfsc/libnfs-raw-nfs.h>
 
-#include "tools/clusterenv.h"
+#include "client/env.h"
 
 #define MAX_URLS 16
 #define MAX_CLIENTS 256
@@ -1503,7 +1503,7 @@ static int parse_ops(const char *s, enum op *ops, unsigned *nops)
 /* URLs from a cluster.env: one per C-node. */
 static int urls_from_cluster(const char *arg, struct bench *b, char (*store)[URL_MAX])
 {
-    struct clusterenv env = {0};
+    struct cl_env env = {0};
     char envpath[4096], nfsports[512], mountports[512], *s1, *s2, *np, *mp;
     const char *host, *nfs, *mnt, *exp;
     struct stat sb;
@@ -1513,14 +1513,14 @@ static int urls_from_cluster(const char *arg, struct bench *b, char (*store)[URL
         snprintf(envpath, sizeof(envpath), "%s/cluster.env", arg);
     else
         snprintf(envpath, sizeof(envpath), "%s", arg);
-    if (clusterenv_load(envpath, &env)) {
+    if (cl_env_load(envpath, &env)) {
         fprintf(stderr, "cairn-nfsbench: cannot read %s\n", envpath);
         return -1;
     }
-    host = clusterenv_get(&env, "NFS_HOST");
-    nfs = clusterenv_get(&env, "NFS_PORTS");
-    mnt = clusterenv_get(&env, "MOUNT_PORTS");
-    exp = clusterenv_get(&env, "NFS_EXPORT");
+    host = cl_env_get(&env, "NFS_HOST");
+    nfs = cl_env_get(&env, "NFS_PORTS");
+    mnt = cl_env_get(&env, "MOUNT_PORTS");
+    exp = cl_env_get(&env, "NFS_EXPORT");
     if (!host || !nfs || !mnt) {
         fprintf(stderr,
                 "cairn-nfsbench: %s has no NFS_HOST, NFS_PORTS, MOUNT_PORTS (are the "
@@ -1542,7 +1542,7 @@ static int urls_from_cluster(const char *arg, struct bench *b, char (*store)[URL
     }
     rc = b->nurls ? 0 : -1;
 out:
-    clusterenv_fini(&env);
+    cl_env_fini(&env);
     return rc;
 }
 

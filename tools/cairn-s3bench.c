@@ -60,7 +60,7 @@
 #include <unistd.h>
 
 #include "common/cairn.h"
-#include "tools/clusterenv.h"
+#include "client/env.h"
 
 #define MAX_ENDPOINTS 64
 #define MAX_THREADS 256
@@ -1130,7 +1130,7 @@ int main(int argc, char **argv)
     struct bench *b = &bench;
     const char *cluster = NULL, *endpoints = NULL, *access = NULL, *secret = NULL, *region = NULL,
                *op = "both";
-    struct clusterenv env = {0};
+    struct cl_env env = {0};
     struct op_stats put = {0}, get = {0};
     char envpath[4096], sz[32];
     unsigned lo_set = 0, hi_set = 0, get_set = 0, run;
@@ -1243,7 +1243,7 @@ int main(int argc, char **argv)
             snprintf(envpath, sizeof(envpath), "%s/cluster.env", cluster);
         else
             snprintf(envpath, sizeof(envpath), "%s", cluster);
-        if ((rc = clusterenv_load(envpath, &env))) {
+        if ((rc = cl_env_load(envpath, &env))) {
             fprintf(stderr, "cairn-s3bench: %s: %s\n", envpath, cairn_strerror(rc));
             return 1;
         }
@@ -1251,7 +1251,7 @@ int main(int argc, char **argv)
 #define PICK(var, name)                                                                            \
     do {                                                                                           \
         if (!var && cluster)                                                                       \
-            var = clusterenv_get(&env, name);                                                      \
+            var = cl_env_get(&env, name);                                                      \
         if (!var)                                                                                  \
             var = getenv(name);                                                                    \
     } while (0)
@@ -1358,6 +1358,6 @@ out_mem:
     free(put.lat);
     free(b->data);
 out_env:
-    clusterenv_fini(&env);
+    cl_env_fini(&env);
     return rc;
 }

@@ -16,9 +16,11 @@
  *   cairnctl meta check I               count the records D-node I is behind on
  *
  * A stripe object is its fragments plus a StripeManifest record under the key "stripe/NAME",
- * kept in the metadata shards on the D-nodes (m + 1 replicas).  put writes all fragments of a
- * fresh object id first and the manifest last, so the name only ever points at complete data;
- * a replaced object's fragments are deleted after the new manifest is durable.
+ * kept in the metadata shards on the D-nodes (meta/rec.h: m + 1 replicas, compare-and-set).
+ * put writes all fragments of a fresh object id first and the manifest last, conditional on
+ * the version it read, so the name only ever points at complete data and two puts racing on a
+ * name cannot both win; a replaced object's fragments are deleted after the new manifest is
+ * durable.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,12 +34,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cnode/stripe.h"
+#include "client/env.h"
+#include "client/stripe.h"
 #include "common/cairn.h"
 #include "common/log.h"
 #include "meta/ns.h"
 #include "meta/rec.h"
-#include "tools/clusterenv.h"
 
 #define KEY_PREFIX "stripe/"
 #define SIGV4_ACCESS_KEY_MAX 128u
@@ -122,16 +124,20 @@ static int spill(const char *path, const uint8_t *buf, uint64_t len)
     return 0;
 }
 
-static int manifest_get(struct cn_cluster *cl, const char *key, Cairn__StripeManifest **out)
+/* The manifest record of key; *version gets its version (or, when absent, the version a
+ * create must expect). */
+static int manifest_get(struct cl_cluster *cl, const char *key, Cairn__StripeManifest **out,
+                        uint64_t *version)
 {
-    void *val = NULL;
-    uint32_t len = 0;
-    int rc = cn_meta_get(cl, key, &val, &len);
+    struct meta_rec r;
+    int rc = meta_rec_get(cl, meta_shard_of(key, strlen(key)), key, strlen(key), &r);
 
+    if (version)
+        *version = r.version;
     if (rc)
         return rc;
-    *out = cairn__stripe_manifest__unpack(NULL, len, val);
-    free(val);
+    *out = cairn__stripe_manifest__unpack(NULL, r.len, r.val);
+    free(r.val);
     if (!*out || (*out)->k == 0 || (*out)->m == 0 || (*out)->k + (*out)->m > EC_MAX_FRAGS ||
         (*out)->frag_size == 0) {
         if (*out)
@@ -141,33 +147,33 @@ static int manifest_get(struct cn_cluster *cl, const char *key, Cairn__StripeMan
     return 0;
 }
 
-static int cmd_ping(struct cn_cluster *cl)
+static int cmd_ping(struct cl_cluster *cl)
 {
     int bad = 0;
 
-    for (unsigned i = 0; i < cn_cluster_dnodes(cl); i++) {
+    for (unsigned i = 0; i < cl_cluster_dnodes(cl); i++) {
         uint64_t size = 0, used = 0, frags = 0;
-        int rc = cn_cluster_ping(cl, i, &size, &used, &frags);
+        int rc = cl_cluster_ping(cl, i, &size, &used, &frags);
 
         if (rc) {
-            printf("dnode %u %s down (%s)\n", i, cn_cluster_dnode_addr(cl, i), cairn_strerror(rc));
+            printf("dnode %u %s down (%s)\n", i, cl_cluster_dnode_addr(cl, i), cairn_strerror(rc));
             bad++;
         } else {
             printf("dnode %u %s up size=%llu used=%llu fragments=%llu\n", i,
-                   cn_cluster_dnode_addr(cl, i), (unsigned long long)size,
+                   cl_cluster_dnode_addr(cl, i), (unsigned long long)size,
                    (unsigned long long)used, (unsigned long long)frags);
         }
     }
     return bad ? 1 : 0;
 }
 
-static int cmd_put(struct cn_cluster *cl, const char *key, const char *path)
+static int cmd_put(struct cl_cluster *cl, const char *key, const char *path)
 {
-    const struct ec_layout *l = cn_cluster_layout(cl);
+    const struct ec_layout *l = cl_cluster_layout(cl);
     Cairn__StripeManifest man = CAIRN__STRIPE_MANIFEST__INIT, *old = NULL;
-    struct cn_io_stats st = {0};
+    struct cl_io_stats st = {0};
     uint8_t *data = NULL, *packed = NULL;
-    uint64_t len = 0, oid;
+    uint64_t len = 0, oid, ver = 0;
     uint64_t t0;
     int rc;
 
@@ -178,13 +184,18 @@ static int cmd_put(struct cn_cluster *cl, const char *key, const char *path)
         free(data);
         return fail("getrandom", CAIRN_EIO);
     }
-    if (manifest_get(cl, key, &old))
+    rc = manifest_get(cl, key, &old, &ver);
+    if (rc == CAIRN_ENOENT || rc == CAIRN_EPROTO)
         old = NULL;
+    else if (rc) {
+        free(data);
+        return fail("stripe put", rc);
+    }
     t0 = cairn_now_ns();
-    rc = cn_stripe_write(cl, oid, 1, data, len, &st);
+    rc = cl_stripe_write(cl, oid, 1, data, len, &st);
     if (rc) {
         /* Leave no orphans behind: the name was never published. */
-        cn_stripe_delete(cl, oid, 1, l, len);
+        cl_stripe_delete(cl, oid, 1, l, len);
         goto out;
     }
     man.length = len;
@@ -198,16 +209,22 @@ static int cmd_put(struct cn_cluster *cl, const char *key, const char *path)
         rc = CAIRN_ENOMEM;
         goto out;
     }
-    rc = cn_meta_put(cl, key, packed, (uint32_t)cairn__stripe_manifest__pack(&man, packed));
-    if (rc)
+    /* Published only if nobody replaced the name since we read it: the loser deletes its
+     * own stripes, never the winner's. */
+    rc = meta_rec_put(cl, meta_shard_of(key, strlen(key)), key, strlen(key), ver, packed,
+                      (uint32_t)cairn__stripe_manifest__pack(&man, packed), NULL);
+    if (rc) {
+        if (rc != CAIRN_EUNREACH) /* an unknown outcome may have published it: keep it */
+            cl_stripe_delete(cl, oid, 1, l, len);
         goto out;
+    }
     printf("put %s: %llu bytes, %u+%u, %llu stripes, %.1f MB/s\n", key + strlen(KEY_PREFIX),
            (unsigned long long)len, l->k, l->m, (unsigned long long)st.stripes,
            (double)len / 1e6 / ((double)(cairn_now_ns() - t0) / 1e9));
     if (old) {
         struct ec_layout ol = {.k = old->k, .m = old->m, .frag_size = old->frag_size};
 
-        cn_stripe_delete(cl, old->object_id, old->gen, &ol, old->length);
+        cl_stripe_delete(cl, old->object_id, old->gen, &ol, old->length);
     }
 out:
     if (old)
@@ -217,13 +234,13 @@ out:
     return rc ? fail("stripe put", rc) : 0;
 }
 
-static int cmd_get(struct cn_cluster *cl, const char *key, const char *path)
+static int cmd_get(struct cl_cluster *cl, const char *key, const char *path)
 {
     Cairn__StripeManifest *man = NULL;
-    struct cn_io_stats st = {0};
+    struct cl_io_stats st = {0};
     struct ec_layout l;
     uint8_t *data;
-    int rc = manifest_get(cl, key, &man);
+    int rc = manifest_get(cl, key, &man, NULL);
 
     if (rc)
         return fail(key + strlen(KEY_PREFIX), rc);
@@ -233,7 +250,7 @@ static int cmd_get(struct cn_cluster *cl, const char *key, const char *path)
         rc = CAIRN_ENOMEM;
         goto out;
     }
-    rc = cn_stripe_read(cl, man->object_id, man->gen, &l, data, man->length, &st);
+    rc = cl_stripe_read(cl, man->object_id, man->gen, &l, data, man->length, &st);
     if (!rc)
         rc = spill(path, data, man->length);
     if (!rc && st.degraded_stripes)
@@ -245,10 +262,10 @@ out:
     return rc ? fail("stripe get", rc) : 0;
 }
 
-static int cmd_stat(struct cn_cluster *cl, const char *key)
+static int cmd_stat(struct cl_cluster *cl, const char *key)
 {
     Cairn__StripeManifest *man = NULL;
-    int rc = manifest_get(cl, key, &man);
+    int rc = manifest_get(cl, key, &man, NULL);
 
     if (rc)
         return fail(key + strlen(KEY_PREFIX), rc);
@@ -259,24 +276,25 @@ static int cmd_stat(struct cn_cluster *cl, const char *key)
     return 0;
 }
 
-static int cmd_del(struct cn_cluster *cl, const char *key)
+static int cmd_del(struct cl_cluster *cl, const char *key)
 {
     Cairn__StripeManifest *man = NULL;
     struct ec_layout l;
-    int rc = manifest_get(cl, key, &man);
+    uint64_t ver = 0;
+    int rc = manifest_get(cl, key, &man, &ver);
 
     if (rc)
         return fail(key + strlen(KEY_PREFIX), rc);
     l = (struct ec_layout){.k = man->k, .m = man->m, .frag_size = man->frag_size};
     /* Unpublish first: a name never points at partly deleted data. */
-    rc = cn_meta_del(cl, key);
+    rc = meta_rec_del(cl, meta_shard_of(key, strlen(key)), key, strlen(key), ver);
     if (!rc)
-        rc = cn_stripe_delete(cl, man->object_id, man->gen, &l, man->length);
+        rc = cl_stripe_delete(cl, man->object_id, man->gen, &l, man->length);
     cairn__stripe_manifest__free_unpacked(man, NULL);
     return rc ? fail("stripe del", rc) : 0;
 }
 
-static int cmd_user(struct cn_cluster *cl, int argc, char **argv)
+static int cmd_user(struct cl_cluster *cl, int argc, char **argv)
 {
     int rc;
 
@@ -310,7 +328,7 @@ static int cmd_user(struct cn_cluster *cl, int argc, char **argv)
     return 2;
 }
 
-static int cmd_bucket(struct cn_cluster *cl, int argc, char **argv)
+static int cmd_bucket(struct cl_cluster *cl, int argc, char **argv)
 {
     Cairn__Dirent *d;
     Cairn__Inode *in;
@@ -342,10 +360,10 @@ int main(int argc, char **argv)
         {"ec", required_argument, NULL, 'e'},       {"frag-size", required_argument, NULL, 'f'},
         {"timeout-ms", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    struct cn_cluster_config cfg = {.k = 4, .m = 2, .frag_size = 1u << 20};
+    struct cl_cluster_config cfg = {.k = 4, .m = 2, .frag_size = 1u << 20};
     const char *envpath = getenv("CAIRN_CLUSTER_ENV"), *dnodes = NULL, *ec = NULL;
-    struct clusterenv env = {0};
-    struct cn_cluster *cl = NULL;
+    struct cl_env env = {0};
+    struct cl_cluster *cl = NULL;
     char key[600];
     int c, rc;
 
@@ -368,10 +386,10 @@ int main(int argc, char **argv)
         return 2;
     }
     if (envpath) {
-        rc = clusterenv_load(envpath, &env);
+        rc = cl_env_load(envpath, &env);
         if (rc)
             return fail(envpath, rc);
-        if (clusterenv_cluster_config(&env, &cfg))
+        if (cl_env_cluster_config(&env, &cfg))
             return 2;
     }
     if (dnodes)
@@ -384,9 +402,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "cairnctl: no cluster: pass -c DIR/cluster.env or --dnodes\n");
         return 2;
     }
-    rc = cn_cluster_open(&cfg, &cl);
+    rc = cl_cluster_open(&cfg, &cl);
     if (rc) {
-        clusterenv_fini(&env);
+        cl_env_fini(&env);
         return fail("open cluster", rc);
     }
     if (strcmp(argv[0], "ping") == 0 && argc == 1) {
@@ -398,7 +416,7 @@ int main(int argc, char **argv)
             goto out;
         }
         snprintf(key, sizeof(key), KEY_PREFIX "%s", argv[2]);
-        cn_cluster_probe(cl);
+        cl_cluster_probe(cl);
         if (strcmp(argv[1], "put") == 0 && argc == 4)
             rc = cmd_put(cl, key, argv[3]);
         else if (strcmp(argv[1], "get") == 0 && argc == 4)
@@ -412,7 +430,7 @@ int main(int argc, char **argv)
             rc = 2;
         }
     } else if (strcmp(argv[0], "user") == 0 && argc >= 2) {
-        cn_cluster_probe(cl);
+        cl_cluster_probe(cl);
         rc = cmd_user(cl, argc, argv);
     } else if (strcmp(argv[0], "meta") == 0 && argc == 3 &&
                (!strcmp(argv[1], "sync") || !strcmp(argv[1], "check"))) {
@@ -421,29 +439,29 @@ int main(int argc, char **argv)
         long i = strtol(argv[2], &end, 10);
         uint64_t n = 0;
 
-        if (*end || i < 0 || (unsigned long)i >= cn_cluster_dnodes(cl)) {
+        if (*end || i < 0 || (unsigned long)i >= cl_cluster_dnodes(cl)) {
             usage();
             rc = 2;
             goto out;
         }
-        cn_cluster_probe(cl);
+        cl_cluster_probe(cl);
         rc = meta_rec_sync(cl, (unsigned)i, check, &n);
         if (check)
             printf("D-node %ld (%s): behind on %" PRIu64 " records\n", i,
-                   cn_cluster_dnode_addr(cl, (unsigned)i), n);
+                   cl_cluster_dnode_addr(cl, (unsigned)i), n);
         else
             printf("D-node %ld (%s): %" PRIu64 " records copied%s\n", i,
-                   cn_cluster_dnode_addr(cl, (unsigned)i), n, rc ? "" : ", caught up");
+                   cl_cluster_dnode_addr(cl, (unsigned)i), n, rc ? "" : ", caught up");
         rc = rc ? fail(check ? "meta check" : "meta sync", rc) : 0;
     } else if (strcmp(argv[0], "bucket") == 0 && argc >= 2) {
-        cn_cluster_probe(cl);
+        cl_cluster_probe(cl);
         rc = cmd_bucket(cl, argc, argv);
     } else {
         usage();
         rc = 2;
     }
 out:
-    cn_cluster_close(cl);
-    clusterenv_fini(&env);
+    cl_cluster_close(cl);
+    cl_env_fini(&env);
     return rc;
 }

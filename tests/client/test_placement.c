@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 #include "common/cairn.h"
-#include "meta/placement.h"
+#include "client/placement.h"
 
 static void make_keys(uint64_t *keys, unsigned n)
 {
@@ -14,7 +14,7 @@ static void make_keys(uint64_t *keys, unsigned n)
 
     for (unsigned i = 0; i < n; i++) {
         snprintf(id, sizeof(id), "10.0.0.%u:7000", i + 1);
-        keys[i] = meta_node_key(id);
+        keys[i] = cl_node_key(id);
     }
 }
 
@@ -25,8 +25,8 @@ Test(placement, distinct_and_deterministic)
 
     make_keys(keys, 12);
     for (uint64_t item = 0; item < 5000; item++) {
-        cr_assert_eq(meta_place(item, keys, 12, 6, a), 0);
-        cr_assert_eq(meta_place(item, keys, 12, 6, b), 0);
+        cr_assert_eq(cl_place(item, keys, 12, 6, a), 0);
+        cr_assert_eq(cl_place(item, keys, 12, 6, b), 0);
         for (int i = 0; i < 6; i++) {
             cr_assert_eq(a[i], b[i]);
             cr_assert_lt(a[i], 12u);
@@ -44,7 +44,7 @@ Test(placement, balanced_load)
 
     make_keys(keys, NODES);
     for (uint64_t item = 0; item < ITEMS; item++) {
-        meta_place(meta_stripe_id(42, item), keys, NODES, N, out);
+        cl_place(cl_stripe_id(42, item), keys, NODES, N, out);
         for (int i = 0; i < N; i++)
             load[out[i]]++;
     }
@@ -61,8 +61,8 @@ Test(placement, adding_a_node_moves_only_its_share)
 
     make_keys(keys, 9);
     for (uint64_t item = 0; item < ITEMS; item++) {
-        meta_place(item, keys, 8, 4, before);
-        meta_place(item, keys, 9, 4, after);
+        cl_place(item, keys, 8, 4, before);
+        cl_place(item, keys, 9, 4, after);
         for (int i = 0; i < 4; i++) {
             int found = 0;
 
@@ -83,20 +83,21 @@ Test(placement, rejects_bad_arguments)
     uint64_t keys[3] = {1, 2, 3};
     unsigned out[4];
 
-    cr_assert_eq(meta_place(1, keys, 3, 4, out), CAIRN_EINVAL);
-    cr_assert_eq(meta_place(1, keys, 3, 0, out), CAIRN_EINVAL);
+    cr_assert_eq(cl_place(1, keys, 3, 4, out), CAIRN_EINVAL);
+    cr_assert_eq(cl_place(1, keys, 3, 0, out), CAIRN_EINVAL);
 }
 
-Test(placement, shards_spread)
+/* Keys hash evenly: the metadata layer takes shards as this hash modulo a shard count. */
+Test(placement, key_hashes_spread)
 {
-    unsigned hits[META_SHARDS] = {0};
+    unsigned hits[256] = {0};
     char key[32];
 
     for (int i = 0; i < 100000; i++) {
         int n = snprintf(key, sizeof(key), "bucket/key-%d", i);
 
-        hits[meta_shard_of(key, (uint64_t)n)]++;
+        hits[cl_hash_bytes(key, (uint64_t)n) % 256]++;
     }
-    for (unsigned s = 0; s < META_SHARDS; s++)
+    for (unsigned s = 0; s < 256; s++)
         cr_assert(hits[s] > 250 && hits[s] < 550, "shard %u: %u", s, hits[s]);
 }

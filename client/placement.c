@@ -4,13 +4,13 @@
  * Selecting the top n of N scores is a partial selection sort: N is at most a few
  * thousand D-nodes and n at most 32, so O(N*n) without allocation beats sorting.
  */
-#include "meta/placement.h"
+#include "client/placement.h"
 
 #include <string.h>
 
 #include "common/cairn.h"
 
-uint64_t meta_mix64(uint64_t x)
+uint64_t cl_mix64(uint64_t x)
 {
     x ^= x >> 30;
     x *= 0xbf58476d1ce4e5b9ull;
@@ -20,8 +20,7 @@ uint64_t meta_mix64(uint64_t x)
     return x;
 }
 
-/* FNV-1a, then mixed: identities are short strings, this needs spread, not security. */
-static uint64_t hash_bytes(const void *p, uint64_t len)
+uint64_t cl_hash_bytes(const void *p, uint64_t len)
 {
     const uint8_t *b = p;
     uint64_t h = 0xcbf29ce484222325ull;
@@ -30,33 +29,28 @@ static uint64_t hash_bytes(const void *p, uint64_t len)
         h ^= b[i];
         h *= 0x100000001b3ull;
     }
-    return meta_mix64(h);
+    return cl_mix64(h);
 }
 
-uint64_t meta_node_key(const char *identity)
+uint64_t cl_node_key(const char *identity)
 {
-    return hash_bytes(identity, strlen(identity));
+    return cl_hash_bytes(identity, strlen(identity));
 }
 
-uint64_t meta_stripe_id(uint64_t object_id, uint64_t s)
+uint64_t cl_stripe_id(uint64_t object_id, uint64_t s)
 {
-    return meta_mix64(object_id ^ meta_mix64(s + 0x9e3779b97f4a7c15ull));
+    return cl_mix64(object_id ^ cl_mix64(s + 0x9e3779b97f4a7c15ull));
 }
 
-uint32_t meta_shard_of(const void *key, uint64_t len)
+int cl_place(uint64_t item, const uint64_t *keys, unsigned nnodes, unsigned n, unsigned *out)
 {
-    return (uint32_t)(hash_bytes(key, len) % META_SHARDS);
-}
+    uint64_t score[CL_MAX_NODES];
+    uint8_t taken[CL_MAX_NODES];
 
-int meta_place(uint64_t item, const uint64_t *keys, unsigned nnodes, unsigned n, unsigned *out)
-{
-    uint64_t score[META_MAX_NODES];
-    uint8_t taken[META_MAX_NODES];
-
-    if (n == 0 || n > nnodes || nnodes > META_MAX_NODES)
+    if (n == 0 || n > nnodes || nnodes > CL_MAX_NODES)
         return CAIRN_EINVAL;
     for (unsigned i = 0; i < nnodes; i++) {
-        score[i] = meta_mix64(keys[i] ^ meta_mix64(item));
+        score[i] = cl_mix64(keys[i] ^ cl_mix64(item));
         taken[i] = 0;
     }
     for (unsigned j = 0; j < n; j++) {

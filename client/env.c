@@ -1,5 +1,5 @@
-/* clusterenv.c - parser for DIR/cluster.env (see clusterenv.h). */
-#include "tools/clusterenv.h"
+/* env.c - parser for DIR/cluster.env (see env.h). */
+#include "client/env.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +19,7 @@ static char *trim(char *s)
     return s;
 }
 
-int clusterenv_load(const char *path, struct clusterenv *env)
+int cl_env_load(const char *path, struct cl_env *env)
 {
     char line[4096];
     FILE *f = fopen(path, "r");
@@ -39,7 +39,7 @@ int clusterenv_load(const char *path, struct clusterenv *env)
             rc = CAIRN_EPROTO;
             break;
         }
-        if (env->n == CLUSTERENV_MAX) {
+        if (env->n == CL_ENV_MAX) {
             rc = CAIRN_ETOOBIG;
             break;
         }
@@ -62,11 +62,11 @@ int clusterenv_load(const char *path, struct clusterenv *env)
     }
     fclose(f);
     if (rc)
-        clusterenv_fini(env);
+        cl_env_fini(env);
     return rc;
 }
 
-void clusterenv_fini(struct clusterenv *env)
+void cl_env_fini(struct cl_env *env)
 {
     for (unsigned i = 0; i < env->n; i++) {
         free(env->names[i]);
@@ -75,7 +75,7 @@ void clusterenv_fini(struct clusterenv *env)
     env->n = 0;
 }
 
-const char *clusterenv_get(const struct clusterenv *env, const char *name)
+const char *cl_env_get(const struct cl_env *env, const char *name)
 {
     /* Later lines win, so an appended override takes effect. */
     for (unsigned i = env->n; i-- > 0;)
@@ -84,14 +84,14 @@ const char *clusterenv_get(const struct clusterenv *env, const char *name)
     return NULL;
 }
 
-int clusterenv_cluster_config(const struct clusterenv *env, struct cn_cluster_config *cfg)
+int cl_env_cluster_config(const struct cl_env *env, struct cl_cluster_config *cfg)
 {
-    const char *ec = clusterenv_get(env, "EC"), *fs = clusterenv_get(env, "FRAG_SIZE");
-    const char *to = clusterenv_get(env, "TIMEOUT_MS");
+    const char *ec = cl_env_get(env, "EC"), *fs = cl_env_get(env, "FRAG_SIZE");
+    const char *to = cl_env_get(env, "TIMEOUT_MS");
 
-    cfg->dnodes = clusterenv_get(env, "DNODES");
-    cfg->provider = clusterenv_get(env, "FABRIC_PROVIDER");
-    cfg->bind_host = clusterenv_get(env, "BIND_HOST");
+    cfg->dnodes = cl_env_get(env, "DNODES");
+    cfg->provider = cl_env_get(env, "FABRIC_PROVIDER");
+    cfg->bind_host = cl_env_get(env, "BIND_HOST");
     if (!cfg->dnodes || !*cfg->dnodes) {
         fprintf(stderr, "cluster.env has no DNODES\n");
         return CAIRN_EINVAL;

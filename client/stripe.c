@@ -1,0 +1,503 @@
+/*
+ * stripe.c - erasure-coded object I/O against the D-nodes (see stripe.h).
+ *
+ * Both directions run a window of `depth` stripe slots.  A slot owns the buffers one stripe
+ * needs beyond the caller's (m parity fragments; for the last, partial stripe a zero-padded
+ * copy of its data) and counts the fragment calls it has outstanding; the loop refills free
+ * slots and otherwise sleeps in tp_ctx_wait(), so the k + m fragment sends of several stripes
+ * overlap on the wire and on the D-nodes' devices.
+ *
+ * Writes: a full stripe is encoded and sent straight from the caller's buffer.  A write
+ * succeeds only when every one of its k + m fragments was acknowledged (durable on its
+ * D-node); a write that cannot place all of them fails rather than leaving a stripe with less
+ * redundancy than the layout promises.
+ *
+ * Reads: data fragments land directly in the caller's buffer (the transport delivers response
+ * payloads into it).  Each fragment's CRC32C is checked here as well as on the D-node, so a
+ * fragment damaged anywhere between device and client is treated as lost.  Each failed fragment
+ * triggers a fetch of one more parity fragment; when the stripe has settled with at least k good
+ * fragments, ec_reconstruct() rebuilds the missing data in place.
+ */
+#include "client/stripe.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/placement.h"
+#include "common/cairn.h"
+#include "common/log.h"
+
+#define TAG "stripe"
+
+/* ---- stripe slots ---- */
+
+struct io;
+
+struct frag_op {
+    struct slot *slot;
+    unsigned index; /* fragment index in the stripe */
+    uint8_t *buf;   /* read target (reads) */
+};
+
+struct slot {
+    struct io *io;
+    bool busy;
+    uint64_t s;   /* stripe number within the object */
+    uint64_t sid; /* stripe id */
+    uint32_t flen;
+    uint64_t bytes; /* object bytes in this stripe */
+    bool partial;   /* the last stripe, shorter than k * frag_size: staged in tail */
+    unsigned nodes[EC_MAX_FRAGS];
+    unsigned outstanding;
+    int err;
+    uint8_t *frags[EC_MAX_FRAGS]; /* fragment buffers of this stripe */
+    uint8_t *parity;              /* owned: m * frag_size */
+    uint8_t *tail;                /* owned: k * frag_size, for the partial last stripe */
+    uint32_t ok, failed, requested; /* fragment bit masks (reads) */
+    struct frag_op ops[EC_MAX_FRAGS];
+};
+
+struct io {
+    struct cl_cluster *cl;
+    const struct ec_layout *l;
+    struct ec_codec *codec;
+    uint64_t object_id;
+    uint32_t gen;
+    uint64_t first; /* object stripe number of this call's stripe 0 */
+    uint64_t len;
+    uint8_t *data; /* caller's buffer */
+    uint64_t nstripes;
+    uint64_t next;
+    unsigned inflight; /* busy slots */
+    int err;
+    struct cl_io_stats *st;
+    struct slot *slots;
+    unsigned nslots;
+};
+
+static int io_init(struct io *io, struct cl_cluster *cl, const struct ec_layout *l,
+                   uint64_t object_id, uint32_t gen, uint8_t *data, uint64_t len,
+                   struct cl_io_stats *st)
+{
+    memset(io, 0, sizeof(*io));
+    if (l->k == 0 || l->m == 0 || l->k + l->m > EC_MAX_FRAGS || l->k + l->m > cl_cluster_dnodes(cl) ||
+        l->frag_size == 0 || l->frag_size > tp_ctx_max_payload(cl_cluster_tp(cl)))
+        return CAIRN_EINVAL;
+    io->codec = cl_cluster_codec(cl, l->k, l->m);
+    if (!io->codec)
+        return CAIRN_ENOMEM;
+    io->cl = cl;
+    io->l = l;
+    io->object_id = object_id;
+    io->gen = gen;
+    io->data = data;
+    io->len = len;
+    io->st = st;
+    io->nstripes = ec_layout_stripes(l, len);
+    io->nslots = cl_cluster_depth(cl);
+    if (io->nslots > io->nstripes)
+        io->nslots = io->nstripes ? (unsigned)io->nstripes : 1;
+    io->slots = calloc(io->nslots, sizeof(*io->slots));
+    if (!io->slots)
+        return CAIRN_ENOMEM;
+    for (unsigned i = 0; i < io->nslots; i++) {
+        struct slot *sl = &io->slots[i];
+
+        sl->io = io;
+        sl->parity = aligned_alloc(CAIRN_BLOCK, (size_t)l->m * l->frag_size);
+        if (!sl->parity)
+            return CAIRN_ENOMEM;
+    }
+    return 0;
+}
+
+static void io_fini(struct io *io)
+{
+    for (unsigned i = 0; io->slots && i < io->nslots; i++) {
+        free(io->slots[i].parity);
+        free(io->slots[i].tail);
+    }
+    free(io->slots);
+}
+
+static struct slot *free_slot(struct io *io)
+{
+    for (unsigned i = 0; i < io->nslots; i++)
+        if (!io->slots[i].busy)
+            return &io->slots[i];
+    return NULL;
+}
+
+/* Set up slot buffers for stripe s: fragment pointers into the caller's buffer for a full
+ * stripe, into the zeroed tail buffer for a partial one. */
+static int slot_prepare(struct io *io, struct slot *sl, uint64_t s)
+{
+    const struct ec_layout *l = io->l;
+    uint64_t off = s * (uint64_t)l->k * l->frag_size;
+    int rc;
+
+    memset(sl->ops, 0, sizeof(sl->ops));
+    sl->busy = true;
+    sl->s = s;
+    sl->sid = cl_stripe_id(io->object_id, io->first + s);
+    sl->flen = ec_layout_frag_len(l, io->len, s);
+    sl->bytes = ec_layout_stripe_bytes(l, io->len, s);
+    sl->outstanding = 0;
+    sl->err = 0;
+    sl->ok = sl->failed = sl->requested = 0;
+    rc = cl_cluster_place(io->cl, sl->sid, l->k + l->m, sl->nodes);
+    if (rc)
+        return rc;
+    sl->partial = sl->bytes != (uint64_t)l->k * l->frag_size;
+    if (!sl->partial) {
+        for (unsigned j = 0; j < l->k; j++)
+            sl->frags[j] = io->data + off + (uint64_t)j * l->frag_size;
+    } else {
+        if (!sl->tail) {
+            sl->tail = aligned_alloc(CAIRN_BLOCK, (size_t)l->k * l->frag_size);
+            if (!sl->tail)
+                return CAIRN_ENOMEM;
+        }
+        memset(sl->tail, 0, (size_t)l->k * sl->flen);
+        for (unsigned j = 0; j < l->k; j++)
+            sl->frags[j] = sl->tail + (size_t)j * sl->flen;
+    }
+    for (unsigned j = 0; j < l->m; j++)
+        sl->frags[l->k + j] = sl->parity + (size_t)j * sl->flen;
+    io->inflight++;
+    return 0;
+}
+
+static void slot_release(struct slot *sl)
+{
+    sl->busy = false;
+    sl->io->inflight--;
+}
+
+/* Progress the transport until no slot is busy (after an error, or at the end). */
+static void io_drain(struct io *io)
+{
+    while (io->inflight)
+        tp_ctx_wait(cl_cluster_tp(io->cl), 1000);
+}
+
+/* ---- writes ---- */
+
+static void put_done(void *arg, int status, const Cairn__Response *resp)
+{
+    struct frag_op *op = arg;
+    struct slot *sl = op->slot;
+    int rc = status ? status : resp->status;
+
+    cl_cluster_note(sl->io->cl, sl->nodes[op->index], status);
+    if (rc && !sl->err) {
+        log_warn(TAG, "fragment %016llx/%u/%u on %s: %s", (unsigned long long)sl->sid,
+                 sl->io->gen, op->index, cl_cluster_dnode_addr(sl->io->cl, sl->nodes[op->index]),
+                 cairn_strerror(rc));
+        sl->err = rc;
+    }
+    if (--sl->outstanding)
+        return;
+    if (sl->err && !sl->io->err)
+        sl->io->err = sl->err;
+    if (sl->io->st)
+        sl->io->st->stripes++;
+    slot_release(sl);
+}
+
+static int send_frag(struct io *io, struct slot *sl, unsigned idx, Cairn__Op op_code,
+                     const void *payload, uint32_t len, uint32_t crc, void *resp_buf,
+                     uint32_t resp_len, tp_call_cb cb)
+{
+    Cairn__Request req = CAIRN__REQUEST__INIT;
+    Cairn__FragId fid = CAIRN__FRAG_ID__INIT;
+    struct frag_op *op = &sl->ops[idx];
+    int rc;
+
+    op->slot = sl;
+    op->index = idx;
+    op->buf = resp_buf;
+    fid.stripe = sl->sid;
+    fid.gen = io->gen;
+    fid.index = idx;
+    req.op = op_code;
+    req.frag = &fid;
+    req.crc = crc;
+    sl->outstanding++;
+    rc = cl_cluster_call(io->cl, sl->nodes[idx], &req, payload, len, resp_buf,
+                 resp_len, cb, op);
+    if (rc)
+        sl->outstanding--;
+    return rc;
+}
+
+static int write_stripe(struct io *io, struct slot *sl, uint64_t s)
+{
+    const struct ec_layout *l = io->l;
+    unsigned n = l->k + l->m;
+    int rc = slot_prepare(io, sl, s);
+
+    if (rc)
+        goto fail;
+    for (unsigned i = 0; i < n; i++) {
+        if (cl_cluster_node_down(io->cl, sl->nodes[i])) {
+            rc = CAIRN_EUNREACH;
+            log_warn(TAG, "stripe %016llx: D-node %s is down; a write needs all %u fragments",
+                     (unsigned long long)sl->sid, cl_cluster_dnode_addr(io->cl, sl->nodes[i]), n);
+            goto fail;
+        }
+    }
+    if (sl->partial) {
+        /* The only copy on the write path: the last stripe is padded to k equal fragments. */
+        memcpy(sl->tail, io->data + s * (uint64_t)l->k * l->frag_size, sl->bytes);
+    }
+    ec_encode(io->codec, sl->flen, (const uint8_t *const *)sl->frags, sl->frags + l->k);
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t crc = ec_crc32c(0, sl->frags[i], sl->flen);
+
+        rc = send_frag(io, sl, i, CAIRN__OP__OP_FRAG_PUT, sl->frags[i], sl->flen, crc, NULL, 0,
+                       put_done);
+        if (rc)
+            break;
+    }
+    if (!rc)
+        return 0;
+fail:
+    /* Calls already issued finish through put_done and release the slot. */
+    sl->err = rc;
+    if (!io->err)
+        io->err = rc;
+    if (sl->busy && sl->outstanding == 0)
+        slot_release(sl);
+    return rc;
+}
+
+int cl_stripe_write(struct cl_cluster *cl, uint64_t object_id, uint32_t gen, const uint8_t *data,
+                    uint64_t len, struct cl_io_stats *st)
+{
+    return cl_stripe_write_at(cl, object_id, gen, 0, data, len, st);
+}
+
+int cl_stripe_write_at(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
+                       uint64_t first_stripe, const uint8_t *data, uint64_t len,
+                       struct cl_io_stats *st)
+{
+    struct io io;
+    int rc;
+
+    rc = io_init(&io, cl, cl_cluster_layout(cl), object_id, gen, (uint8_t *)data, len, st);
+    if (rc)
+        goto out;
+    io.first = first_stripe;
+    while (!io.err && (io.next < io.nstripes || io.inflight)) {
+        struct slot *sl;
+
+        while (!io.err && io.next < io.nstripes && (sl = free_slot(&io)))
+            write_stripe(&io, sl, io.next++);
+        if (io.inflight)
+            tp_ctx_wait(cl_cluster_tp(cl), 1000);
+    }
+    io_drain(&io);
+    rc = io.err;
+out:
+    io_fini(&io);
+    return rc;
+}
+
+/* ---- reads ---- */
+
+static int request_frag(struct io *io, struct slot *sl, unsigned idx);
+
+/* The slot has settled: all its calls are answered.  Rebuild what is missing, if possible. */
+static void read_settle(struct slot *sl)
+{
+    struct io *io = sl->io;
+    const struct ec_layout *l = io->l;
+    uint32_t all = (l->k + l->m == 32) ? UINT32_MAX : ((1u << (l->k + l->m)) - 1);
+    uint32_t data_mask = (1u << l->k) - 1;
+    int rc = 0;
+
+    if (sl->failed & data_mask) {
+        rc = ec_reconstruct(io->codec, sl->flen, sl->frags, all & ~sl->ok);
+        if (io->st)
+            io->st->degraded_stripes++;
+    }
+    if (!rc && sl->partial) {
+        uint64_t off = sl->s * (uint64_t)l->k * l->frag_size;
+
+        memcpy(io->data + off, sl->tail, sl->bytes);
+    }
+    if (rc && !io->err) {
+        log_warn(TAG, "stripe %016llx/%u: %s", (unsigned long long)sl->sid, io->gen,
+                 cairn_strerror(rc));
+        io->err = rc;
+    }
+    if (io->st)
+        io->st->stripes++;
+    slot_release(sl);
+}
+
+static void get_done(void *arg, int status, const Cairn__Response *resp)
+{
+    struct frag_op *op = arg;
+    struct slot *sl = op->slot;
+    struct io *io = sl->io;
+    const struct ec_layout *l = io->l;
+    int rc = status ? status : resp->status;
+
+    cl_cluster_note(io->cl, sl->nodes[op->index], status);
+    if (!rc && resp->payload_len != sl->flen)
+        rc = CAIRN_EPROTO;
+    if (!rc && ec_crc32c(0, op->buf, sl->flen) != resp->crc)
+        rc = CAIRN_ECRC;
+    if (!rc) {
+        sl->ok |= 1u << op->index;
+    } else {
+        log_warn(TAG, "fragment %016llx/%u/%u from %s: %s", (unsigned long long)sl->sid, io->gen,
+                 op->index, cl_cluster_dnode_addr(io->cl, sl->nodes[op->index]), cairn_strerror(rc));
+        sl->failed |= 1u << op->index;
+        if (io->st)
+            io->st->frags_failed++;
+        /* Replace the lost fragment with the next parity fragment not yet asked for. */
+        for (unsigned p = l->k; p < l->k + l->m; p++) {
+            if (!(sl->requested & (1u << p))) {
+                if (request_frag(io, sl, p) == 0)
+                    break;
+                sl->failed |= 1u << p;
+            }
+        }
+    }
+    if (--sl->outstanding == 0)
+        read_settle(sl);
+}
+
+static int request_frag(struct io *io, struct slot *sl, unsigned idx)
+{
+    sl->requested |= 1u << idx;
+    if (cl_cluster_node_down(io->cl, sl->nodes[idx])) {
+        if (io->st)
+            io->st->frags_failed++;
+        return CAIRN_EUNREACH;
+    }
+    return send_frag(io, sl, idx, CAIRN__OP__OP_FRAG_GET, NULL, 0, 0, sl->frags[idx], sl->flen,
+                     get_done);
+}
+
+static void read_stripe(struct io *io, struct slot *sl, uint64_t s)
+{
+    const struct ec_layout *l = io->l;
+    unsigned want = l->k;
+    int rc = slot_prepare(io, sl, s);
+
+    if (rc) {
+        if (!io->err)
+            io->err = rc;
+        if (sl->busy)
+            slot_release(sl);
+        return;
+    }
+    /* Ask for the k data fragments; a refused call is handled like a failed fragment. */
+    for (unsigned i = 0; i < l->k + l->m && want; i++) {
+        if (request_frag(io, sl, i) == 0) {
+            want--;
+        } else {
+            sl->failed |= 1u << i;
+        }
+    }
+    if (want && !io->err)
+        io->err = CAIRN_EDEGRADED;
+    if (sl->outstanding == 0)
+        read_settle(sl);
+}
+
+int cl_stripe_read(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
+                   const struct ec_layout *l, uint8_t *out, uint64_t len, struct cl_io_stats *st)
+{
+    return cl_stripe_read_at(cl, object_id, gen, l, 0, out, len, st);
+}
+
+int cl_stripe_read_at(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
+                      const struct ec_layout *l, uint64_t first_stripe, uint8_t *out,
+                      uint64_t len, struct cl_io_stats *st)
+{
+    struct io io;
+    int rc;
+
+    rc = io_init(&io, cl, l, object_id, gen, out, len, st);
+    if (rc)
+        goto out;
+    io.first = first_stripe;
+    while (!io.err && (io.next < io.nstripes || io.inflight)) {
+        struct slot *sl;
+
+        while (!io.err && io.next < io.nstripes && (sl = free_slot(&io)))
+            read_stripe(&io, sl, io.next++);
+        if (io.inflight)
+            tp_ctx_wait(cl_cluster_tp(cl), 1000);
+    }
+    io_drain(&io);
+    rc = io.err;
+out:
+    io_fini(&io);
+    return rc;
+}
+
+/* ---- delete ---- */
+
+struct del_state {
+    unsigned outstanding;
+    int err;
+};
+
+static void del_done(void *arg, int status, const Cairn__Response *resp)
+{
+    struct del_state *d = arg;
+    int rc = status ? status : resp->status;
+
+    if (rc && rc != CAIRN_ENOENT && !d->err)
+        d->err = rc;
+    d->outstanding--;
+}
+
+int cl_stripe_delete(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
+                     const struct ec_layout *l, uint64_t len)
+{
+    uint64_t nstripes = ec_layout_stripes(l, len);
+    unsigned window = cl_cluster_depth(cl) * (l->k + l->m);
+    struct del_state d = {0};
+
+    if (l->k + l->m > cl_cluster_dnodes(cl) || l->k + l->m > EC_MAX_FRAGS)
+        return CAIRN_EINVAL;
+    for (uint64_t s = 0; s < nstripes; s++) {
+        uint64_t sid = cl_stripe_id(object_id, s);
+        unsigned nodes[EC_MAX_FRAGS];
+
+        if (cl_cluster_place(cl, sid, l->k + l->m, nodes))
+            return CAIRN_EINVAL;
+        for (unsigned i = 0; i < l->k + l->m; i++) {
+            Cairn__Request req = CAIRN__REQUEST__INIT;
+            Cairn__FragId fid = CAIRN__FRAG_ID__INIT;
+            int rc;
+
+            while (d.outstanding >= window)
+                tp_ctx_wait(cl_cluster_tp(cl), 1000);
+            fid.stripe = sid;
+            fid.gen = gen;
+            fid.index = i;
+            req.op = CAIRN__OP__OP_FRAG_DEL;
+            req.frag = &fid;
+            d.outstanding++;
+            rc = cl_cluster_call(cl, nodes[i], &req, NULL, 0, NULL, 0, del_done, &d);
+            if (rc) {
+                d.outstanding--;
+                if (!d.err)
+                    d.err = rc;
+            }
+        }
+    }
+    while (d.outstanding)
+        tp_ctx_wait(cl_cluster_tp(cl), 1000);
+    return d.err;
+}
