@@ -19,10 +19,10 @@
 #include <netinet/in.h>
 #include <rpc/pmap_clnt.h>
 
-#include "cnode/nfs3.h"
-#include "cnode/rpcsrv.h"
-#include "cnode/s3.h"
-#include "cnode/server.h"
+#include "cnode/nfs/nfs3.h"
+#include "cnode/rpc/server.h"
+#include "cnode/s3/s3.h"
+#include "cnode/http/server.h"
 #include "common/cairn.h"
 #include "common/log.h"
 #include "client/env.h"
@@ -73,10 +73,10 @@ int main(int argc, char **argv)
         {"nfs-workers", required_argument, NULL, 'W'}, {"portmap", no_argument, NULL, 'P'},
         {NULL, 0, NULL, 0}};
     const char *cluster = NULL, *listen = NULL, *ready = NULL;
-    struct cn_server_config scfg = {0};
+    struct http_server_config scfg = {0};
     struct s3_config s3cfg = {0};
-    struct cn_server_app app;
-    struct cn_server *srv = NULL;
+    struct http_server_app app;
+    struct http_server *srv = NULL;
     struct rpcsrv_config rcfg = {0};
     struct nfs_config nfscfg = {0};
     struct rpcsrv_app napp = {0};
@@ -140,12 +140,12 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    rc = cn_server_start(&scfg, &app, &srv);
+    rc = http_server_start(&scfg, &app, &srv);
     if (rc) {
         log_error(TAG, "cannot serve on %s: %s", listen, cairn_strerror(rc));
         goto err_app;
     }
-    log_info(TAG, "serving S3 on %s:%u", host, cn_server_port(srv));
+    log_info(TAG, "serving S3 on %s:%u", host, http_server_port(srv));
     if (nfs) {
         rcfg.host = host;
         rcfg.nports = 2;
@@ -154,7 +154,7 @@ int main(int argc, char **argv)
         if (rc) {
             log_error(TAG, "cannot serve NFS on %s:%u/%u: %s", host, rcfg.ports[NFS_LISTENER],
                       rcfg.ports[MOUNT_LISTENER], cairn_strerror(rc));
-            cn_server_stop(srv);
+            http_server_stop(srv);
             goto err_app;
         }
         log_info(TAG, "serving NFSv3 on %s:%u, MOUNT on port %u", host,
@@ -166,7 +166,7 @@ int main(int argc, char **argv)
         FILE *f = fopen(ready, "w");
 
         if (f) {
-            fprintf(f, "%u\n", cn_server_port(srv));
+            fprintf(f, "%u\n", http_server_port(srv));
             if (rsrv)
                 fprintf(f, "%u\n%u\n", rpcsrv_port(rsrv, NFS_LISTENER),
                         rpcsrv_port(rsrv, MOUNT_LISTENER));
@@ -178,7 +178,7 @@ int main(int argc, char **argv)
     if (rsrv && use_portmap)
         portmap(false, 0, 0);
     rpcsrv_stop(rsrv);
-    cn_server_stop(srv);
+    http_server_stop(srv);
     nfs_app_fini(&napp);
     s3_app_fini(&app);
     cl_env_fini(&env);

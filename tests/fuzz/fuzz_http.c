@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cnode/http.h"
+#include "cnode/http/http.h"
 
 #define CHECK(c)                                                                                   \
     do {                                                                                           \

@@ -26,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cnode/rpc.h"
-#include "cnode/xdr.h"
+#include "cnode/rpc/rpc.h"
+#include "cnode/rpc/xdr.h"
 
 #define CHECK(c)                                                                                   \
     do {                                                                                           \

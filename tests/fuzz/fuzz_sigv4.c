@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cnode/sigv4.h"
+#include "cnode/s3/sigv4.h"
 
 #define SECRET "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 #define DOC_TIME ((time_t)1369353600)
@@ -65,7 +65,7 @@ static bool next_line(const uint8_t **p, const uint8_t *end, const uint8_t **lin
     return true;
 }
 
-static void run_body(const struct sigv4_auth *auth, enum cn_cksum_alg alg, int64_t dlen,
+static void run_body(const struct sigv4_auth *auth, enum s3_cksum_alg alg, int64_t dlen,
                      const char *body, size_t len, size_t step)
 {
     struct sigv4_chunked *d = sigv4_chunked_create(auth, alg, dlen);
@@ -125,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t flags;
     char *creq, sig[65];
     int64_t dlen = -1;
-    enum cn_cksum_alg alg;
+    enum s3_cksum_alg alg;
 
     if (size < 1)
         return 0;
@@ -175,7 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     q.r.headers = q.h;
 
-    alg = (enum cn_cksum_alg)(((flags >> 2) & 7) % 5);
+    alg = (enum s3_cksum_alg)(((flags >> 2) & 7) % 5);
     if (sigv4_parse(&q.r, DOC_TIME + clock_off[flags >> 6], &auth) == S3E_OK && !auth.anonymous) {
         size_t cap = 64 * 1024;
         long n;
