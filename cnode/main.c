@@ -1,33 +1,58 @@
 /*
- * main.c - the C-node daemon: a stateless protocol head.  It reads the cluster map from a
- * cluster.env file, serves S3 on one port and keeps nothing of its own: every byte and every
- * record it acknowledges is on the D-nodes, so it can be killed at any moment.
+ * main.c - the C-node daemon: a stateless protocol head.  It reads the cluster's settings from
+ * a cluster.env file (client/env.h), opens the file system (cnode/fs/fs.h) and runs the
+ * protocol heads on it through their one interface (cnode/head.h); it keeps nothing of its
+ * own: every byte and every record it acknowledges is on the D-nodes, so it can be killed at
+ * any moment.  This file only wires those parts together.
  *
- *     cairn-cnode --cluster FILE --listen HOST:PORT [--ready FILE] [--loops N] [--workers N]
+ *     cairn-cnode --cluster FILE --listen HOST:PORT [--nfs-port P --mount-port Q]
+ *                 [--ready FILE] [--loops N] [--workers N] [--nfs-workers N] [--portmap]
  *                 [--log-level L]
+ *
+ * --listen is the S3 endpoint; NFS and MOUNT are served when their ports are given.  --ready
+ * names a file that gets the bound ports (S3, then NFS and MOUNT) once every head serves.
  */
-#include <errno.h>
-#include <stdbool.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <netinet/in.h>
-#include <rpc/pmap_clnt.h>
-
+#include "client/env.h"
+#include "cnode/fs/fs.h"
+#include "cnode/head.h"
 #include "cnode/nfs/nfs3.h"
-#include "cnode/rpc/server.h"
 #include "cnode/s3/s3.h"
-#include "cnode/http/server.h"
 #include "common/cairn.h"
 #include "common/log.h"
-#include "client/env.h"
 
 #define TAG "cnode"
+
+/* One head to run, as the command line configured it. */
+struct head {
+    const struct cn_head_ops *ops;
+    bool enabled;
+    unsigned ports[CN_HEAD_MAX_PORTS];
+    unsigned workers;
+    void *running;
+};
+
+struct settings {
+    const struct cl_env *env;
+    bool portmap;
+};
+
+/* cn_head_args.conf: the cluster.env value, and what command-line flags add. */
+static const char *setting(void *arg, const char *name)
+{
+    const struct settings *s = arg;
+
+    if (!strcmp(name, "NFS_PORTMAP"))
+        return s->portmap ? "1" : NULL;
+    return cl_env_get(s->env, name);
+}
 
 static void usage(void)
 {
@@ -37,30 +62,18 @@ static void usage(void)
     exit(2);
 }
 
-/* --portmap: register NFS v3 and MOUNT v3 over TCP with the local portmapper (rpcbind), so
- * clients that ask it (a kernel mount without port= and mountport=) find this C-node; set
- * false: withdraw the registration at exit.  libtirpc's pmap_set()/pmap_unset() speak to
- * rpcbind; a stale registration (a C-node killed earlier) is replaced.  A missing portmapper
- * only costs a warning: clients can still name the ports. */
-static void portmap(bool set, unsigned nfs_port, unsigned mount_port)
+static void write_ready(const char *path, const struct head *heads, size_t n)
 {
-    static const struct {
-        unsigned long prog;
-        const char *name;
-    } progs[] = {{100003, "NFS"}, {100005, "MOUNT"}};
-    const unsigned ports[] = {nfs_port, mount_port};
+    FILE *f = fopen(path, "w");
 
-    for (size_t i = 0; i < CAIRN_ARRAY_SIZE(progs); i++) {
-        pmap_unset(progs[i].prog, 3);
-        if (!set)
-            continue;
-        if (pmap_set(progs[i].prog, 3, IPPROTO_TCP, (unsigned short)ports[i]))
-            log_info(TAG, "registered %s v3 on TCP port %u with the portmapper", progs[i].name,
-                     ports[i]);
-        else
-            log_warn(TAG, "could not register %s v3 with the portmapper (is rpcbind running?)",
-                     progs[i].name);
+    if (!f) {
+        log_warn(TAG, "%s: cannot write the ready file", path);
+        return;
     }
+    for (size_t i = 0; i < n; i++)
+        for (unsigned p = 0; heads[i].running && p < heads[i].ops->nports; p++)
+            fprintf(f, "%u\n", heads[i].ops->port(heads[i].running, p));
+    fclose(f);
 }
 
 int main(int argc, char **argv)
@@ -72,21 +85,18 @@ int main(int argc, char **argv)
         {"nfs-port", required_argument, NULL, 'n'}, {"mount-port", required_argument, NULL, 'm'},
         {"nfs-workers", required_argument, NULL, 'W'}, {"portmap", no_argument, NULL, 'P'},
         {NULL, 0, NULL, 0}};
-    const char *cluster = NULL, *listen = NULL, *ready = NULL;
-    struct http_server_config scfg = {0};
-    struct s3_config s3cfg = {0};
-    struct http_server_app app;
-    struct http_server *srv = NULL;
-    struct rpcsrv_config rcfg = {0};
-    struct nfs_config nfscfg = {0};
-    struct rpcsrv_app napp = {0};
-    struct rpcsrv *rsrv = NULL;
-    bool nfs = false, use_portmap = false;
+    struct head heads[] = {{.ops = &s3_head_ops, .enabled = true},
+                           {.ops = &nfs_head_ops, .enabled = false}};
+    struct head *s3 = &heads[0], *nfs = &heads[1];
+    const char *cluster = NULL, *listen = NULL, *ready = NULL, *colon;
+    struct fs_config fcfg = {.stripe_cache = 32};
+    struct settings set = {0};
     struct cl_env env = {0};
+    struct fs *fs = NULL;
+    unsigned loops = 0;
     char host[256];
-    const char *colon;
     sigset_t sigs;
-    int c, sig, rc;
+    int c, sig, rc, status = 1;
 
     cairn_log_set_ident("cnode");
     if (getenv("CAIRN_LOG"))
@@ -96,13 +106,13 @@ int main(int argc, char **argv)
         case 'c': cluster = optarg; break;
         case 'l': listen = optarg; break;
         case 'r': ready = optarg; break;
-        case 'L': scfg.loops = (unsigned)atoi(optarg); break;
-        case 'w': scfg.workers = (unsigned)atoi(optarg); break;
+        case 'L': loops = (unsigned)atoi(optarg); break;
+        case 'w': s3->workers = (unsigned)atoi(optarg); break;
         case 'v': cairn_log_set_level(optarg); break;
-        case 'n': rcfg.ports[NFS_LISTENER] = (unsigned)atoi(optarg); nfs = true; break;
-        case 'm': rcfg.ports[MOUNT_LISTENER] = (unsigned)atoi(optarg); nfs = true; break;
-        case 'W': rcfg.workers = (unsigned)atoi(optarg); break;
-        case 'P': use_portmap = true; break;
+        case 'n': nfs->ports[NFS_LISTENER] = (unsigned)atoi(optarg); nfs->enabled = true; break;
+        case 'm': nfs->ports[MOUNT_LISTENER] = (unsigned)atoi(optarg); nfs->enabled = true; break;
+        case 'W': nfs->workers = (unsigned)atoi(optarg); break;
+        case 'P': set.portmap = true; break;
         default: usage();
         }
     }
@@ -113,25 +123,16 @@ int main(int argc, char **argv)
         usage();
     memcpy(host, listen, (size_t)(colon - listen));
     host[colon - listen] = 0;
-    scfg.host = host;
-    scfg.port = (unsigned)atoi(colon + 1);
+    s3->ports[0] = (unsigned)atoi(colon + 1);
 
     rc = cl_env_load(cluster, &env);
     if (rc) {
         log_error(TAG, "%s: %s", cluster, cairn_strerror(rc));
         return 1;
     }
-    if (cl_env_cluster_config(&env, &s3cfg.cluster))
-        goto err_env;
-    s3cfg.region = cl_env_get(&env, "S3_REGION");
-    if (s3_app_init(&s3cfg, &app))
-        goto err_env;
-    if (nfs) {
-        nfscfg.cluster = s3cfg.cluster;
-        nfscfg.exports = cl_env_get(&env, "NFS_EXPORTS");
-        if (nfs_app_init(&nfscfg, &napp))
-            goto err_app;
-    }
+    set.env = &env;
+    if (cl_env_cluster_config(&env, &fcfg.cluster) || fs_open(&fcfg, &fs))
+        goto out;
 
     /* Block the stop signals in every thread; main waits for them. */
     sigemptyset(&sigs);
@@ -140,54 +141,30 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    rc = http_server_start(&scfg, &app, &srv);
-    if (rc) {
-        log_error(TAG, "cannot serve on %s: %s", listen, cairn_strerror(rc));
-        goto err_app;
-    }
-    log_info(TAG, "serving S3 on %s:%u", host, http_server_port(srv));
-    if (nfs) {
-        rcfg.host = host;
-        rcfg.nports = 2;
-        rcfg.loops = scfg.loops;
-        rc = rpcsrv_start(&rcfg, &napp, &rsrv);
-        if (rc) {
-            log_error(TAG, "cannot serve NFS on %s:%u/%u: %s", host, rcfg.ports[NFS_LISTENER],
-                      rcfg.ports[MOUNT_LISTENER], cairn_strerror(rc));
-            http_server_stop(srv);
-            goto err_app;
-        }
-        log_info(TAG, "serving NFSv3 on %s:%u, MOUNT on port %u", host,
-                 rpcsrv_port(rsrv, NFS_LISTENER), rpcsrv_port(rsrv, MOUNT_LISTENER));
-        if (use_portmap)
-            portmap(true, rpcsrv_port(rsrv, NFS_LISTENER), rpcsrv_port(rsrv, MOUNT_LISTENER));
-    }
-    if (ready) {
-        FILE *f = fopen(ready, "w");
+    for (size_t i = 0; i < CAIRN_ARRAY_SIZE(heads); i++) {
+        struct cn_head_args a = {.fs = fs, .host = host, .loops = loops,
+                                 .workers = heads[i].workers, .conf = setting, .conf_arg = &set};
 
-        if (f) {
-            fprintf(f, "%u\n", http_server_port(srv));
-            if (rsrv)
-                fprintf(f, "%u\n%u\n", rpcsrv_port(rsrv, NFS_LISTENER),
-                        rpcsrv_port(rsrv, MOUNT_LISTENER));
-            fclose(f);
-        }
+        if (!heads[i].enabled)
+            continue;
+        memcpy(a.ports, heads[i].ports, sizeof(a.ports));
+        if (heads[i].ops->start(&a, &heads[i].running))
+            goto stop;
+        for (unsigned p = 0; p < heads[i].ops->nports; p++)
+            log_info(TAG, "serving %s on %s:%u", heads[i].ops->name, host,
+                     heads[i].ops->port(heads[i].running, p));
     }
+    if (ready)
+        write_ready(ready, heads, CAIRN_ARRAY_SIZE(heads));
     sigwait(&sigs, &sig);
     log_info(TAG, "signal %d: stopping", sig);
-    if (rsrv && use_portmap)
-        portmap(false, 0, 0);
-    rpcsrv_stop(rsrv);
-    http_server_stop(srv);
-    nfs_app_fini(&napp);
-    s3_app_fini(&app);
+    status = 0;
+stop:
+    for (size_t i = CAIRN_ARRAY_SIZE(heads); i-- > 0;)
+        if (heads[i].running)
+            heads[i].ops->stop(heads[i].running);
+out:
+    fs_close(fs);
     cl_env_fini(&env);
-    return 0;
-
-err_app:
-    nfs_app_fini(&napp);
-    s3_app_fini(&app);
-err_env:
-    cl_env_fini(&env);
-    return 1;
+    return status;
 }

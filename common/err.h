@@ -38,7 +38,8 @@
     X(EACCES, "permission denied")                                                                 \
     X(EPERM, "operation not permitted")                                                            \
     X(EMLINK, "too many links")                                                                    \
-    X(ENAMETOOLONG, "name too long")
+    X(ENAMETOOLONG, "name too long")                                                               \
+    X(EPRECOND, "precondition failed")
 
 /* Positions in the list (not error codes): CAIRN_I_ENOMEM == 1, ... */
 enum cairn_err_index {

@@ -77,6 +77,11 @@ struct s3_cksum *s3_cksum_create(bool want_sha256, enum s3_cksum_alg alg)
     return cksum_create(true, want_sha256, alg);
 }
 
+struct s3_cksum *s3_cksum_create_nomd5(bool want_sha256, enum s3_cksum_alg alg)
+{
+    return cksum_create(false, want_sha256, alg);
+}
+
 struct s3_cksum *s3_cksum_create_alg(enum s3_cksum_alg alg)
 {
     return cksum_create(false, false, alg);

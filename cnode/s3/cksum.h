@@ -17,6 +17,9 @@ struct s3_cksum; /* opaque */
 
 /* Compute MD5 always, SHA-256 if want_sha256, and alg (S3_CK_NONE for none).  NULL on ENOMEM. */
 struct s3_cksum *s3_cksum_create(bool want_sha256, enum s3_cksum_alg alg);
+/* SHA-256 if want_sha256 and alg, no MD5: for object bodies, whose MD5 the file system computes
+ * as it stores them (it is their ETag). */
+struct s3_cksum *s3_cksum_create_nomd5(bool want_sha256, enum s3_cksum_alg alg);
 /* Only alg (no MD5, no SHA-256): what the aws-chunked decoder checks a trailer against. */
 struct s3_cksum *s3_cksum_create_alg(enum s3_cksum_alg alg);
 void s3_cksum_destroy(struct s3_cksum *c); /* accepts NULL */

@@ -148,6 +148,20 @@ enum s3_err s3_err_from_cairn(int cairn_err)
         return S3E_ENTITY_TOO_LARGE;
     case CAIRN_EINVAL:
         return S3E_INVALID_ARGUMENT;
+    /* A key is a path: a name is a file or a directory, never both. */
+    case CAIRN_EEXIST:
+    case CAIRN_EISDIR:
+    case CAIRN_ENOTDIR:
+        return S3E_PATH_CONFLICT;
+    case CAIRN_ENOTEMPTY:
+        return S3E_BUCKET_NOT_EMPTY;
+    case CAIRN_EACCES:
+    case CAIRN_EPERM:
+        return S3E_ACCESS_DENIED;
+    case CAIRN_ENAMETOOLONG:
+        return S3E_KEY_TOO_LONG;
+    case CAIRN_EPRECOND:
+        return S3E_PRECONDITION_FAILED;
     default:
         return S3E_INTERNAL_ERROR;
     }
