@@ -1,6 +1,9 @@
 /*
  * store.c - the D-node fragment store: extents tiled from block 1, io_uring, O_DIRECT | O_DSYNC.
  *
+ * One file on purpose (about 1,300 lines): the on-device layout, the in-memory index built from
+ * it and the write ordering that keeps a crash safe are one argument and are read together.
+ *
  * Layout (all integers little-endian, the host order on every platform we build for):
  *   block 0: superblock {magic, version, block size, device size, random 64-bit format id, CRC32C}.
  *   blocks 1..hwm-1: extents.  An extent is one header block followed by payload blocks; the

@@ -360,7 +360,7 @@ int meta_mkdir(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len
         if (rc != CAIRN_ENOENT)
             return rc;
         in.type = CAIRN__FILE_TYPE__FT_DIR;
-        in.mode = mode ? mode : META_S3_DIR_MODE;
+        in.mode = mode ? mode : META_DEFAULT_DIR_MODE;
         in.nlink = 2;
         in.mtime_ns = in.ctime_ns = in.btime_ns = cairn_wall_ns();
         in.explicit_dir = explicit_dir;

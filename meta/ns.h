@@ -39,12 +39,7 @@
 
 #define META_ROOT_INO 1ull
 #define META_NAME_MAX 255u          /* bytes of one name */
-#define META_INLINE_MAX (16u << 10) /* files up to this size keep their bytes in the inode */
-/* S3 has no POSIX owner or mode: what it creates is owned by uid/gid 0 and open to all, so
- * that NFS clients (root-squashed by default) can work in buckets made over S3.  Tighten with
- * chmod/chown over NFS where that matters. */
-#define META_S3_DIR_MODE 0777u
-#define META_S3_FILE_MODE 0666u
+#define META_DEFAULT_DIR_MODE 0777u /* meta_mkdir's mode when given 0 */
 #define META_DIRENT_KEY_MAX (1u + 8u + META_NAME_MAX + 1u)
 
 /* A fresh random inode number (> 1, < 2^63). */

@@ -1,6 +1,10 @@
 /*
  * cairn-nfsbench.c - NFSv3 load generator (libnfs): large-file throughput and metadata rates.
  *
+ * One file on purpose (about 1,800 lines): it is one program whose phases (mount, write, read,
+ * create, lookup, getattr, readdirplus, remove) share the client threads, the poll loop and the
+ * measurement code; split, each piece would need all of them.
+ *
  *   cairn-nfsbench --url URL [--url URL ...] | --cluster DIR|FILE
  *                  --op OP[,OP...] [--clients N] [--depth D] [--runs R] [--size BYTES]
  *                  [--io-size BYTES] [--entries N] [--dir PATH] [--rdp-size BYTES]

@@ -1,6 +1,9 @@
 /*
  * cairn-s3bench.c - S3 load generator: parallel PUT and GET of equal-sized objects.
  *
+ * One file on purpose (about 1,400 lines): one program whose signer, HTTP client and runs are
+ * used only here and only together.
+ *
  *   cairn-s3bench [--cluster DIR|FILE] [--endpoints "URL URL"] [--access KEY] [--secret KEY]
  *                 [--region R] [--bucket B] [--size BYTES] [--count N] [--threads T]
  *                 [--runs R] [--op put|get|both] [--verify 0|1|2] [--watch NAME=PID,PID]

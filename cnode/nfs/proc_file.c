@@ -16,15 +16,36 @@
 #define ACCESS3_DELETE 0x10u
 #define ACCESS3_EXECUTE 0x20u
 
+/* The procedures that take one handle: decode it and load its inode.  False if the arguments
+ * did not decode (the call is then answered GARBAGE_ARGS); else *st says how the load went. */
+static bool one_handle(struct nq *q, struct nfs_fh *fh, Cairn__Inode **in, enum nfsstat3 *st)
+{
+    *in = NULL;
+    *st = nfs_get_fh(q, fh);
+    if (!xdr_dec_ok(&q->d)) {
+        q->garbage = true;
+        return false;
+    }
+    if (!*st)
+        *st = nfs_load(q, fh->ino, in, NULL);
+    return true;
+}
+
+/* The status and the object's attributes that open most results. */
+static void put_status_attr(struct nq *q, enum nfsstat3 st, uint64_t ino, const Cairn__Inode *in)
+{
+    xdr_put_u32(&q->e, st);
+    nfs_put_post_attr(q, ino, in);
+}
+
 void nfs_p_getattr(struct nq *q)
 {
     struct nfs_fh fh;
-    enum nfsstat3 st = nfs_get_fh(q, &fh);
-    Cairn__Inode *in = NULL;
+    enum nfsstat3 st;
+    Cairn__Inode *in;
 
-    ARGS_OK(q);
-    if (!st)
-        st = nfs_load(q, fh.ino, &in, NULL);
+    if (!one_handle(q, &fh, &in, &st))
+        return;
     xdr_put_u32(&q->e, st);
     if (!st)
         nfs_put_fattr(q, fh.ino, in);
@@ -89,8 +110,7 @@ void nfs_p_access(struct nq *q)
                 got |= ACCESS3_EXECUTE;
         }
     }
-    xdr_put_u32(&q->e, st);
-    nfs_put_post_attr(q, fh.ino, in);
+    put_status_attr(q, st, fh.ino, in);
     if (!st)
         xdr_put_u32(&q->e, want & got);
     fs_inode_free(in);
@@ -99,16 +119,14 @@ void nfs_p_access(struct nq *q)
 void nfs_p_readlink(struct nq *q)
 {
     struct nfs_fh fh;
-    enum nfsstat3 st = nfs_get_fh(q, &fh);
-    Cairn__Inode *in = NULL;
+    enum nfsstat3 st;
+    Cairn__Inode *in;
 
-    ARGS_OK(q);
-    if (!st)
-        st = nfs_load(q, fh.ino, &in, NULL);
+    if (!one_handle(q, &fh, &in, &st))
+        return;
     if (!st && in->type != CAIRN__FILE_TYPE__FT_SYMLINK)
         st = NFS3ERR_INVAL;
-    xdr_put_u32(&q->e, st);
-    nfs_put_post_attr(q, fh.ino, in);
+    put_status_attr(q, st, fh.ino, in);
     if (!st)
         xdr_put_var(&q->e, in->symlink, (uint32_t)strlen(in->symlink));
     fs_inode_free(in);
@@ -136,8 +154,7 @@ void nfs_p_read(struct nq *q)
         count = CAIRN_MIN(count, NFS_MAX_IO);
         n = off >= size ? 0 : (uint32_t)CAIRN_MIN((uint64_t)count, size - off);
     }
-    xdr_put_u32(&q->e, st);
-    nfs_put_post_attr(q, fh.ino, in);
+    put_status_attr(q, st, fh.ino, in);
     if (!st) {
         uint8_t *dst, *cur;
         uint64_t have = in->size > off ? CAIRN_MIN((uint64_t)n, in->size - off) : 0;
@@ -243,17 +260,15 @@ void nfs_p_commit(struct nq *q)
 void nfs_p_fsstat(struct nq *q)
 {
     struct nfs_fh fh;
-    enum nfsstat3 st = nfs_get_fh(q, &fh);
-    Cairn__Inode *in = NULL;
+    enum nfsstat3 st;
+    Cairn__Inode *in;
     uint64_t total = 0, used = 0;
 
-    ARGS_OK(q);
-    if (!st)
-        st = nfs_load(q, fh.ino, &in, NULL);
+    if (!one_handle(q, &fh, &in, &st))
+        return;
     if (!st)
         fs_statfs(q->fs, &total, &used);
-    xdr_put_u32(&q->e, st);
-    nfs_put_post_attr(q, fh.ino, in);
+    put_status_attr(q, st, fh.ino, in);
     if (!st) {
         xdr_put_u64(&q->e, total);
         xdr_put_u64(&q->e, total - CAIRN_MIN(used, total));
@@ -269,14 +284,12 @@ void nfs_p_fsstat(struct nq *q)
 void nfs_p_fsinfo(struct nq *q)
 {
     struct nfs_fh fh;
-    enum nfsstat3 st = nfs_get_fh(q, &fh);
-    Cairn__Inode *in = NULL;
+    enum nfsstat3 st;
+    Cairn__Inode *in;
 
-    ARGS_OK(q);
-    if (!st)
-        st = nfs_load(q, fh.ino, &in, NULL);
-    xdr_put_u32(&q->e, st);
-    nfs_put_post_attr(q, fh.ino, in);
+    if (!one_handle(q, &fh, &in, &st))
+        return;
+    put_status_attr(q, st, fh.ino, in);
     if (!st) {
         xdr_put_u32(&q->e, NFS_MAX_IO); /* rtmax */
         xdr_put_u32(&q->e, NFS_MAX_IO); /* rtpref */
@@ -297,14 +310,12 @@ void nfs_p_fsinfo(struct nq *q)
 void nfs_p_pathconf(struct nq *q)
 {
     struct nfs_fh fh;
-    enum nfsstat3 st = nfs_get_fh(q, &fh);
-    Cairn__Inode *in = NULL;
+    enum nfsstat3 st;
+    Cairn__Inode *in;
 
-    ARGS_OK(q);
-    if (!st)
-        st = nfs_load(q, fh.ino, &in, NULL);
-    xdr_put_u32(&q->e, st);
-    nfs_put_post_attr(q, fh.ino, in);
+    if (!one_handle(q, &fh, &in, &st))
+        return;
+    put_status_attr(q, st, fh.ino, in);
     if (!st) {
         xdr_put_u32(&q->e, 65535);       /* linkmax */
         xdr_put_u32(&q->e, FS_NAME_MAX); /* name_max */

@@ -34,10 +34,8 @@ void s3_list_buckets(struct s3_req *q)
         s3_reply_error(q, S3E_ACCESS_DENIED);
         return;
     }
-    s3_xbuf_init(&b);
-    s3_xbuf_decl(&b);
-    s3_xbuf_puts(&b, "<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-                     "<Owner><ID>");
+    s3_xbuf_start(&b, "ListAllMyBucketsResult");
+    s3_xbuf_puts(&b, "<Owner><ID>");
     s3_xbuf_escape(&b, q->user->access_key, strlen(q->user->access_key));
     s3_xbuf_puts(&b, "</ID><DisplayName>");
     s3_xbuf_escape(&b, q->user->name, strlen(q->user->name));
@@ -152,9 +150,7 @@ void s3_head_bucket(struct s3_req *q)
         s3_reply_empty(q, 200, &hs);
         return;
     }
-    s3_xbuf_init(&b);
-    s3_xbuf_decl(&b);
-    s3_xbuf_puts(&b, "<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    s3_xbuf_start(&b, "LocationConstraint");
     if (strcmp(q->app->region, "us-east-1"))
         s3_xbuf_escape(&b, q->app->region, strlen(q->app->region));
     s3_xbuf_puts(&b, "</LocationConstraint>");

@@ -130,9 +130,7 @@ void s3_list_objects(struct s3_req *q, bool v2)
         e = s3e(rc);
         goto fail;
     }
-    s3_xbuf_init(&b);
-    s3_xbuf_decl(&b);
-    s3_xbuf_puts(&b, "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    s3_xbuf_start(&b, "ListBucketResult");
     s3_xbuf_elem(&b, "Name", q->bucket);
     s3_xbuf_puts(&b, "<Prefix>");
     put_key_text(l.url, &b, fq.prefix, fq.plen);

@@ -59,10 +59,7 @@ void s3_create_upload(struct s3_req *q, uint64_t bucket)
         s3_reply_cairn(q, rc);
         return;
     }
-    s3_xbuf_init(&b);
-    s3_xbuf_decl(&b);
-    s3_xbuf_puts(&b, "<InitiateMultipartUploadResult "
-                     "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    s3_xbuf_start(&b, "InitiateMultipartUploadResult");
     s3_xbuf_elem(&b, "Bucket", q->bucket);
     s3_xbuf_elem(&b, "Key", q->key);
     s3_xbuf_elem(&b, "UploadId", id);
@@ -153,10 +150,8 @@ void s3_upload_part(struct s3_req *q, uint64_t bucket)
         struct s3_xbuf b;
         char t[40];
 
-        s3_xbuf_init(&b);
-        s3_xbuf_decl(&b);
         s3_time_iso8601(mtime, t);
-        s3_xbuf_puts(&b, "<CopyPartResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+        s3_xbuf_start(&b, "CopyPartResult");
         s3_xbuf_elem(&b, "LastModified", t);
         s3_xbuf_printf(&b, "<ETag>&quot;%s&quot;</ETag></CopyPartResult>", res.data.etag);
         s3_reply_xml(q, 200, &b);
@@ -226,10 +221,7 @@ void s3_complete_upload(struct s3_req *q, uint64_t bucket)
     {
         struct s3_xbuf b;
 
-        s3_xbuf_init(&b);
-        s3_xbuf_decl(&b);
-        s3_xbuf_puts(&b, "<CompleteMultipartUploadResult "
-                         "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+        s3_xbuf_start(&b, "CompleteMultipartUploadResult");
         s3_xbuf_printf(&b, "<Location>/%s/", q->bucket);
         s3_xbuf_escape(&b, q->key, q->key_len);
         s3_xbuf_puts(&b, "</Location>");
@@ -321,9 +313,7 @@ void s3_list_parts(struct s3_req *q, uint64_t bucket)
         s3_reply_error(q, e);
         return;
     }
-    s3_xbuf_init(&b);
-    s3_xbuf_decl(&b);
-    s3_xbuf_puts(&b, "<ListPartsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    s3_xbuf_start(&b, "ListPartsResult");
     s3_xbuf_elem(&b, "Bucket", q->bucket);
     s3_xbuf_elem(&b, "Key", q->key);
     s3_xbuf_elem(&b, "UploadId", s3_param(q, "uploadId"));
@@ -404,10 +394,7 @@ void s3_list_uploads(struct s3_req *q, uint64_t bucket)
     ul->prefix = prefix;
     ul->plen = prefix ? strlen(prefix) : 0;
     ul->max = mu ? (unsigned)CAIRN_MIN(strtoul(mu, NULL, 10), 1000ul) : 1000;
-    s3_xbuf_init(&b);
-    s3_xbuf_decl(&b);
-    s3_xbuf_puts(&b, "<ListMultipartUploadsResult "
-                     "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    s3_xbuf_start(&b, "ListMultipartUploadsResult");
     s3_xbuf_elem(&b, "Bucket", q->bucket);
     s3_xbuf_elem(&b, "KeyMarker", km ? km : "");
     s3_xbuf_elem(&b, "UploadIdMarker", um ? um : "");

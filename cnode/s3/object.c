@@ -378,9 +378,7 @@ void s3_delete_objects(struct s3_req *q, uint64_t bucket)
         s3_reply_error(q, e);
         return;
     }
-    s3_xbuf_init(&b);
-    s3_xbuf_decl(&b);
-    s3_xbuf_puts(&b, "<DeleteResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    s3_xbuf_start(&b, "DeleteResult");
     for (unsigned i = 0; i < d.nkeys; i++) {
         int rc = fs_key_remove(q->fs, bucket, d.keys[i], strlen(d.keys[i]));
 
@@ -501,9 +499,7 @@ static void copy_object(struct s3_req *q, uint64_t bucket, const char *srcspec)
         e = s3e(rc);
         goto fail;
     }
-    s3_xbuf_init(&b);
-    s3_xbuf_decl(&b);
-    s3_xbuf_puts(&b, "<CopyObjectResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    s3_xbuf_start(&b, "CopyObjectResult");
     s3_time_iso8601(in.mtime_ns, t);
     s3_xbuf_elem(&b, "LastModified", t);
     s3_xbuf_printf(&b, "<ETag>&quot;%s&quot;</ETag></CopyObjectResult>", etag);
@@ -541,10 +537,8 @@ void s3_object_tagging(struct s3_req *q)
         s3_reply_empty(q, 204, NULL);
         return;
     }
-    s3_xbuf_init(&b);
-    s3_xbuf_decl(&b);
-    s3_xbuf_puts(&b, "<Tagging xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><TagSet></TagSet>"
-                     "</Tagging>");
+    s3_xbuf_start(&b, "Tagging");
+    s3_xbuf_puts(&b, "<TagSet></TagSet></Tagging>");
     s3_reply_xml(q, 200, &b);
     s3_xbuf_fini(&b);
 }

@@ -207,6 +207,13 @@ void s3_xbuf_decl(struct s3_xbuf *b)
     s3_xbuf_puts(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
 }
 
+void s3_xbuf_start(struct s3_xbuf *b, const char *root)
+{
+    s3_xbuf_init(b);
+    s3_xbuf_decl(b);
+    s3_xbuf_printf(b, "<%s xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">", root);
+}
+
 void s3_xml_error(struct s3_xbuf *b, enum s3_err e, const char *message, const char *resource,
                   const char *request_id)
 {

@@ -41,6 +41,9 @@ void s3_xbuf_escape(struct s3_xbuf *b, const char *s, size_t len);
 void s3_xbuf_elem(struct s3_xbuf *b, const char *tag, const char *text);
 /* The XML declaration line. */
 void s3_xbuf_decl(struct s3_xbuf *b);
+/* Start a response body: s3_xbuf_init, the XML declaration and the root element `root` in
+ * the S3 namespace (the caller closes it). */
+void s3_xbuf_start(struct s3_xbuf *b, const char *root);
 
 /* An S3 error document: <Error><Code/><Message/><Resource/><RequestId/></Error>.  message NULL
  * uses the table's message; resource or request_id NULL leaves that element out. */

@@ -1,6 +1,9 @@
 /*
  * nfscheck.c - an NFSv3 (RFC 1813) conformance and data-integrity client for the C-node.
  *
+ * One file on purpose (about 3,000 lines): a test program whose subcommands share the RPC
+ * helpers, the pattern generator and the result checks; each subcommand is a section below.
+ *
  *   nfscheck [--rfc] procs    URL DIR
  *   nfscheck [--rfc] sizes    URL DIR [SEED]
  *   nfscheck [--rfc] write    URL PATH SIZE SEED
