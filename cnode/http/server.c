@@ -20,7 +20,8 @@
  * writes coalesce into the tail chunk, large ones are cut into pieces so the loop can send one
  * while the worker fills the next); the loop sends everything queued as one write with one
  * buffer per chunk and keeps one write in flight, so output batches itself under load.  Each
- * direction holds at most one window of memory per request.
+ * direction holds at most one window of memory per request.  The chunks and the response
+ * heads in them are out.c's.
  *
  * Connection states (loop side): C_HEAD waits for a request head (the whole head must come
  * within the idle timeout, so a head sent a byte at a time cannot hold a slot), C_REQ has a
@@ -37,9 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <uv.h>
 
+#include "cnode/http/out.h"
 #include "cnode/net/server.h"
 #include "common/cairn.h"
 #include "common/log.h"
@@ -53,17 +54,11 @@
 #define LINGER_MS 2000u
 #define DEFAULT_WORKERS 16u
 
-struct out_chunk {
-    struct out_chunk *next;
-    size_t len, cap;
-    char data[];
-};
-
 /* One write of every chunk that was queued when it started. */
 struct write_batch {
     struct net_write nw;
     struct http_conn *c;
-    struct out_chunk *chunks; /* owned; freed when the write completes */
+    struct http_out *chunks; /* owned; freed when the write completes */
     size_t bytes;
     unsigned nbufs;
     uv_buf_t bufs[];
@@ -111,10 +106,10 @@ struct http_conn {
     size_t ring_cap, ring_rpos, ring_len;
     bool body_eof;
     int body_err;
-    bool loop_waiting;                     /* the loop stopped because the ring is full */
-    bool worker_waiting;                   /* the worker sleeps on cv */
-    struct out_chunk *out_head, *out_tail; /* queued, not yet handed to a write */
-    size_t out_bytes;                      /* queued + in flight */
+    bool loop_waiting;                    /* the loop stopped because the ring is full */
+    bool worker_waiting;                  /* the worker sleeps on cv */
+    struct http_out *out_head, *out_tail; /* queued, not yet handed to a write */
+    size_t out_bytes;                     /* queued + in flight */
     bool write_inflight;
     bool worker_done, close_after, continue_sent, expect_continue;
     bool expect_empty; /* Expect: 100-continue on a request without a body */
@@ -135,177 +130,6 @@ static void conn_run(struct http_conn *c);
 static size_t out_piece(size_t window)
 {
     return CAIRN_MAX(OUT_PIECE_MIN, CAIRN_MIN(OUT_PIECE_MAX, window / 4));
-}
-
-static struct out_chunk *chunk_new(size_t cap)
-{
-    struct out_chunk *o = malloc(sizeof(*o) + cap);
-
-    if (o) {
-        o->next = NULL;
-        o->len = 0;
-        o->cap = cap;
-    }
-    return o;
-}
-
-static void chunks_free(struct out_chunk *o)
-{
-    while (o) {
-        struct out_chunk *n = o->next;
-
-        free(o);
-        o = n;
-    }
-}
-
-static char *put(char *p, const char *s, size_t n)
-{
-    if (n) /* s may be NULL then */
-        memcpy(p, s, n);
-    return p + n;
-}
-
-static char *puts0(char *p, const char *s)
-{
-    return put(p, s, strlen(s));
-}
-
-/* RFC 1123 date, formatted by hand (strftime's names follow the locale); cached per second
- * per thread. */
-static const char *http_date(void)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    static __thread time_t last = -1;
-    static __thread char buf[40];
-    time_t now = time(NULL);
-    struct tm tm;
-
-    if (now != last) {
-        gmtime_r(&now, &tm);
-        snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
-                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec);
-        last = now;
-    }
-    return buf;
-}
-
-static size_t hname_len(const struct http_header *h)
-{
-    return h->name_len ? h->name_len : strlen(h->name);
-}
-
-static size_t hvalue_len(const struct http_header *h)
-{
-    return h->value_len ? h->value_len : strlen(h->value);
-}
-
-/* Headers the server writes itself; a handler's copy of them is dropped. */
-static bool managed_header(const char *name, size_t len)
-{
-    static const char *const names[] = {"content-length", "transfer-encoding", "connection", "date",
-                                        "server"};
-
-    for (unsigned i = 0; i < CAIRN_ARRAY_SIZE(names); i++)
-        if (strlen(names[i]) == len && !strncasecmp(names[i], name, len))
-            return true;
-    return false;
-}
-
-static bool valid_header(const struct http_header *h)
-{
-    size_t nl, vl;
-
-    if (!h->name || !h->value)
-        return false;
-    nl = hname_len(h);
-    vl = hvalue_len(h);
-    if (!nl)
-        return false;
-    for (size_t i = 0; i < nl; i++) {
-        unsigned char ch = (unsigned char)h->name[i];
-
-        if (ch <= ' ' || ch >= 0x7f || ch == ':')
-            return false;
-    }
-    for (size_t i = 0; i < vl; i++) {
-        unsigned char ch = (unsigned char)h->value[i];
-
-        if ((ch < ' ' && ch != '\t') || ch == 0x7f)
-            return false;
-    }
-    return true;
-}
-
-enum framing { F_NONE, F_LENGTH, F_CHUNKED };
-
-struct head_spec {
-    int status;
-    const struct http_header *headers;
-    unsigned nheaders;
-    const char *ctype; /* extra Content-Type, or NULL */
-    enum framing framing;
-    int64_t length;   /* for F_LENGTH */
-    bool close;       /* Connection: close */
-    bool keepalive10; /* Connection: keep-alive (HTTP/1.0 client) */
-};
-
-/* The status line and headers in a new chunk with `room` spare bytes for the body. */
-static struct out_chunk *head_chunk(const struct head_spec *h, size_t room)
-{
-    const char *reason = http_status_reason(h->status);
-    size_t size = 64 + strlen(reason) + 160;
-    struct out_chunk *o;
-    char num[32];
-    char *p;
-
-    for (unsigned i = 0; i < h->nheaders; i++)
-        size += hname_len(&h->headers[i]) + hvalue_len(&h->headers[i]) + 4;
-    if (h->ctype)
-        size += strlen(h->ctype) + 16;
-    o = chunk_new(size + room);
-    if (!o)
-        return NULL;
-    p = o->data;
-    p += snprintf(p, 64 + strlen(reason), "HTTP/1.1 %d %s\r\n", h->status, reason);
-    for (unsigned i = 0; i < h->nheaders; i++) {
-        const struct http_header *x = &h->headers[i];
-        size_t nl = hname_len(x);
-
-        if (managed_header(x->name, nl))
-            continue;
-        p = put(p, x->name, nl);
-        p = put(p, ": ", 2);
-        p = put(p, x->value, hvalue_len(x));
-        p = put(p, "\r\n", 2);
-    }
-    if (h->ctype) {
-        p = puts0(p, "Content-Type: ");
-        p = puts0(p, h->ctype);
-        p = put(p, "\r\n", 2);
-    }
-    p = puts0(p, "Date: ");
-    p = puts0(p, http_date());
-    p = puts0(p, "\r\nServer: Cairn\r\n");
-    if (h->framing == F_LENGTH) {
-        snprintf(num, sizeof(num), "%lld", (long long)h->length);
-        p = puts0(p, "Content-Length: ");
-        p = puts0(p, num);
-        p = put(p, "\r\n", 2);
-    } else if (h->framing == F_CHUNKED) {
-        p = puts0(p, "Transfer-Encoding: chunked\r\n");
-    }
-    if (h->close)
-        p = puts0(p, "Connection: close\r\n");
-    else if (h->keepalive10)
-        p = puts0(p, "Connection: keep-alive\r\n");
-    p = put(p, "\r\n", 2);
-    o->len = (size_t)(p - o->data);
-    assert(o->len <= size);
-    return o;
 }
 
 /* ---- the connection's lifetime (loop thread; free on any) ---- */
@@ -341,7 +165,7 @@ static void conn_free(struct net_conn *nc)
 {
     struct http_conn *c = net_conn_data(nc);
 
-    chunks_free(c->out_head);
+    http_out_free(c->out_head);
     free(c->ring);
     free(c->req.head_mem);
     http_parser_destroy(c->parser);
@@ -472,7 +296,7 @@ static int copy_head(struct http_req *r, const struct http_request *h)
 }
 
 /* Append a chunk to the output queue (the connection's lock held). */
-static void out_append_locked(struct http_conn *c, struct out_chunk *o)
+static void out_append_locked(struct http_conn *c, struct http_out *o)
 {
     if (c->out_tail)
         c->out_tail->next = o;
@@ -486,10 +310,11 @@ static void out_append_locked(struct http_conn *c, struct out_chunk *o)
 static void error_reply(struct http_conn *c, int status, const char *why)
 {
     const struct http_server_app *app = &c->s->app;
-    struct head_spec hs = {.status = status, .framing = F_LENGTH, .close = true};
+    struct http_out_head_spec hs = {
+        .status = status, .framing = HTTP_FRAMING_LENGTH, .close = true};
     char *body = NULL;
     size_t blen = 0;
-    struct out_chunk *o;
+    struct http_out *o;
 
     if (app->error_status)
         hs.status = app->error_status(app->app, status);
@@ -498,7 +323,7 @@ static void error_reply(struct http_conn *c, int status, const char *why)
     if (!hs.ctype || !body)
         blen = 0;
     hs.length = (int64_t)blen;
-    o = head_chunk(&hs, blen);
+    o = http_out_head(&hs, blen);
     if (o && blen) {
         memcpy(o->data + o->len, body, blen);
         o->len += blen;
@@ -663,7 +488,7 @@ static void on_write(struct net_write *w, int status)
     struct http_conn *c = b->c;
 
     (void)status; /* after an error the connection is closed, and conn_run() does nothing */
-    chunks_free(b->chunks);
+    http_out_free(b->chunks);
     net_conn_lock(c->nc);
     c->out_bytes -= b->bytes;
     c->write_inflight = false;
@@ -677,7 +502,7 @@ static void on_write(struct net_write *w, int status)
 /* Send everything queued in one write; one write in flight at a time. */
 static void flush_output(struct http_conn *c)
 {
-    struct out_chunk *list, *o;
+    struct http_out *list, *o;
     struct write_batch *b;
     unsigned n = 0, i = 0;
     size_t bytes = 0;
@@ -698,7 +523,7 @@ static void flush_output(struct http_conn *c)
     }
     b = malloc(sizeof(*b) + n * sizeof(uv_buf_t));
     if (!b) {
-        chunks_free(list);
+        http_out_free(list);
         net_conn_lock(c->nc);
         c->out_bytes -= bytes;
         c->write_inflight = false;
@@ -946,11 +771,11 @@ static int queue_small_locked(struct http_conn *c, const char *pre, size_t prele
                               size_t len, const char *post, size_t postlen)
 {
     size_t need = prelen + len + postlen;
-    struct out_chunk *t = c->out_tail;
+    struct http_out *t = c->out_tail;
     char *p;
 
     if (!t || t->cap - t->len < need) {
-        t = chunk_new(CAIRN_MAX(need, OUT_SMALL));
+        t = http_out_new(CAIRN_MAX(need, OUT_SMALL));
         if (!t)
             return CAIRN_ENOMEM;
         if (c->out_tail)
@@ -960,9 +785,9 @@ static int queue_small_locked(struct http_conn *c, const char *pre, size_t prele
         c->out_tail = t;
     }
     p = t->data + t->len;
-    p = put(p, pre, prelen);
-    p = put(p, data, len);
-    put(p, post, postlen);
+    p = http_out_put(p, pre, prelen);
+    p = http_out_put(p, data, len);
+    http_out_put(p, post, postlen);
     t->len += need;
     c->out_bytes += need;
     return 0;
@@ -1066,27 +891,28 @@ static int respond(struct http_req *r, int status, const struct http_header *hea
 {
     struct http_conn *c = r->c;
     const struct http_request *h = &r->head;
-    struct head_spec hs = {
+    struct http_out_head_spec hs = {
         .status = status, .headers = headers, .nheaders = nheaders, .ctype = ctype};
-    struct out_chunk *o;
+    struct http_out *o;
     size_t room;
 
     if (status < 200 || status > 999 || content_length < -1 || (nheaders && !headers) ||
         r->responded)
         return CAIRN_EINVAL;
     for (unsigned i = 0; i < nheaders; i++)
-        if (!valid_header(&headers[i]))
+        if (!http_out_header_ok(&headers[i]))
             return CAIRN_EINVAL;
     r->bodyless = h->method == HTTP_HEAD || status == 204 || status == 304;
     if (status == 204 || status == 304)
-        hs.framing = F_NONE; /* a 304's length would have to be the 200's: leave it out */
+        hs.framing =
+            HTTP_FRAMING_NONE; /* a 304's length would have to be the 200's: leave it out */
     else if (content_length >= 0)
-        hs.framing = F_LENGTH;
+        hs.framing = HTTP_FRAMING_LENGTH;
     else
-        hs.framing = F_CHUNKED;
+        hs.framing = HTTP_FRAMING_CHUNKED;
     hs.length = content_length;
-    r->chunked = hs.framing == F_CHUNKED && !r->bodyless;
-    r->left = hs.framing == F_LENGTH && !r->bodyless ? content_length : 0;
+    r->chunked = hs.framing == HTTP_FRAMING_CHUNKED && !r->bodyless;
+    r->left = hs.framing == HTTP_FRAMING_LENGTH && !r->bodyless ? content_length : 0;
     /* Small bodies go into the head's chunk. */
     room = r->bodyless  ? 0
            : r->chunked ? OUT_SMALL
@@ -1109,7 +935,7 @@ static int respond(struct http_req *r, int status, const struct http_header *hea
     net_conn_unlock(c->nc);
     hs.keepalive10 = !hs.close && h->version_minor == 0;
 
-    o = head_chunk(&hs, room);
+    o = http_out_head(&hs, room);
     if (!o)
         return CAIRN_ENOMEM;
     r->responded = true;
@@ -1137,7 +963,7 @@ static int queue_piece(struct http_conn *c, struct http_req *r, const char *data
 {
     char pre[24];
     size_t prelen = 0, postlen = 0, need;
-    struct out_chunk *o = NULL;
+    struct http_out *o = NULL;
     int rc = 0;
 
     if (r->chunked) {
@@ -1147,7 +973,7 @@ static int queue_piece(struct http_conn *c, struct http_req *r, const char *data
     need = prelen + len + postlen;
     if (len > OUT_COALESCE) {
         /* Copy outside the lock, while the loop sends what is already queued. */
-        o = chunk_new(need);
+        o = http_out_new(need);
         if (!o)
             return CAIRN_ENOMEM;
         memcpy(o->data, pre, prelen);
