@@ -1,57 +1,47 @@
 /*
- * server.c - the C-node's HTTP front end (see server.h): libuv loops own the sockets, a pool
- * of worker threads runs the blocking handler.
+ * server.c - the C-node's HTTP front end (see server.h): HTTP/1.1 on the connections, loops
+ * and worker pool of cnode/net/server.h.
  *
- * Listening.  Every loop has its own listening socket, bound to the same address with
- * SO_REUSEPORT (netloop.h, shared with the RPC server), so the kernel spreads
- * accepted connections across loops and no socket ever moves between threads.  With port 0
- * the first socket picks the port and the others bind to it.
+ * Ownership.  A connection's HTTP state (struct http_conn, the data area of its net
+ * connection) is owned by its loop thread: the parser, the unparsed input and the connection
+ * state machine are touched only there.  The request embedded in it is handed to a worker when
+ * its head is complete; what the two threads share (the body window, the output queue, and
+ * the flags body_eof, gone, worker_done, ...) sits under the connection's lock, and the worker
+ * sleeps on the connection's condvar.  The loop never blocks: a worker that needs the loop to
+ * act (bytes to send, space freed in the body window, handler done) wakes it with
+ * net_conn_wake_locked().  A worker holds a reference on the connection while it runs a
+ * request.
  *
- * Ownership.  A connection (struct cn_conn) is owned by its loop thread: the socket, the
- * parser, the read buffer and the connection state machine are touched only there.  The
- * request embedded in it is handed to a worker when its head is complete; what the two
- * threads share (the body window, the output queue, and the flags body_eof, gone,
- * worker_done, ...) sits under the connection's mutex, and the worker sleeps on its condvar.
- * The loop never blocks: a worker that needs the loop to act (bytes to send, space freed in
- * the body window, handler done) puts the connection on its loop's notify list and calls
- * uv_async_send(), the only libuv call made off a loop thread.  The connection is freed when
- * its last reference goes: the loop holds one until the socket's close callback, a worker
- * one while it runs a request, the notify list one while the connection waits in it.
- *
- * Data path.  Read: the loop reads up to RBUF_SIZE at a time, the parser points body spans
- * into that buffer, the loop copies them into the body ring and stops reading while the ring
- * is full (the unconsumed rest of the buffer waits; no read is issued until it is consumed).
- * The worker copies out of the ring and wakes the loop when half the ring (or all) is free.
- * Write: http_req_write() copies into chunks (small writes coalesce into the tail chunk, large
- * ones are cut into pieces so the loop can send one while the worker fills the next); the
- * loop sends everything queued as one uv_write() with one buffer per chunk and keeps one
- * write in flight, so output batches itself under load.  Each direction holds at most one
- * window of memory per request.
+ * Data path.  Read: the loop reads up to RBUF_SIZE at a time into the connection's own read
+ * buffer, the parser points body spans into that buffer, the loop copies them into the body
+ * ring and stops reading while the ring is full (the unconsumed rest of the buffer waits; no
+ * read is issued until it is consumed).  The worker copies out of the ring and wakes the loop
+ * when half the ring (or all) is free.  Write: http_req_write() copies into chunks (small
+ * writes coalesce into the tail chunk, large ones are cut into pieces so the loop can send one
+ * while the worker fills the next); the loop sends everything queued as one write with one
+ * buffer per chunk and keeps one write in flight, so output batches itself under load.  Each
+ * direction holds at most one window of memory per request.  The chunks and the response
+ * heads in them are out.c's.
  *
  * Connection states (loop side): C_HEAD waits for a request head (the whole head must come
  * within the idle timeout, so a head sent a byte at a time cannot hold a slot), C_REQ has a
  * request with a worker or an error answer being sent (body timeout while the loop waits for
- * body bytes, send timeout while a write makes no progress), C_LINGER sent its last response
- * and a FIN and drains what the client still sends, for at most LINGER_MS, so that closing
- * with unread input does not reset the connection before the client has read our answer.
- *
- * Timeouts are checked by one sweep timer per loop rather than a timer per connection.
- * SIGPIPE is blocked in the loop threads: libuv writes with writev(), and a peer that reset
- * must give EPIPE, not kill the process.
+ * body bytes; net's send timeout while a write makes no progress), C_LINGER sent its last
+ * response and lingers (net_conn_linger()) for at most LINGER_MS, so that closing with unread
+ * input does not reset the connection before the client has read our answer.
  */
 #include "cnode/http/server.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <uv.h>
 
-#include "cnode/net/loop.h"
+#include "cnode/http/out.h"
+#include "cnode/net/server.h"
 #include "common/cairn.h"
 #include "common/log.h"
 
@@ -64,17 +54,11 @@
 #define LINGER_MS 2000u
 #define DEFAULT_WORKERS 16u
 
-struct out_chunk {
-    struct out_chunk *next;
-    size_t len, cap;
-    char data[];
-};
-
-/* One uv_write() of every chunk that was queued when it started. */
+/* One write of every chunk that was queued when it started. */
 struct write_batch {
-    uv_write_t req;
-    struct cn_conn *c;
-    struct out_chunk *chunks; /* owned; freed when the write completes */
+    struct net_write nw;
+    struct http_conn *c;
+    struct http_out *chunks; /* owned; freed when the write completes */
     size_t bytes;
     unsigned nbufs;
     uv_buf_t bufs[];
@@ -83,7 +67,7 @@ struct write_batch {
 enum conn_state { C_HEAD, C_REQ, C_LINGER };
 
 struct http_req {
-    struct cn_conn *c;
+    struct http_conn *c;
     struct http_request head; /* private copy: see copy_head() */
     void *head_mem;
     /* worker-only response state */
@@ -94,92 +78,52 @@ struct http_req {
     uint64_t body_read;
 };
 
-struct cn_loop;
-
-struct cn_conn {
-    uv_tcp_t tcp;
-    uv_shutdown_t shutdown_req;
-    struct cn_loop *lp;
-    struct cn_conn *prev, *next; /* the loop's connections */
+/* The HTTP side of a connection: the data area of nc. */
+struct http_conn {
+    struct net_conn *nc;
+    struct http_server *s;
+    struct net_work work; /* the worker queue */
 
     /* ---- loop thread only ---- */
     enum conn_state state;
     struct http_parser *parser;
-    char *rbuf;
-    size_t roff, rlen; /* unparsed input: rbuf[roff..rlen) */
-    const char *pend;  /* body bytes parsed but not yet in the ring (points into rbuf) */
+    const char *in;    /* the last read, in the connection's read buffer */
+    size_t roff, rlen; /* unparsed input: in[roff..rlen) */
+    const char *pend;  /* body bytes parsed but not yet in the ring (points into in) */
     size_t pend_len;
-    bool reading;    /* uv_read_start() active */
     bool msg_done;   /* the parser reported the end of the current request */
     bool input_off;  /* read no more of this request (bad chunking, timeout, too much) */
     bool discarding; /* the handler is done: drop the rest of the body */
     int64_t req_cl;
     uint64_t body_rx; /* body bytes parsed for the current request */
     uint64_t discard_left;
-    uint64_t last_rx, write_started, linger_until; /* uv_now() stamps */
-    uint64_t head_since; /* C_HEAD since: the whole head must come within idle_ms */
-    char peer[NET_ADDR_STRLEN];
     struct http_req req;
 
-    /* ---- shared with the worker, under mu ---- */
-    pthread_mutex_t mu;
+    /* ---- shared with the worker, under the connection's lock ---- */
     pthread_cond_t cv; /* the worker waits here; the loop never waits */
-    unsigned refs;
-    bool closed;        /* the loop closed the socket */
-    bool gone;          /* no more I/O with the client: reads and writes fail */
-    bool notify_queued; /* wake is on the loop's wake list */
-    struct net_wake wake;
-    struct cn_conn *qnext; /* the worker queue */
+    bool gone;         /* no more I/O with the client: reads and writes fail */
     char *ring;
     size_t ring_cap, ring_rpos, ring_len;
     bool body_eof;
     int body_err;
-    bool loop_waiting;                     /* the loop stopped because the ring is full */
-    bool worker_waiting;                   /* the worker sleeps on cv */
-    struct out_chunk *out_head, *out_tail; /* queued, not yet handed to uv_write() */
-    size_t out_bytes;                      /* queued + in flight */
+    bool loop_waiting;                    /* the loop stopped because the ring is full */
+    bool worker_waiting;                  /* the worker sleeps on cv */
+    struct http_out *out_head, *out_tail; /* queued, not yet handed to a write */
+    size_t out_bytes;                     /* queued + in flight */
     bool write_inflight;
     bool worker_done, close_after, continue_sent, expect_continue;
     bool expect_empty; /* Expect: 100-continue on a request without a body */
-};
-
-struct cn_loop {
-    struct net_loop nl; /* the uv loop, its thread, wake list and sweep timer */
-    struct http_server *s;
-    unsigned idx;
-    uv_tcp_t listener;
-    bool listener_inited;
-    struct cn_conn *conns;
-};
-
-struct cn_worker {
-    struct http_server *s;
-    unsigned idx;
-    pthread_t thread;
 };
 
 struct http_server {
     struct http_server_app app;
     size_t window;
     uint64_t idle_ms, body_ms;
-    unsigned max_conns;
-    unsigned port;
-    unsigned nloops, nworkers, workers_started;
-    struct cn_loop *loops;
-    struct cn_worker *workers;
-    atomic_uint nconns;
-    atomic_bool stopping;
-
-    pthread_mutex_t mu; /* worker queue, start and stop handshakes */
-    pthread_cond_t qcv;
-    pthread_cond_t scv;
-    struct cn_conn *q_head, *q_tail;
-    bool quit;
-    unsigned inits_done, inits_failed, loops_closed;
+    struct net_pool_ops pool_ops;
+    struct net_server *net;
 };
 
-static void conn_run(struct cn_conn *c);
-static void conn_close(struct cn_conn *c);
+static void conn_run(struct http_conn *c);
 
 /* ---- small helpers ---- */
 
@@ -188,325 +132,77 @@ static size_t out_piece(size_t window)
     return CAIRN_MAX(OUT_PIECE_MIN, CAIRN_MIN(OUT_PIECE_MAX, window / 4));
 }
 
-static struct out_chunk *chunk_new(size_t cap)
-{
-    struct out_chunk *o = malloc(sizeof(*o) + cap);
+/* ---- the connection's lifetime (loop thread; free on any) ---- */
 
-    if (o) {
-        o->next = NULL;
-        o->len = 0;
-        o->cap = cap;
-    }
-    return o;
+static int conn_open(struct net_conn *nc, void *arg)
+{
+    struct http_conn *c = net_conn_data(nc);
+
+    c->parser = http_parser_create();
+    if (!c->parser)
+        return CAIRN_ENOMEM;
+    pthread_cond_init(&c->cv, NULL);
+    c->nc = nc;
+    c->s = arg;
+    c->state = C_HEAD;
+    c->req.c = c;
+    net_conn_set_timeout(nc, c->s->idle_ms); /* the first head, as every head */
+    return 0;
 }
 
-static void chunks_free(struct out_chunk *o)
+/* The socket is closing: a worker still on the request sees CAIRN_EUNREACH. */
+static void conn_close(struct net_conn *nc)
 {
-    while (o) {
-        struct out_chunk *n = o->next;
+    struct http_conn *c = net_conn_data(nc);
 
-        free(o);
-        o = n;
-    }
+    net_conn_lock(nc);
+    c->gone = true;
+    pthread_cond_broadcast(&c->cv);
+    net_conn_unlock(nc);
 }
 
-static char *put(char *p, const char *s, size_t n)
+static void conn_free(struct net_conn *nc)
 {
-    if (n) /* s may be NULL then */
-        memcpy(p, s, n);
-    return p + n;
-}
+    struct http_conn *c = net_conn_data(nc);
 
-static char *puts0(char *p, const char *s)
-{
-    return put(p, s, strlen(s));
-}
-
-/* RFC 1123 date, formatted by hand (strftime's names follow the locale); cached per second
- * per thread. */
-static const char *http_date(void)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    static __thread time_t last = -1;
-    static __thread char buf[40];
-    time_t now = time(NULL);
-    struct tm tm;
-
-    if (now != last) {
-        gmtime_r(&now, &tm);
-        snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
-                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec);
-        last = now;
-    }
-    return buf;
-}
-
-static size_t hname_len(const struct http_header *h)
-{
-    return h->name_len ? h->name_len : strlen(h->name);
-}
-
-static size_t hvalue_len(const struct http_header *h)
-{
-    return h->value_len ? h->value_len : strlen(h->value);
-}
-
-/* Headers the server writes itself; a handler's copy of them is dropped. */
-static bool managed_header(const char *name, size_t len)
-{
-    static const char *const names[] = {"content-length", "transfer-encoding", "connection", "date",
-                                        "server"};
-
-    for (unsigned i = 0; i < CAIRN_ARRAY_SIZE(names); i++)
-        if (strlen(names[i]) == len && !strncasecmp(names[i], name, len))
-            return true;
-    return false;
-}
-
-static bool valid_header(const struct http_header *h)
-{
-    size_t nl, vl;
-
-    if (!h->name || !h->value)
-        return false;
-    nl = hname_len(h);
-    vl = hvalue_len(h);
-    if (!nl)
-        return false;
-    for (size_t i = 0; i < nl; i++) {
-        unsigned char ch = (unsigned char)h->name[i];
-
-        if (ch <= ' ' || ch >= 0x7f || ch == ':')
-            return false;
-    }
-    for (size_t i = 0; i < vl; i++) {
-        unsigned char ch = (unsigned char)h->value[i];
-
-        if ((ch < ' ' && ch != '\t') || ch == 0x7f)
-            return false;
-    }
-    return true;
-}
-
-enum framing { F_NONE, F_LENGTH, F_CHUNKED };
-
-struct head_spec {
-    int status;
-    const struct http_header *headers;
-    unsigned nheaders;
-    const char *ctype; /* extra Content-Type, or NULL */
-    enum framing framing;
-    int64_t length;   /* for F_LENGTH */
-    bool close;       /* Connection: close */
-    bool keepalive10; /* Connection: keep-alive (HTTP/1.0 client) */
-};
-
-/* The status line and headers in a new chunk with `room` spare bytes for the body. */
-static struct out_chunk *head_chunk(const struct head_spec *h, size_t room)
-{
-    const char *reason = http_status_reason(h->status);
-    size_t size = 64 + strlen(reason) + 160;
-    struct out_chunk *o;
-    char num[32];
-    char *p;
-
-    for (unsigned i = 0; i < h->nheaders; i++)
-        size += hname_len(&h->headers[i]) + hvalue_len(&h->headers[i]) + 4;
-    if (h->ctype)
-        size += strlen(h->ctype) + 16;
-    o = chunk_new(size + room);
-    if (!o)
-        return NULL;
-    p = o->data;
-    p += snprintf(p, 64 + strlen(reason), "HTTP/1.1 %d %s\r\n", h->status, reason);
-    for (unsigned i = 0; i < h->nheaders; i++) {
-        const struct http_header *x = &h->headers[i];
-        size_t nl = hname_len(x);
-
-        if (managed_header(x->name, nl))
-            continue;
-        p = put(p, x->name, nl);
-        p = put(p, ": ", 2);
-        p = put(p, x->value, hvalue_len(x));
-        p = put(p, "\r\n", 2);
-    }
-    if (h->ctype) {
-        p = puts0(p, "Content-Type: ");
-        p = puts0(p, h->ctype);
-        p = put(p, "\r\n", 2);
-    }
-    p = puts0(p, "Date: ");
-    p = puts0(p, http_date());
-    p = puts0(p, "\r\nServer: Cairn\r\n");
-    if (h->framing == F_LENGTH) {
-        snprintf(num, sizeof(num), "%lld", (long long)h->length);
-        p = puts0(p, "Content-Length: ");
-        p = puts0(p, num);
-        p = put(p, "\r\n", 2);
-    } else if (h->framing == F_CHUNKED) {
-        p = puts0(p, "Transfer-Encoding: chunked\r\n");
-    }
-    if (h->close)
-        p = puts0(p, "Connection: close\r\n");
-    else if (h->keepalive10)
-        p = puts0(p, "Connection: keep-alive\r\n");
-    p = put(p, "\r\n", 2);
-    o->len = (size_t)(p - o->data);
-    assert(o->len <= size);
-    return o;
-}
-
-/* ---- connection lifetime ---- */
-
-static void conn_free(struct cn_conn *c)
-{
-    chunks_free(c->out_head);
+    http_out_free(c->out_head);
     free(c->ring);
     free(c->req.head_mem);
     http_parser_destroy(c->parser);
-    free(c->rbuf);
     pthread_cond_destroy(&c->cv);
-    pthread_mutex_destroy(&c->mu);
-    free(c);
 }
-
-static void conn_unref(struct cn_conn *c)
-{
-    bool last;
-
-    pthread_mutex_lock(&c->mu);
-    assert(c->refs > 0);
-    last = --c->refs == 0;
-    pthread_mutex_unlock(&c->mu);
-    if (last)
-        conn_free(c);
-}
-
-/* Ask the loop to look at c (any thread, c->mu held).  Takes a reference for the list. */
-static void conn_notify_locked(struct cn_conn *c)
-{
-    struct cn_loop *lp = c->lp;
-
-    if (c->notify_queued || c->closed)
-        return;
-    c->notify_queued = true;
-    c->refs++;
-    net_loop_wake(&lp->nl, &c->wake);
-}
-
-static void on_conn_close(uv_handle_t *h)
-{
-    struct cn_conn *c = h->data;
-    struct cn_loop *lp = c->lp;
-
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        lp->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    atomic_fetch_sub(&lp->s->nconns, 1);
-    conn_unref(c);
-}
-
-/* Close the socket now; a worker still on the request sees CAIRN_EUNREACH. */
-static void conn_close(struct cn_conn *c)
-{
-    if (c->closed)
-        return;
-    pthread_mutex_lock(&c->mu);
-    c->closed = true;
-    c->gone = true;
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    c->reading = false;
-    uv_close((uv_handle_t *)&c->tcp, on_conn_close);
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    struct cn_conn *c = req->data;
-
-    if (status < 0)
-        conn_close(c);
-}
-
-static void update_reading(struct cn_conn *c);
 
 /* Close after the last response: FIN first, then drain the client's input for a while. */
-static void conn_linger(struct cn_conn *c)
+static void conn_linger(struct http_conn *c)
 {
-    if (atomic_load(&c->lp->s->stopping)) {
-        conn_close(c);
-        return;
-    }
     c->state = C_LINGER;
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     c->gone = true;
-    pthread_mutex_unlock(&c->mu);
+    net_conn_unlock(c->nc);
     c->roff = c->rlen = 0;
     c->pend_len = 0;
-    c->linger_until = uv_now(&c->lp->nl.loop) + LINGER_MS;
-    c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown)) {
-        conn_close(c);
-        return;
-    }
-    update_reading(c);
+    net_conn_linger(c->nc, LINGER_MS);
 }
 
 /* ---- reading (loop thread) ---- */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void conn_read(struct net_conn *nc, const char *data, size_t len)
 {
-    struct cn_conn *c = h->data;
+    struct http_conn *c = net_conn_data(nc);
 
-    (void)suggested;
-    if (!c->rbuf)
-        c->rbuf = malloc(RBUF_SIZE);
-    if (!c->rbuf) {
-        buf->base = NULL; /* libuv reports UV_ENOBUFS */
-        buf->len = 0;
-        return;
-    }
-    /* Reads are started only when every byte read before is consumed. */
+    /* Reads are started only when every byte read before is consumed (update_reading()): the
+     * read buffer is the connection's, and this read reused it. */
     assert(c->roff == c->rlen && !c->pend_len);
-    c->roff = c->rlen = 0;
-    buf->base = c->rbuf;
-    buf->len = RBUF_SIZE;
-}
-
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-    struct cn_conn *c = st->data;
-
-    (void)buf;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        /* EOF waiting for a head is the normal end; mid-body the client is gone; while
-         * lingering it is what we waited for. */
-        conn_close(c);
-        return;
-    }
-    c->last_rx = uv_now(&c->lp->nl.loop);
-    if (c->state == C_LINGER)
-        return; /* discarded */
+    c->in = data;
     c->roff = 0;
-    c->rlen = (size_t)nread;
+    c->rlen = len;
     conn_run(c);
 }
 
-static void update_reading(struct cn_conn *c)
+static void update_reading(struct http_conn *c)
 {
     bool want = false;
-    int rc;
 
-    if (c->closed)
-        return;
     switch (c->state) {
     case C_HEAD:
         want = c->roff == c->rlen;
@@ -518,23 +214,12 @@ static void update_reading(struct cn_conn *c)
         want = true;
         break;
     }
-    if (want && !c->reading) {
-        rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-        if (rc) {
-            conn_close(c);
-            return;
-        }
-        c->reading = true;
-        c->last_rx = uv_now(&c->lp->nl.loop); /* time spent paused is not the client's */
-    } else if (!want && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = false;
-    }
+    net_conn_read(c->nc, want);
 }
 
 /* Copy pending body bytes into the ring.  Returns false if the ring is full (the loop then
  * waits for the worker to drain it). */
-static bool push_body(struct cn_conn *c)
+static bool push_body(struct http_conn *c)
 {
     while (c->pend_len) {
         size_t cap, wpos, n;
@@ -543,24 +228,24 @@ static bool push_body(struct cn_conn *c)
             c->pend_len = 0;
             break;
         }
-        pthread_mutex_lock(&c->mu);
+        net_conn_lock(c->nc);
         cap = c->ring_cap;
         if (c->ring_len == cap) {
             c->loop_waiting = true;
-            pthread_mutex_unlock(&c->mu);
+            net_conn_unlock(c->nc);
             return false;
         }
         wpos = (c->ring_rpos + c->ring_len) % cap;
         n = CAIRN_MIN(c->pend_len, cap - c->ring_len);
         n = CAIRN_MIN(n, cap - wpos);
-        pthread_mutex_unlock(&c->mu);
+        net_conn_unlock(c->nc);
         /* The worker only reads the filled part, so the free part is ours without the lock. */
         memcpy(c->ring + wpos, c->pend, n);
-        pthread_mutex_lock(&c->mu);
+        net_conn_lock(c->nc);
         c->ring_len += n;
         if (c->worker_waiting)
             pthread_cond_signal(&c->cv);
-        pthread_mutex_unlock(&c->mu);
+        net_conn_unlock(c->nc);
         c->pend += n;
         c->pend_len -= n;
     }
@@ -610,8 +295,8 @@ static int copy_head(struct http_req *r, const struct http_request *h)
     return 0;
 }
 
-/* Append a chunk to the output queue (c->mu held). */
-static void out_append_locked(struct cn_conn *c, struct out_chunk *o)
+/* Append a chunk to the output queue (the connection's lock held). */
+static void out_append_locked(struct http_conn *c, struct http_out *o)
 {
     if (c->out_tail)
         c->out_tail->next = o;
@@ -622,13 +307,14 @@ static void out_append_locked(struct cn_conn *c, struct out_chunk *o)
 }
 
 /* The loop answers a bad head itself, then closes. */
-static void error_reply(struct cn_conn *c, int status, const char *why)
+static void error_reply(struct http_conn *c, int status, const char *why)
 {
-    const struct http_server_app *app = &c->lp->s->app;
-    struct head_spec hs = {.status = status, .framing = F_LENGTH, .close = true};
+    const struct http_server_app *app = &c->s->app;
+    struct http_out_head_spec hs = {
+        .status = status, .framing = HTTP_FRAMING_LENGTH, .close = true};
     char *body = NULL;
     size_t blen = 0;
-    struct out_chunk *o;
+    struct http_out *o;
 
     if (app->error_status)
         hs.status = app->error_status(app->app, status);
@@ -637,30 +323,31 @@ static void error_reply(struct cn_conn *c, int status, const char *why)
     if (!hs.ctype || !body)
         blen = 0;
     hs.length = (int64_t)blen;
-    o = head_chunk(&hs, blen);
+    o = http_out_head(&hs, blen);
     if (o && blen) {
         memcpy(o->data + o->len, body, blen);
         o->len += blen;
     }
     free(body);
     c->state = C_REQ;
+    net_conn_set_timeout(c->nc, 0);
     c->input_off = true;
     c->msg_done = false;
     c->req_cl = -1;
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     c->worker_done = true; /* no worker: the request is ours */
     c->close_after = true;
     if (o)
         out_append_locked(c, o);
     else
         c->gone = true;
-    pthread_mutex_unlock(&c->mu);
+    net_conn_unlock(c->nc);
 }
 
 /* A request head is complete: hand the request to the workers. */
-static void dispatch(struct cn_conn *c)
+static void dispatch(struct http_conn *c)
 {
-    struct http_server *s = c->lp->s;
+    struct http_server *s = c->s;
     const struct http_request *h = http_parser_request(c->parser);
     bool nobody = !h->chunked && h->content_length <= 0;
     size_t cap = 0;
@@ -682,6 +369,7 @@ static void dispatch(struct cn_conn *c)
         }
     }
     c->state = C_REQ;
+    net_conn_set_timeout(c->nc, 0); /* the head came in time; the body has its own clock */
     c->msg_done = false;
     c->input_off = false;
     c->discarding = false;
@@ -693,7 +381,7 @@ static void dispatch(struct cn_conn *c)
     c->req.left = 0;
     c->req.body_read = 0;
 
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     c->ring = ring;
     c->ring_cap = cap;
     c->ring_rpos = c->ring_len = 0;
@@ -705,42 +393,33 @@ static void dispatch(struct cn_conn *c)
     /* Some clients (botocore) misread the next response on the connection if an empty body
      * announced with Expect got no "100 Continue"; a read sends it (see http_req_read). */
     c->expect_empty = h->expect_continue && h->version_minor >= 1 && nobody;
-    c->refs++; /* the worker's */
-    pthread_mutex_unlock(&c->mu);
-
-    pthread_mutex_lock(&s->mu);
-    c->qnext = NULL;
-    if (s->q_tail)
-        s->q_tail->qnext = c;
-    else
-        s->q_head = c;
-    s->q_tail = c;
-    pthread_cond_signal(&s->qcv);
-    pthread_mutex_unlock(&s->mu);
+    net_conn_unlock(c->nc);
+    net_conn_ref(c->nc); /* the worker's, dropped in request_done() */
+    net_conn_queue(c->nc, &c->work);
 }
 
-static void parse_error(struct cn_conn *c)
+static void parse_error(struct http_conn *c)
 {
     int status = http_parser_error_status(c->parser);
     const char *why = http_parser_error_reason(c->parser);
 
     if (c->state == C_HEAD) {
-        log_debug(TAG, "%s: bad request head: %d %s", c->peer, status, why);
+        log_debug(TAG, "%s: bad request head: %d %s", net_conn_peer_str(c->nc), status, why);
         error_reply(c, status, why);
         return;
     }
     /* Bad framing inside the body: the handler sees CAIRN_EPROTO and answers. */
-    log_debug(TAG, "%s: bad request body: %s", c->peer, why);
+    log_debug(TAG, "%s: bad request body: %s", net_conn_peer_str(c->nc), why);
     c->input_off = true;
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     c->body_err = CAIRN_EPROTO;
     c->close_after = true;
     pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
+    net_conn_unlock(c->nc);
 }
 
 /* Feed buffered input to the parser as far as the state allows. */
-static void drive_input(struct cn_conn *c)
+static void drive_input(struct http_conn *c)
 {
     for (;;) {
         const char *body = NULL;
@@ -759,7 +438,7 @@ static void drive_input(struct cn_conn *c)
          * body is reported by the call after its last bytes. */
         if (c->roff == c->rlen && c->state == C_HEAD)
             return;
-        ev = http_parser_feed(c->parser, c->rbuf + c->roff, c->rlen - c->roff, &used, &body, &blen);
+        ev = http_parser_feed(c->parser, c->in + c->roff, c->rlen - c->roff, &used, &body, &blen);
         assert(used <= c->rlen - c->roff);
         c->roff += used;
         switch (ev) {
@@ -775,9 +454,9 @@ static void drive_input(struct cn_conn *c)
             if (c->discarding) {
                 if (blen > c->discard_left) {
                     c->input_off = true;
-                    pthread_mutex_lock(&c->mu);
+                    net_conn_lock(c->nc);
                     c->close_after = true;
-                    pthread_mutex_unlock(&c->mu);
+                    net_conn_unlock(c->nc);
                     return;
                 }
                 c->discard_left -= blen;
@@ -788,11 +467,11 @@ static void drive_input(struct cn_conn *c)
             break;
         case HTTP_EV_DONE:
             c->msg_done = true;
-            pthread_mutex_lock(&c->mu);
+            net_conn_lock(c->nc);
             c->body_eof = true;
             if (c->worker_waiting)
                 pthread_cond_signal(&c->cv);
-            pthread_mutex_unlock(&c->mu);
+            net_conn_unlock(c->nc);
             break;
         case HTTP_EV_ERROR:
             parse_error(c);
@@ -803,46 +482,40 @@ static void drive_input(struct cn_conn *c)
 
 /* ---- writing (loop thread) ---- */
 
-static void on_write(uv_write_t *req, int status)
+static void on_write(struct net_write *w, int status)
 {
-    struct write_batch *b = (struct write_batch *)req;
-    struct cn_conn *c = b->c;
+    struct write_batch *b = NET_CONTAINER_OF(w, struct write_batch, nw);
+    struct http_conn *c = b->c;
 
-    chunks_free(b->chunks);
-    pthread_mutex_lock(&c->mu);
+    (void)status; /* after an error the connection is closed, and conn_run() does nothing */
+    http_out_free(b->chunks);
+    net_conn_lock(c->nc);
     c->out_bytes -= b->bytes;
     c->write_inflight = false;
     if (c->worker_waiting)
         pthread_cond_signal(&c->cv);
-    pthread_mutex_unlock(&c->mu);
+    net_conn_unlock(c->nc);
     free(b);
-    if (status < 0) {
-        log_debug(TAG, "%s: write: %s", c->peer, uv_strerror(status));
-        conn_close(c);
-        return;
-    }
-    c->write_started = uv_now(&c->lp->nl.loop);
     conn_run(c);
 }
 
-/* Send everything queued in one uv_write(); one write in flight at a time. */
-static void flush_output(struct cn_conn *c)
+/* Send everything queued in one write; one write in flight at a time. */
+static void flush_output(struct http_conn *c)
 {
-    struct out_chunk *list, *o;
+    struct http_out *list, *o;
     struct write_batch *b;
     unsigned n = 0, i = 0;
     size_t bytes = 0;
-    int rc;
 
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     if (c->write_inflight || !c->out_head) {
-        pthread_mutex_unlock(&c->mu);
+        net_conn_unlock(c->nc);
         return;
     }
     list = c->out_head;
     c->out_head = c->out_tail = NULL;
     c->write_inflight = true;
-    pthread_mutex_unlock(&c->mu);
+    net_conn_unlock(c->nc);
 
     for (o = list; o; o = o->next) {
         n++;
@@ -850,12 +523,12 @@ static void flush_output(struct cn_conn *c)
     }
     b = malloc(sizeof(*b) + n * sizeof(uv_buf_t));
     if (!b) {
-        chunks_free(list);
-        pthread_mutex_lock(&c->mu);
+        http_out_free(list);
+        net_conn_lock(c->nc);
         c->out_bytes -= bytes;
         c->write_inflight = false;
-        pthread_mutex_unlock(&c->mu);
-        conn_close(c);
+        net_conn_unlock(c->nc);
+        net_conn_close(c->nc);
         return;
     }
     b->c = c;
@@ -864,55 +537,50 @@ static void flush_output(struct cn_conn *c)
     b->nbufs = n;
     for (o = list; o; o = o->next)
         b->bufs[i++] = uv_buf_init(o->data, (unsigned)o->len);
-    c->write_started = uv_now(&c->lp->nl.loop);
-    rc = uv_write(&b->req, (uv_stream_t *)&c->tcp, b->bufs, n, on_write);
-    if (rc) {
-        log_debug(TAG, "%s: uv_write: %s", c->peer, uv_strerror(rc));
-        on_write(&b->req, rc);
-    }
+    net_conn_write(c->nc, &b->nw, b->bufs, n, on_write);
 }
 
 /* ---- the connection state machine (loop thread) ---- */
 
-static void request_reset(struct cn_conn *c)
+static void request_reset(struct http_conn *c)
 {
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     free(c->ring);
     c->ring = NULL;
     c->ring_cap = c->ring_rpos = c->ring_len = 0;
     c->loop_waiting = false;
-    pthread_mutex_unlock(&c->mu);
+    net_conn_unlock(c->nc);
     free(c->req.head_mem);
     c->req.head_mem = NULL;
     c->state = C_HEAD;
     c->pend_len = 0;
     c->msg_done = c->input_off = c->discarding = false;
-    c->head_since = uv_now(&c->lp->nl.loop);
+    net_conn_set_timeout(c->nc, c->s->idle_ms); /* the whole head within idle_ms */
 }
 
 /* What follows once the worker is done with the request.  Returns true if the connection
  * moved on and its input should be driven again. */
-static bool request_step(struct cn_conn *c)
+static bool request_step(struct http_conn *c)
 {
     bool done, flushed, close_after, gone;
 
     if (c->state != C_REQ)
         return false;
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     done = c->worker_done;
     flushed = !c->out_head && !c->write_inflight;
     close_after = c->close_after;
     gone = c->gone;
-    pthread_mutex_unlock(&c->mu);
+    net_conn_unlock(c->nc);
     if (!done)
         return false;
     if (!c->msg_done && !c->input_off && !c->discarding) {
         /* The handler left body unread: discard a little of it to keep the connection. */
         if (c->req_cl >= 0 && (uint64_t)c->req_cl - c->body_rx > HTTP_SERVER_MAX_DISCARD) {
             c->input_off = true;
-            pthread_mutex_lock(&c->mu);
+            net_conn_lock(c->nc);
             c->close_after = close_after = true;
-            pthread_mutex_unlock(&c->mu);
+            net_conn_unlock(c->nc);
         } else {
             c->discarding = true;
             c->discard_left = HTTP_SERVER_MAX_DISCARD;
@@ -922,11 +590,10 @@ static bool request_step(struct cn_conn *c)
     if (!flushed)
         return false;
     if (gone) {
-        conn_close(c);
+        net_conn_close(c->nc);
         return false;
     }
-    if (close_after || c->input_off || !c->req.head.keep_alive ||
-        atomic_load(&c->lp->s->stopping)) {
+    if (close_after || c->input_off || !c->req.head.keep_alive || net_conn_stopping(c->nc)) {
         conn_linger(c);
         return false;
     }
@@ -937,16 +604,16 @@ static bool request_step(struct cn_conn *c)
 }
 
 /* The one place that advances a connection: after a read, a write, or a worker's notice. */
-static void conn_run(struct cn_conn *c)
+static void conn_run(struct http_conn *c)
 {
     for (;;) {
-        if (c->closed)
+        if (net_conn_closed(c->nc))
             return;
         drive_input(c);
-        if (c->closed)
+        if (net_conn_closed(c->nc))
             return;
         flush_output(c);
-        if (c->closed)
+        if (net_conn_closed(c->nc))
             return;
         if (!request_step(c))
             break;
@@ -954,294 +621,96 @@ static void conn_run(struct cn_conn *c)
     update_reading(c);
 }
 
-static void conn_sweep(struct cn_conn *c, uint64_t now)
+/* The body timeout: in C_REQ the loop waits for body bytes that do not come.  (A head that
+ * does not come in time, the end of a linger and a send that makes no progress are net's
+ * timeouts.) */
+static void conn_sweep(struct net_conn *nc, uint64_t now)
 {
-    struct http_server *s = c->lp->s;
-    bool inflight, done;
+    struct http_conn *c = net_conn_data(nc);
+    bool done;
 
-    switch (c->state) {
-    case C_HEAD:
-        if (now - c->head_since >= s->idle_ms)
-            conn_close(c);
+    if (c->state != C_REQ || !net_conn_reading(nc) || now - net_conn_last_rx(nc) < c->s->body_ms)
         return;
-    case C_LINGER:
-        if (now >= c->linger_until)
-            conn_close(c);
-        return;
-    case C_REQ:
-        break;
-    }
-    pthread_mutex_lock(&c->mu);
-    inflight = c->write_inflight;
+    log_debug(TAG, "%s: body timed out", net_conn_peer_str(nc));
+    net_conn_lock(nc);
     done = c->worker_done;
-    pthread_mutex_unlock(&c->mu);
-    if (inflight && now - c->write_started >= s->body_ms) {
-        log_debug(TAG, "%s: send timed out", c->peer);
-        conn_close(c);
+    net_conn_unlock(nc);
+    if (done) {
+        net_conn_close(nc);
         return;
     }
-    if (c->reading && now - c->last_rx >= s->body_ms) {
-        log_debug(TAG, "%s: body timed out", c->peer);
-        if (done) {
-            conn_close(c);
-            return;
-        }
-        c->input_off = true;
-        pthread_mutex_lock(&c->mu);
-        c->body_err = CAIRN_ETIMEDOUT;
-        c->close_after = true;
-        pthread_cond_broadcast(&c->cv);
-        pthread_mutex_unlock(&c->mu);
-        update_reading(c);
-    }
-}
-
-/* ---- loops ---- */
-
-static void loop_sweep(struct net_loop *nl)
-{
-    struct cn_loop *lp = NET_CONTAINER_OF(nl, struct cn_loop, nl);
-    uint64_t now = uv_now(&nl->loop);
-    struct cn_conn *c, *next;
-
-    for (c = lp->conns; c; c = next) {
-        next = c->next;
-        if (!c->closed)
-            conn_sweep(c, now);
-    }
-}
-
-/* Accept and close at once: the connection limit is reached, or we are stopping. */
-static void reject(struct cn_loop *lp, uv_stream_t *server)
-{
-    if (net_reject(&lp->nl.loop, server))
-        log_error(TAG, "out of memory refusing a connection");
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-    struct cn_loop *lp = server->data;
-    struct http_server *s = lp->s;
-    struct cn_conn *c;
-
-    if (status < 0) {
-        log_warn(TAG, "accept: %s", uv_strerror(status));
-        return;
-    }
-    if (atomic_load(&s->stopping)) {
-        reject(lp, server);
-        return;
-    }
-    if (atomic_fetch_add(&s->nconns, 1) >= s->max_conns) {
-        atomic_fetch_sub(&s->nconns, 1);
-        log_debug(TAG, "refusing a connection (limit %u)", s->max_conns);
-        reject(lp, server);
-        return;
-    }
-    c = calloc(1, sizeof(*c));
-    if (c)
-        c->parser = http_parser_create();
-    if (!c || !c->parser) {
-        free(c);
-        atomic_fetch_sub(&s->nconns, 1);
-        reject(lp, server);
-        return;
-    }
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-    c->refs = 1; /* the loop's, until the close callback */
-    c->lp = lp;
-    c->state = C_HEAD;
-    c->req.c = c;
-    uv_tcp_init(&lp->nl.loop, &c->tcp);
-    c->tcp.data = c;
-    c->next = lp->conns;
-    if (lp->conns)
-        lp->conns->prev = c;
-    lp->conns = c;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
-        conn_close(c);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    net_peer_name(&c->tcp, NULL, c->peer);
-    c->head_since = uv_now(&lp->nl.loop);
+    c->input_off = true;
+    net_conn_lock(nc);
+    c->body_err = CAIRN_ETIMEDOUT;
+    c->close_after = true;
+    pthread_cond_broadcast(&c->cv);
+    net_conn_unlock(nc);
     update_reading(c);
 }
 
-/* The first step of stopping: no more connections, and those open are closed. */
-static void loop_close_all(struct net_loop *nl)
+/* A worker needs the loop to act on this connection. */
+static void conn_wake(struct net_conn *nc)
 {
-    struct cn_loop *lp = NET_CONTAINER_OF(nl, struct cn_loop, nl);
-    struct http_server *s = lp->s;
-    struct cn_conn *c, *next;
-
-    if (!uv_is_closing((uv_handle_t *)&lp->listener))
-        uv_close((uv_handle_t *)&lp->listener, NULL);
-    for (c = lp->conns; c; c = next) {
-        next = c->next;
-        conn_close(c);
-    }
-    pthread_mutex_lock(&s->mu);
-    s->loops_closed++;
-    pthread_cond_broadcast(&s->scv);
-    pthread_mutex_unlock(&s->mu);
+    conn_run(net_conn_data(nc));
 }
 
-/* A worker needs the loop to act on this connection (conn_notify_locked()). */
-static void loop_wake(struct net_loop *nl, struct net_wake *w)
-{
-    struct cn_conn *c = NET_CONTAINER_OF(w, struct cn_conn, wake);
-
-    (void)nl;
-    pthread_mutex_lock(&c->mu);
-    c->notify_queued = false;
-    pthread_mutex_unlock(&c->mu);
-    conn_run(c);
-    conn_unref(c); /* the wake list's */
-}
-
-static const struct net_loop_ops loop_ops = {
-    .wake = loop_wake,
-    .sweep = loop_sweep,
-    .close = loop_close_all,
+static const struct net_conn_ops conn_ops = {
+    .size = sizeof(struct http_conn),
+    .open = conn_open,
+    .read = conn_read,
+    .wake = conn_wake,
+    .sweep = conn_sweep,
+    .close = conn_close,
+    .free = conn_free,
 };
 
-static int loop_init(struct http_server *s, struct cn_loop *lp, struct sockaddr_storage *addr,
-                     socklen_t alen)
-{
-    int rc;
-
-    lp->s = s;
-    rc = net_loop_init(&lp->nl, &loop_ops, CAIRN_MIN(s->idle_ms, s->body_ms));
-    if (rc)
-        return rc;
-    uv_tcp_init(&lp->nl.loop, &lp->listener);
-    lp->listener.data = lp;
-    lp->listener_inited = true;
-    return net_listen(&lp->listener, addr, alen, &s->port, on_connection);
-}
-
-/* ---- workers ---- */
+/* ---- the worker pool's hook ---- */
 
 static int reply_error(struct http_req *r, int status);
 
 /* After the handler returned: make sure the client got an answer, then let the loop go on. */
-static void request_done(struct cn_conn *c)
+static void request_done(struct http_conn *c)
 {
     struct http_req *r = &c->req;
 
     if (!r->responded) {
-        pthread_mutex_lock(&c->mu);
+        net_conn_lock(c->nc);
         c->close_after = true;
-        pthread_mutex_unlock(&c->mu);
+        net_conn_unlock(c->nc);
         reply_error(r, 500);
     } else if (!r->finished) {
         /* A response cut short: only closing tells the client. */
-        pthread_mutex_lock(&c->mu);
+        net_conn_lock(c->nc);
         c->close_after = true;
-        pthread_mutex_unlock(&c->mu);
+        net_conn_unlock(c->nc);
     }
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     c->worker_done = true;
-    conn_notify_locked(c);
-    pthread_mutex_unlock(&c->mu);
-    conn_unref(c);
+    net_conn_wake_locked(c->nc);
+    net_conn_unlock(c->nc);
+    net_conn_unref(c->nc);
 }
 
-static void *worker_main(void *arg)
+static void worker_run(void *app, void *wstate, struct net_work *w)
 {
-    struct cn_worker *w = arg;
-    struct http_server *s = w->s;
-    void *ws = NULL;
-    bool ok = true;
-    struct cn_conn *c;
+    struct http_conn *c = NET_CONTAINER_OF(w, struct http_conn, work);
 
-    if (s->app.worker_init) {
-        ws = s->app.worker_init(s->app.app, w->idx);
-        ok = ws != NULL;
-    }
-    pthread_mutex_lock(&s->mu);
-    s->inits_done++;
-    if (!ok)
-        s->inits_failed++;
-    pthread_cond_broadcast(&s->scv);
-    pthread_mutex_unlock(&s->mu);
-    if (!ok)
-        return NULL;
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        while (!s->q_head && !s->quit)
-            pthread_cond_wait(&s->qcv, &s->mu);
-        c = s->q_head;
-        if (c) {
-            s->q_head = c->qnext;
-            if (!s->q_head)
-                s->q_tail = NULL;
-        }
-        pthread_mutex_unlock(&s->mu);
-        if (!c)
-            break;
-        s->app.handle(s->app.app, ws, &c->req);
-        request_done(c);
-    }
-    if (s->app.worker_fini)
-        s->app.worker_fini(s->app.app, ws);
-    return NULL;
+    c->s->app.handle(app, wstate, &c->req);
+    request_done(c);
 }
 
 /* ---- start and stop ---- */
 
-static void server_teardown(struct http_server *s)
-{
-    unsigned started = 0;
-
-    atomic_store(&s->stopping, true);
-    /* 1: the loops close their listeners and connections, failing every blocked handler. */
-    for (unsigned i = 0; i < s->nloops; i++)
-        if (net_loop_close(&s->loops[i].nl))
-            started++;
-    pthread_mutex_lock(&s->mu);
-    while (s->loops_closed < started)
-        pthread_cond_wait(&s->scv, &s->mu);
-    /* 2: the workers finish what they hold (queued requests fail fast) and exit. */
-    s->quit = true;
-    pthread_cond_broadcast(&s->qcv);
-    pthread_mutex_unlock(&s->mu);
-    for (unsigned i = 0; i < s->workers_started; i++)
-        pthread_join(s->workers[i].thread, NULL);
-    /* 3: no thread can notify a loop any more: close the loops' own handles. */
-    for (unsigned i = 0; i < s->nloops; i++) {
-        struct cn_loop *lp = &s->loops[i];
-
-        /* never ran: loop_close_all() did not close the listener */
-        if (!net_loop_started(&lp->nl) && lp->listener_inited)
-            uv_close((uv_handle_t *)&lp->listener, NULL);
-        if (net_loop_fini(&lp->nl))
-            log_error(TAG, "loop %u: handles left open at stop", i);
-    }
-    assert(atomic_load(&s->nconns) == 0);
-    pthread_cond_destroy(&s->scv);
-    pthread_cond_destroy(&s->qcv);
-    pthread_mutex_destroy(&s->mu);
-    free(s->workers);
-    free(s->loops);
-    free(s);
-}
-
 int http_server_start(const struct http_server_config *cfg, const struct http_server_app *app,
-                    struct http_server **out)
+                      struct http_server **out)
 {
-    struct sockaddr_storage addr;
-    socklen_t alen;
+    struct net_server_config ncfg = {
+        .nports = 1, .read_size = RBUF_SIZE, .read_per_conn = true, .log_tag = TAG};
     struct http_server *s;
     int rc, saved_errno;
 
-    if (!cfg || !app || !app->handle || !out || cfg->port > 65535)
+    if (!cfg || !app || !app->handle || !out)
         return CAIRN_EINVAL;
-    rc = net_resolve(cfg->host, cfg->port, &addr, &alen);
-    if (rc)
-        return rc;
     s = calloc(1, sizeof(*s));
     if (!s)
         return CAIRN_ENOMEM;
@@ -1249,73 +718,39 @@ int http_server_start(const struct http_server_config *cfg, const struct http_se
     s->window = cfg->body_window ? cfg->body_window : HTTP_SERVER_DEFAULT_WINDOW;
     s->idle_ms = cfg->idle_ms ? cfg->idle_ms : HTTP_SERVER_IDLE_MS;
     s->body_ms = cfg->body_ms ? cfg->body_ms : HTTP_SERVER_BODY_MS;
-    s->max_conns = cfg->max_conns ? cfg->max_conns : HTTP_SERVER_MAX_CONNS;
-    s->port = cfg->port;
-    s->nloops = net_loop_count(cfg->loops);
-    s->nworkers = cfg->workers ? cfg->workers : DEFAULT_WORKERS;
-    atomic_init(&s->nconns, 0);
-    atomic_init(&s->stopping, false);
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->qcv, NULL);
-    pthread_cond_init(&s->scv, NULL);
-    s->loops = calloc(s->nloops, sizeof(*s->loops));
-    s->workers = calloc(s->nworkers, sizeof(*s->workers));
-    if (!s->loops || !s->workers) {
-        rc = CAIRN_ENOMEM;
-        goto err;
+    /* The application's worker hooks are the pool's as they are; the pool's arg is app->app. */
+    s->pool_ops = (struct net_pool_ops){
+        .worker_init = app->worker_init, .worker_fini = app->worker_fini, .run = worker_run};
+    ncfg.host = cfg->host;
+    ncfg.ports[0] = cfg->port;
+    ncfg.loops = cfg->loops;
+    ncfg.workers = cfg->workers ? cfg->workers : DEFAULT_WORKERS;
+    ncfg.max_conns = cfg->max_conns ? cfg->max_conns : HTTP_SERVER_MAX_CONNS;
+    ncfg.tick_ms = CAIRN_MIN(s->idle_ms, s->body_ms);
+    ncfg.send_ms = s->body_ms;
+    rc = net_server_start(&ncfg, &conn_ops, s, &s->pool_ops, s->app.app, &s->net);
+    if (rc) {
+        saved_errno = errno; /* a bind's, for the caller */
+        free(s);
+        errno = saved_errno;
+        return rc;
     }
-    for (unsigned i = 0; i < s->nloops; i++) {
-        s->loops[i].idx = i;
-        rc = loop_init(s, &s->loops[i], &addr, alen);
-        if (rc) {
-            log_error(TAG, "listen on %s:%u: %s", cfg->host ? cfg->host : "*", cfg->port,
-                      strerror(errno));
-            goto err;
-        }
-    }
-    for (unsigned i = 0; i < s->nworkers; i++) {
-        s->workers[i].s = s;
-        s->workers[i].idx = i;
-        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i])) {
-            rc = CAIRN_ENOMEM;
-            break;
-        }
-        s->workers_started++;
-    }
-    pthread_mutex_lock(&s->mu);
-    while (s->inits_done < s->workers_started)
-        pthread_cond_wait(&s->scv, &s->mu);
-    if (s->inits_failed && !rc)
-        rc = CAIRN_EIO;
-    pthread_mutex_unlock(&s->mu);
-    if (rc)
-        goto err;
-    for (unsigned i = 0; i < s->nloops; i++) {
-        rc = net_loop_start(&s->loops[i].nl);
-        if (rc)
-            goto err;
-    }
-    log_info(TAG, "listening on %s:%u (%u loops, %u workers, window %zu)",
-             cfg->host ? cfg->host : "*", s->port, s->nloops, s->nworkers, s->window);
+    log_debug(TAG, "body window %zu bytes", s->window);
     *out = s;
     return 0;
-
-err:
-    saved_errno = errno; /* bind's, for the caller */
-    server_teardown(s);
-    errno = saved_errno;
-    return rc;
 }
 
 unsigned http_server_port(const struct http_server *s)
 {
-    return s->port;
+    return net_server_port(s->net, 0);
 }
 
 void http_server_stop(struct http_server *s)
 {
-    if (s)
-        server_teardown(s);
+    if (!s)
+        return;
+    net_server_stop(s->net);
+    free(s);
 }
 
 /* ---- the handler's side (worker thread) ---- */
@@ -1327,20 +762,20 @@ const struct http_request *http_req_http(const struct http_req *r)
 
 const char *http_req_peer(const struct http_req *r)
 {
-    return r->c->peer;
+    return net_conn_peer_str(r->c->nc);
 }
 
-/* Copy bytes into the output queue (c->mu held, the window already checked): into the tail
- * chunk if it has room, else a new chunk. */
-static int queue_small_locked(struct cn_conn *c, const char *pre, size_t prelen, const char *data,
+/* Copy bytes into the output queue (the connection's lock held, the window already checked): into
+ * the tail chunk if it has room, else a new chunk. */
+static int queue_small_locked(struct http_conn *c, const char *pre, size_t prelen, const char *data,
                               size_t len, const char *post, size_t postlen)
 {
     size_t need = prelen + len + postlen;
-    struct out_chunk *t = c->out_tail;
+    struct http_out *t = c->out_tail;
     char *p;
 
     if (!t || t->cap - t->len < need) {
-        t = chunk_new(CAIRN_MAX(need, OUT_SMALL));
+        t = http_out_new(CAIRN_MAX(need, OUT_SMALL));
         if (!t)
             return CAIRN_ENOMEM;
         if (c->out_tail)
@@ -1350,22 +785,22 @@ static int queue_small_locked(struct cn_conn *c, const char *pre, size_t prelen,
         c->out_tail = t;
     }
     p = t->data + t->len;
-    p = put(p, pre, prelen);
-    p = put(p, data, len);
-    put(p, post, postlen);
+    p = http_out_put(p, pre, prelen);
+    p = http_out_put(p, data, len);
+    http_out_put(p, post, postlen);
     t->len += need;
     c->out_bytes += need;
     return 0;
 }
 
-/* Wait until need more bytes fit in the output window (c->mu held). */
-static void wait_window_locked(struct cn_conn *c, size_t need)
+/* Wait until need more bytes fit in the output window (the connection's lock held). */
+static void wait_window_locked(struct http_conn *c, size_t need)
 {
-    size_t window = c->lp->s->window;
+    size_t window = c->s->window;
 
     while (!c->gone && c->out_bytes && c->out_bytes + need > window) {
         c->worker_waiting = true;
-        pthread_cond_wait(&c->cv, &c->mu);
+        net_conn_wait(c->nc, &c->cv);
         c->worker_waiting = false;
     }
 }
@@ -1373,18 +808,18 @@ static void wait_window_locked(struct cn_conn *c, size_t need)
 ssize_t http_req_read(struct http_req *r, void *buf, size_t len)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    struct cn_conn *c = r->c;
+    struct http_conn *c = r->c;
     char *dst = buf;
     size_t got = 0, cap, rpos, avail, n;
     int rc;
 
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     if (((c->expect_continue && !c->body_eof) || c->expect_empty) && !c->continue_sent &&
         !r->responded && !c->gone) {
         c->continue_sent = true;
         if (queue_small_locked(c, cont, sizeof(cont) - 1, NULL, 0, NULL, 0) == 0 &&
             !c->write_inflight)
-            conn_notify_locked(c);
+            net_conn_wake_locked(c->nc);
     }
     for (;;) {
         if (c->gone) {
@@ -1402,13 +837,13 @@ ssize_t http_req_read(struct http_req *r, void *buf, size_t len)
             goto out_unlock;
         }
         c->worker_waiting = true;
-        pthread_cond_wait(&c->cv, &c->mu);
+        net_conn_wait(c->nc, &c->cv);
         c->worker_waiting = false;
     }
     cap = c->ring_cap;
     rpos = c->ring_rpos;
     avail = CAIRN_MIN(len, c->ring_len);
-    pthread_mutex_unlock(&c->mu);
+    net_conn_unlock(c->nc);
     /* The loop only writes the free part of the ring: the filled part is ours. */
     while (got < avail) {
         n = CAIRN_MIN(avail - got, cap - rpos);
@@ -1416,19 +851,19 @@ ssize_t http_req_read(struct http_req *r, void *buf, size_t len)
         got += n;
         rpos = (rpos + n) % cap;
     }
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     c->ring_rpos = rpos;
     c->ring_len -= got;
     if (c->loop_waiting && (c->ring_len == 0 || cap - c->ring_len >= cap / 2)) {
         c->loop_waiting = false;
-        conn_notify_locked(c);
+        net_conn_wake_locked(c->nc);
     }
-    pthread_mutex_unlock(&c->mu);
+    net_conn_unlock(c->nc);
     r->body_read += got;
     return (ssize_t)got;
 
 out_unlock:
-    pthread_mutex_unlock(&c->mu);
+    net_conn_unlock(c->nc);
     return rc;
 }
 
@@ -1454,80 +889,81 @@ static int respond(struct http_req *r, int status, const struct http_header *hea
                    unsigned nheaders, const char *ctype, int64_t content_length, bool notify,
                    bool refusing)
 {
-    struct cn_conn *c = r->c;
+    struct http_conn *c = r->c;
     const struct http_request *h = &r->head;
-    struct head_spec hs = {
+    struct http_out_head_spec hs = {
         .status = status, .headers = headers, .nheaders = nheaders, .ctype = ctype};
-    struct out_chunk *o;
+    struct http_out *o;
     size_t room;
 
     if (status < 200 || status > 999 || content_length < -1 || (nheaders && !headers) ||
         r->responded)
         return CAIRN_EINVAL;
     for (unsigned i = 0; i < nheaders; i++)
-        if (!valid_header(&headers[i]))
+        if (!http_out_header_ok(&headers[i]))
             return CAIRN_EINVAL;
     r->bodyless = h->method == HTTP_HEAD || status == 204 || status == 304;
     if (status == 204 || status == 304)
-        hs.framing = F_NONE; /* a 304's length would have to be the 200's: leave it out */
+        hs.framing =
+            HTTP_FRAMING_NONE; /* a 304's length would have to be the 200's: leave it out */
     else if (content_length >= 0)
-        hs.framing = F_LENGTH;
+        hs.framing = HTTP_FRAMING_LENGTH;
     else
-        hs.framing = F_CHUNKED;
+        hs.framing = HTTP_FRAMING_CHUNKED;
     hs.length = content_length;
-    r->chunked = hs.framing == F_CHUNKED && !r->bodyless;
-    r->left = hs.framing == F_LENGTH && !r->bodyless ? content_length : 0;
+    r->chunked = hs.framing == HTTP_FRAMING_CHUNKED && !r->bodyless;
+    r->left = hs.framing == HTTP_FRAMING_LENGTH && !r->bodyless ? content_length : 0;
     /* Small bodies go into the head's chunk. */
     room = r->bodyless  ? 0
            : r->chunked ? OUT_SMALL
                         : (size_t)CAIRN_MIN(r->left, (int64_t)OUT_SMALL);
 
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     if (c->gone) {
-        pthread_mutex_unlock(&c->mu);
+        net_conn_unlock(c->nc);
         return CAIRN_EUNREACH;
     }
     /* Whether a body left unread will be too much to discard is known only when the handler
      * returns (it may answer first and read after, as a streaming echo does); then the
      * connection closes without a "Connection: close" having been announced. */
-    if (!h->keep_alive || atomic_load(&c->lp->s->stopping) ||
+    if (!h->keep_alive || net_conn_stopping(c->nc) ||
         (c->expect_continue && !c->continue_sent && !c->body_eof) ||
         (refusing && !c->body_eof && h->content_length >= 0 &&
          (uint64_t)h->content_length - r->body_read > HTTP_SERVER_MAX_DISCARD))
         c->close_after = true;
     hs.close = c->close_after;
-    pthread_mutex_unlock(&c->mu);
+    net_conn_unlock(c->nc);
     hs.keepalive10 = !hs.close && h->version_minor == 0;
 
-    o = head_chunk(&hs, room);
+    o = http_out_head(&hs, room);
     if (!o)
         return CAIRN_ENOMEM;
     r->responded = true;
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     if (c->gone) {
-        pthread_mutex_unlock(&c->mu);
+        net_conn_unlock(c->nc);
         free(o);
         return CAIRN_EUNREACH;
     }
     out_append_locked(c, o);
     if (notify && !c->write_inflight)
-        conn_notify_locked(c);
-    pthread_mutex_unlock(&c->mu);
+        net_conn_wake_locked(c->nc);
+    net_conn_unlock(c->nc);
     return 0;
 }
 
 int http_req_respond(struct http_req *r, int status, const struct http_header *headers,
-                   unsigned nheaders, int64_t content_length)
+                     unsigned nheaders, int64_t content_length)
 {
     return respond(r, status, headers, nheaders, NULL, content_length, true, false);
 }
 
 /* Queue one piece of body (at most out_piece() bytes), with chunked framing if needed. */
-static int queue_piece(struct cn_conn *c, struct http_req *r, const char *data, size_t len)
+static int queue_piece(struct http_conn *c, struct http_req *r, const char *data, size_t len)
 {
     char pre[24];
     size_t prelen = 0, postlen = 0, need;
-    struct out_chunk *o = NULL;
+    struct http_out *o = NULL;
     int rc = 0;
 
     if (r->chunked) {
@@ -1537,7 +973,7 @@ static int queue_piece(struct cn_conn *c, struct http_req *r, const char *data, 
     need = prelen + len + postlen;
     if (len > OUT_COALESCE) {
         /* Copy outside the lock, while the loop sends what is already queued. */
-        o = chunk_new(need);
+        o = http_out_new(need);
         if (!o)
             return CAIRN_ENOMEM;
         memcpy(o->data, pre, prelen);
@@ -1545,7 +981,7 @@ static int queue_piece(struct cn_conn *c, struct http_req *r, const char *data, 
         memcpy(o->data + prelen + len, "\r\n", postlen);
         o->len = need;
     }
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     wait_window_locked(c, need);
     if (c->gone) {
         rc = CAIRN_EUNREACH;
@@ -1556,24 +992,24 @@ static int queue_piece(struct cn_conn *c, struct http_req *r, const char *data, 
         rc = queue_small_locked(c, pre, prelen, data, len, "\r\n", postlen);
     }
     if (!rc && !c->write_inflight)
-        conn_notify_locked(c);
-    pthread_mutex_unlock(&c->mu);
+        net_conn_wake_locked(c->nc);
+    net_conn_unlock(c->nc);
     return rc;
 }
 
 int http_req_write(struct http_req *r, const void *data, size_t len)
 {
-    struct cn_conn *c = r->c;
+    struct http_conn *c = r->c;
     const char *p = data;
-    size_t piece = out_piece(c->lp->s->window);
+    size_t piece = out_piece(c->s->window);
     int rc;
 
     if (!r->responded || r->finished || (len && !data))
         return CAIRN_EINVAL;
     if (r->bodyless || !len) {
-        pthread_mutex_lock(&c->mu);
+        net_conn_lock(c->nc);
         rc = c->gone ? CAIRN_EUNREACH : 0;
-        pthread_mutex_unlock(&c->mu);
+        net_conn_unlock(c->nc);
         return rc;
     }
     if (!r->chunked && (uint64_t)len > (uint64_t)r->left)
@@ -1595,13 +1031,13 @@ int http_req_write(struct http_req *r, const void *data, size_t len)
 int http_req_finish(struct http_req *r)
 {
     static const char last[] = "0\r\n\r\n";
-    struct cn_conn *c = r->c;
+    struct http_conn *c = r->c;
     int rc = 0;
 
     if (!r->responded || r->finished)
         return CAIRN_EINVAL;
     r->finished = true;
-    pthread_mutex_lock(&c->mu);
+    net_conn_lock(c->nc);
     if (c->gone) {
         rc = CAIRN_EUNREACH;
         goto out;
@@ -1609,20 +1045,21 @@ int http_req_finish(struct http_req *r)
     if (r->chunked)
         rc = queue_small_locked(c, last, sizeof(last) - 1, NULL, 0, NULL, 0);
     else if (r->left > 0) {
-        log_warn(TAG, "%s: response short by %lld bytes; closing", c->peer, (long long)r->left);
+        log_warn(TAG, "%s: response short by %lld bytes; closing", net_conn_peer_str(c->nc),
+                 (long long)r->left);
         c->close_after = true;
     }
     if (rc)
         c->close_after = true;
     if (!c->write_inflight)
-        conn_notify_locked(c);
+        net_conn_wake_locked(c->nc);
 out:
-    pthread_mutex_unlock(&c->mu);
+    net_conn_unlock(c->nc);
     return rc;
 }
 
-int http_req_reply(struct http_req *r, int status, const struct http_header *headers, unsigned nheaders,
-                 const void *body, size_t len)
+int http_req_reply(struct http_req *r, int status, const struct http_header *headers,
+                   unsigned nheaders, const void *body, size_t len)
 {
     int rc = respond(r, status, headers, nheaders, NULL, (int64_t)len, false, true);
 
@@ -1635,15 +1072,15 @@ int http_req_reply(struct http_req *r, int status, const struct http_header *hea
 
 void http_req_close_after(struct http_req *r)
 {
-    pthread_mutex_lock(&r->c->mu);
+    net_conn_lock(r->c->nc);
     r->c->close_after = true;
-    pthread_mutex_unlock(&r->c->mu);
+    net_conn_unlock(r->c->nc);
 }
 
 /* The server's own answer for a handler that did not give one. */
 static int reply_error(struct http_req *r, int status)
 {
-    const struct http_server_app *app = &r->c->lp->s->app;
+    const struct http_server_app *app = &r->c->s->app;
     const char *ctype = NULL;
     char *body = NULL;
     size_t len = 0;

@@ -1,6 +1,5 @@
 /*
- * netloop.c - the loop and socket plumbing under the C-node's HTTP and RPC servers (see
- * netloop.h).
+ * loop.c - the loop and socket plumbing under the C-node's servers (see loop.h).
  *
  * Listening sockets are created by hand rather than with uv_tcp_bind(): libuv 1.44 has no flag
  * for SO_REUSEPORT on Linux (UV_TCP_REUSEPORT came in 1.49), and every loop needs its own
@@ -82,7 +81,7 @@ static int bound_socket(const struct sockaddr *addr, socklen_t alen, int *out)
 }
 
 int net_listen(uv_tcp_t *tcp, struct sockaddr_storage *addr, socklen_t alen, unsigned *port,
-              uv_connection_cb on_connection)
+               uv_connection_cb on_connection)
 {
     int fd, rc;
 

@@ -1,14 +1,12 @@
 /*
- * netloop.h - the plumbing the C-node's two TCP front ends share beneath their protocols:
- * the HTTP server (server.c) and the ONC RPC server (rpcsrv.c).
+ * loop.h - the event loop and socket plumbing under the C-node's servers (server.h).
  *
- * Both run the same design: N threads, each with its own libuv loop and its own SO_REUSEPORT
- * listening socket per port, so the kernel spreads connections across loops and no socket
- * moves between threads; worker threads run the blocking handlers and hand work back to a
- * loop through a wake list and uv_async_send().  What is the same in both lives here: the
- * address and listening-socket setup, and the loop object (thread, wake list, shutdown, sweep
- * timer).  What the protocols do with a connection, and their worker pools (they stop in
- * different ways), stay in their own files.
+ * Every server runs N threads, each with its own libuv loop and its own SO_REUSEPORT listening
+ * socket per port, so the kernel spreads connections across loops and no socket moves between
+ * threads; worker threads run the blocking handlers and hand work back to a loop through a
+ * wake list and uv_async_send().  This file holds the address and listening-socket setup and
+ * the loop object (thread, wake list, shutdown, sweep timer); server.c builds the server from
+ * it, conn.c the connections.
  *
  * Errors are CAIRN_E* codes; CAIRN_EIO from a socket call keeps errno for the caller's log.
  */
@@ -41,7 +39,7 @@ int net_resolve(const char *host, unsigned port, struct sockaddr_storage *ss, so
  * *port is 0 the kernel picks one and it is stored in *port, so that the other loops' sockets,
  * given the same port variable, bind to the same port.  Returns 0 or CAIRN_EIO (errno set). */
 int net_listen(uv_tcp_t *tcp, struct sockaddr_storage *addr, socklen_t alen, unsigned *port,
-              uv_connection_cb on_connection);
+               uv_connection_cb on_connection);
 
 /* Accept a pending connection on server and close it at once (over a limit, or stopping).
  * Returns 0 or CAIRN_ENOMEM (the connection then stays pending). */

@@ -1,5 +1,5 @@
 /*
- * rpc_rm.c - ONC RPC record marking (RFC 5531 section 11): reassemble records from a TCP byte
+ * record.c - ONC RPC record marking (RFC 5531 section 11): reassemble records from a TCP byte
  * stream, one fragment mark at a time.
  *
  * The limit is enforced on the marks, not on the bytes: as soon as a mark announces a fragment

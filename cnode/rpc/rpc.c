@@ -1,6 +1,6 @@
 /*
  * rpc.c - ONC RPC version 2 (RFC 5531) call headers and reply headers (see rpc.h).  Record
- * marking lives in rpc_rm.c.
+ * marking lives in record.c.
  *
  * A call is decoded in one pass over the record with the XDR decoder; nothing is allocated and
  * the arguments are left in place (c->args points into the record).  The outcome tells the

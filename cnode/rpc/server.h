@@ -1,5 +1,5 @@
 /*
- * rpcsrv.h - the C-node's ONC RPC server over TCP: libuv loops for the sockets, worker threads
+ * server.h - the C-node's ONC RPC server over TCP: libuv loops for the sockets, worker threads
  * for the calls (the NFS and MOUNT programs).
  *
  * Design, as for the HTTP front end (server.h): `loops` threads each run a libuv loop with

@@ -1,5 +1,5 @@
 /*
- * s3err.c - the S3 error table (see s3err.h).
+ * err.c - the S3 error table (see err.h).
  *
  * One row per enum s3_err, indexed by the enum itself (designated initializers), so a value
  * added to the enum without a row shows up as a NULL code, which the unit tests catch.  Codes,
@@ -7,7 +7,7 @@
  * the S3 API reference): clients and SDKs dispatch on <Code> and the status, and people search
  * for the message, so the strings stay exactly as S3 words them.  The few rows S3 has no code
  * of its own for (URI too long, a file/directory name clash) reuse the S3 code closest in
- * meaning, as the comments in s3err.h say.
+ * meaning, as the comments in err.h say.
  */
 #include "cnode/s3/err.h"
 

@@ -1,6 +1,6 @@
 /*
- * s3err.h - the S3 head's error space: every S3 error code the C-node answers with, its HTTP
- * status and its default message, in one table (s3err.c).  Project errors (CAIRN_E*) map to
+ * err.h - the S3 head's error space: every S3 error code the C-node answers with, its HTTP
+ * status and its default message, in one table (err.c).  Project errors (CAIRN_E*) map to
  * these in one place, s3_err_from_cairn().
  */
 #ifndef CAIRN_CN_S3ERR_H

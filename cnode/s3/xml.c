@@ -1,5 +1,5 @@
 /*
- * s3xml.c - the XML the S3 head reads and writes (see s3xml.h).
+ * xml.c - the XML the S3 head reads and writes (see xml.h).
  *
  * Output: a growable buffer that latches out-of-memory (every later write is a no-op and the
  * caller checks b->oom once, at the end), plus an escaper.  Escaping is byte-oriented but

@@ -1,5 +1,5 @@
 /*
- * s3xml.h - the XML the S3 head reads and writes.
+ * xml.h - the XML the S3 head reads and writes.
  *
  * Responses are built into a growable buffer with explicit escaping (a response is a few
  * known shapes, so a writer is simpler than a DOM).  Request bodies (CompleteMultipartUpload,

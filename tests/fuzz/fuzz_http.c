@@ -1,5 +1,5 @@
 /*
- * fuzz_http.c - libFuzzer harness for the HTTP/1.1 request parser (cnode/http.c).
+ * fuzz_http.c - libFuzzer harness for the HTTP/1.1 request parser (cnode/http/http.c).
  *
  * The parser is the first code every byte from an S3 client meets.  The first input byte picks
  * the size of the reads (0: everything at once), the rest is the byte stream, fed in pieces as

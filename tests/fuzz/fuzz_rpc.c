@@ -1,5 +1,5 @@
 /*
- * fuzz_rpc.c - libFuzzer harness for ONC RPC record marking (cnode/rpc_rm.c), call decoding
+ * fuzz_rpc.c - libFuzzer harness for ONC RPC record marking (cnode/rpc/record.c), call decoding
  * (cnode/rpc.c) and XDR (cnode/xdr.c).
  *
  * An input whose first byte has its high bit set (as a last-fragment record mark does) is a

@@ -1,5 +1,5 @@
 /*
- * test_server.c - the C-node HTTP server (cnode/server.c) driven over real loopback sockets.
+ * test_server.c - the C-node HTTP server (cnode/http/server.c) driven over real loopback sockets.
  *
  * A test handler routes on the path: /hello, /size?n= (Content-Length body of a known
  * pattern), /chunked?n= (the same, chunked), /sum (reads the body, answers its length and

@@ -1,5 +1,5 @@
 /*
- * test_rpcsrv.c - ONC RPC record marking (cnode/rpc_rm.c) and the RPC server (cnode/rpcsrv.c)
+ * test_server.c - ONC RPC record marking (cnode/rpc/record.c) and the RPC server (cnode/rpc/server.c)
  * over real loopback sockets.
  *
  * The server tests use a toy protocol instead of RPC: a record is one command byte, a 32-bit
