@@ -373,7 +373,8 @@ int fs_list_keys(struct fs_ctx *c, uint64_t bucket, const struct fs_list_query *
     ls->c = c;
     ls->q = q;
     ls->max = q->max;
-    memcpy(ls->after, q->after, q->alen);
+    if (q->alen)
+        memcpy(ls->after, q->after, q->alen);
     ls->alen = q->alen;
     if (ls->max == 0)
         ls->stop = true;

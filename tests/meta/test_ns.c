@@ -174,7 +174,7 @@ Test(ns, mkdir_is_idempotent_and_refuses_a_file)
     cr_assert(ino == d1 && type == CAIRN__FILE_TYPE__FT_DIR);
     cr_assert_eq(meta_inode_get(cl, d1, &in, NULL), 0);
     cr_assert_eq(in->type, CAIRN__FILE_TYPE__FT_DIR);
-    cr_assert_eq(in->mode, META_S3_DIR_MODE, "mode 0 means the S3 default");
+    cr_assert_eq(in->mode, META_DEFAULT_DIR_MODE, "mode 0 means the default");
     cr_assert_eq(in->parent, META_ROOT_INO);
     cr_assert_not(in->explicit_dir, "an implied directory marked explicit");
     cairn__inode__free_unpacked(in, NULL);
