@@ -216,7 +216,7 @@ static void handle_kv_scan(struct dnode *dn, struct tp_req *req, const Cairn__Re
     Cairn__KvScanResult res = CAIRN__KV_SCAN_RESULT__INIT;
     Cairn__KvEntry *ents = NULL, **ptrs = NULL;
     struct dn_kv_scan scan = {0};
-    size_t n;
+    size_t n, cap;
     int rc;
 
     rc = dn_kv_scan(dn->kv, h->shard, h->key.data, h->key.len, h->end_key.data, h->end_key.len,
@@ -240,13 +240,16 @@ static void handle_kv_scan(struct dnode *dn, struct tp_req *req, const Cairn__Re
     }
     res.entries = ptrs;
     res.more = scan.more;
-    /* The result must fit one reply payload: drop entries from the tail and say "more". */
-    for (n = scan.count;; n--) {
+    /* The result must fit one reply payload and the buffer the caller posted for it: drop
+     * entries from the tail and say "more". */
+    cap = CAIRN_MIN(dn->max_payload, h->reply_cap);
+    for (n = scan.count; n > 0; n--) {
         res.n_entries = n;
-        if (cairn__kv_scan_result__get_packed_size(&res) <= dn->max_payload)
+        if (cairn__kv_scan_result__get_packed_size(&res) <= cap)
             break;
         res.more = 1;
     }
+    res.n_entries = n;
     n = cairn__kv_scan_result__pack(&res, tp_req_payload(req));
     resp.status = 0;
     free(ents);

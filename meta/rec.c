@@ -312,8 +312,8 @@ void meta_rec_get_many(struct cl_cluster *cl, struct meta_get *gets, unsigned n)
             if (g->rc != CAIRN_EAGAIN)
                 continue;
             for (unsigned i = 0; i < nset[j]; i++)
-                if (transport_failed(cl, &calls[j][i]))
-                    whole = false;
+                if (transport_failed(cl, &calls[j][i]) || calls[j][i].status == CAIRN_ETOOBIG)
+                    whole = false; /* no answer, or a record larger than the batch buffer */
             if (whole) {
                 g->rc = pick(cl, g->shard, g->key, g->klen, calls[j], nset[j], &g->rec);
                 continue;

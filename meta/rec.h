@@ -36,7 +36,7 @@
 
 #define META_ANY UINT64_MAX      /* put/del: no condition */
 #define META_REC_MAX_KEY 500u    /* bytes (the D-node's KV limit) */
-#define META_REC_MAX_VAL (1u << 20)
+#define META_REC_MAX_VAL ((1u << 20) - 1) /* stored with a liveness byte: the D-node's 1 MiB */
 #define META_SCAN_MAX 1000u      /* entries per replica page */
 
 struct meta_rec {

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -452,6 +453,7 @@ int tp_call(struct tp_ctx *ctx, uint64_t peer, Cairn__Request *req, const void *
 
     req->req_id = c->req_id;
     req->payload_len = payload_len;
+    req->reply_cap = resp_buf ? resp_buf_len : 0;
     req->reply_addr.data = ctx->name;
     req->reply_addr.len = ctx->name_len;
     if (protobuf_c_message_get_packed_size(&req->base) > TP_HDR_SLOT - 8) {
@@ -565,6 +567,15 @@ int tp_reply(struct tp_req *r, Cairn__Response *resp, const void *payload, uint3
 
     if ((payload_len && !payload) || payload_len > ctx->max_payload)
         return CAIRN_ETOOBIG;
+    if (payload_len > r->hdr->reply_cap) {
+        /* Never more than the caller posted: a message larger than the receive it lands in
+         * stalls the connection instead of failing.  It learns how much was needed. */
+        if (!resp->status)
+            resp->status = CAIRN_ETOOBIG;
+        resp->payload_needed = payload_len;
+        payload = NULL;
+        payload_len = 0;
+    }
     resp->req_id = r->hdr->req_id;
     resp->payload_len = payload_len;
     if (protobuf_c_message_get_packed_size(&resp->base) > TP_HDR_SLOT - 8)
@@ -885,6 +896,30 @@ int tp_peer_add(struct tp_ctx *ctx, const char *hostport, uint64_t *peer)
     return rc;
 }
 
+static void rxm_tune_once(void)
+{
+    char v[32];
+
+    snprintf(v, sizeof(v), "%u", TP_HDR_SLOT + TP_MAX_PAYLOAD);
+    setenv("FI_OFI_RXM_EAGER_LIMIT", v, 0);
+}
+
+/* RxM sends a message larger than its eager limit (16 KiB by default) by rendezvous: the
+ * receiver pulls the payload, and the send completes only when it has.  A peer killed after
+ * the request was announced never pulls it, and RxM never fails that send, so the call could
+ * never finish (its receive is cancelled at the deadline, but the send still owns the
+ * caller's buffer).  Over TCP, eager transfers of any size are placed straight into the posted
+ * buffer (dynamic receive buffering), and an eager send completes as soon as the kernel has
+ * the bytes or fails when the connection does, so every message up to the largest frame goes
+ * eager.  RxM reads its settings when the provider first loads: set them before, once per
+ * process, without overriding what an operator exported. */
+static void rxm_tune(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+    pthread_once(&once, rxm_tune_once);
+}
+
 int tp_ctx_create(const struct tp_config *cfg, struct tp_ctx **out)
 {
     struct fi_info *hints = NULL;
@@ -914,6 +949,7 @@ int tp_ctx_create(const struct tp_config *cfg, struct tp_ctx **out)
     prov = cfg->provider ? cfg->provider : getenv("CAIRN_FABRIC_PROVIDER");
     if (!prov || !*prov)
         prov = TP_DEFAULT_PROVIDER;
+    rxm_tune();
 
     hints = fi_allocinfo();
     if (!hints) {

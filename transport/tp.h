@@ -130,7 +130,9 @@ uint32_t tp_req_payload_len(const struct tp_req *req);
  * tp_req_buf(req) at or after TP_HDR_SLOT (zero copy) or elsewhere; it is borrowed until the
  * send completes, which the transport tracks: the caller must not free a foreign payload
  * before done(done_arg) runs (done may be NULL when payload lives in req's buffer).  Consumes
- * req: its buffer is reposted after the send.  Returns 0 or CAIRN_ETOOBIG / CAIRN_EINVAL. */
+ * req: its buffer is reposted after the send.  A payload larger than the buffer the caller
+ * posted for it (the request's reply_cap) is not sent: the answer goes without it, with status
+ * CAIRN_ETOOBIG and payload_needed set.  Returns 0 or CAIRN_ETOOBIG / CAIRN_EINVAL. */
 int tp_reply(struct tp_req *req, Cairn__Response *resp, const void *payload,
              uint32_t payload_len, void (*done)(void *), void *done_arg);
 

@@ -416,8 +416,7 @@ Test(stripe, write_to_a_known_down_node_fails_at_once)
 
 /* The write path when a D-node dies under a view that still thinks it is up: fragments to
  * the others land, the dead one's never answer, the write fails, and the caller deletes what
- * it wrote.  Small (4 KiB) fragments here: with fragments above the fabric's eager size the
- * write never returns (see the disabled test below). */
+ * it wrote.  Small (4 KiB) fragments here; the test below covers large ones. */
 Test(stripe, write_with_a_node_dying_fails_and_can_be_deleted)
 {
     const uint32_t frag = 4096;
@@ -457,18 +456,15 @@ Test(stripe, write_with_a_node_dying_fails_and_can_be_deleted)
 }
 
 /*
- * BUG (transport/tp.c, found by this test): a call whose send never completes never
- * finishes.  Once a view has a connection to a D-node (any earlier call), kill -9 of that
- * D-node leaves every later send above tcp;ofi_rxm's eager limit (16 KiB, header slot
- * included) incomplete: the deadline cancels the receive and sets CAIRN_ETIMEDOUT, but
- * call_maybe_finish() also waits for the send completion, which never comes, so
- * cl_stripe_write() spins in io_drain() forever.  Measured: 4 KiB (the test above), 8 and
- * 12 KiB fragments fail with CAIRN_ETIMEDOUT; 16 KiB, 64 KiB (here) and 1 MiB (the default)
- * hang.  (A 20 KB metadata record put with a dead replica did return: not every large call
- * hangs.)
- * Enable when fixed; the timeout turns the hang into a failure.
+ * A write of fragments above tcp;ofi_rxm's default eager size (16 KiB) to a D-node killed
+ * under a connected view returns an error instead of hanging.  RxM sends such messages by
+ * rendezvous and never completed a rendezvous send whose receiver died: the call's deadline
+ * cancelled its receive, but the call also waits for its send, so cl_stripe_write() spun in
+ * io_drain() forever (this test found it; 16 KiB, 64 KiB and 1 MiB fragments all hung).  The
+ * transport now sends every frame eager (transport/tp.c, rxm_tune), whose send completes or
+ * fails with the connection.  The timeout turns a hang into a failure.
  */
-Test(stripe, write_of_large_fragments_to_a_dying_node_returns, .disabled = true, .timeout = 30)
+Test(stripe, write_of_large_fragments_to_a_dying_node_returns, .timeout = 30)
 {
     const uint64_t len = STRIPE, obj = 4713;
     uint8_t *data = pattern(len, obj);

@@ -307,14 +307,11 @@ Test(rec, limits)
 }
 
 /*
- * BUG (meta/rec.h vs the transport, found by this test): META_REC_MAX_VAL (1 MiB) is not a
- * value meta_rec_put() can store.  The stored value is one liveness byte + the value, so a
- * value of META_REC_MAX_VAL bytes is a 1 MiB + 1 payload: above the transport's default
- * max_payload (1 MiB, also the D-node KV's KV_MAX_VALUE), and the put fails with
- * CAIRN_ETOOBIG although rec.c only refuses len > META_REC_MAX_VAL.  The largest storable
- * value is META_REC_MAX_VAL - 1.  Enable when the limit and the check agree.
+ * The documented limit is a value meta_rec_put() can store.  The stored value is one liveness
+ * byte + the value, so a limit of 1 MiB made a 1 MiB + 1 payload, above the transport's and
+ * the D-node KV's 1 MiB (this test found it): the limit is now 1 MiB - 1.
  */
-Test(rec, largest_documented_value_round_trips, .disabled = true)
+Test(rec, largest_documented_value_round_trips)
 {
     uint8_t *big = malloc(META_REC_MAX_VAL);
     struct meta_rec r;
