@@ -105,7 +105,7 @@ struct nfs_fh {
         }                                                                                          \
     } while (0)
 
-/* ---- dispatch.c ---- */
+/* ---- err.c ---- */
 
 /* The NFS status for a project error: the one table of the head. */
 enum nfsstat3 nfs_err(int rc);

@@ -62,7 +62,7 @@ struct s3_req {
     bool responded;
 };
 
-/* ---- dispatch.c ---- */
+/* ---- req.c ---- */
 
 const char *s3_param(const struct s3_req *q, const char *name);
 const char *s3_hdr(const struct s3_req *q, const char *name);
