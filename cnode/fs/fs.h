@@ -254,8 +254,9 @@ struct fs_range {
  * is switched to the new map by compare-and-set (retried on conflict, reusing the objects).
  * Returns only when the data and the inode are durable.  *before / *after (may be NULL) get
  * the inode as first read / as committed.  Errors: CAIRN_ENOENT (gone), CAIRN_EINVAL (not a
- * regular file), CAIRN_ECONFLICT (lost too many races), cluster errors; on error nothing
- * written stays referenced. */
+ * regular file), CAIRN_ECONFLICT (lost too many races), cluster errors; on error the new
+ * objects are freed, except after CAIRN_EUNREACH / CAIRN_ETIMEDOUT from the commit, whose
+ * outcome is unknown: then they stay (garbage at worst) and a retry writes the ranges again. */
 int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
              Cairn__Inode **before, Cairn__Inode **after);
 
@@ -300,8 +301,10 @@ int fs_key_get(struct fs_ctx *c, uint64_t bucket, const char *key, size_t klen, 
  * inode is made from in (content type, headers, user metadata, ETag, checksum and parts set
  * by the caller; type, mode, size, times and data set here) and the entry switched to it, last
  * writer wins; the file it replaced loses that link.  The stored data is the new file's, or
- * freed on failure.  Errors: CAIRN_EEXIST (a directory has that name, or a file stands where
- * the path needs a directory), cluster errors. */
+ * freed on failure, except when the failure leaves unknown whether a record now references it
+ * (CAIRN_EUNREACH, CAIRN_ETIMEDOUT): then it stays, garbage at worst.  Errors: CAIRN_EEXIST (a
+ * directory has that name, or a file stands where the path needs a directory), cluster
+ * errors. */
 int fs_key_put(struct fs_ctx *c, uint64_t bucket, const char *key, size_t klen,
                Cairn__Inode *in, struct fs_data *d);
 

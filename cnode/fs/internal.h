@@ -30,6 +30,22 @@ struct fs_ctx {
     struct fs_deferred *deferred, **deferred_tail; /* in due order */
 };
 
+/* ---- outcomes ---- */
+
+/* A record update that timed out, or reached too few replicas, after it was sent may or may
+ * not have taken effect.  Nothing such an update may reference is freed until the outcome is
+ * resolved by reading the record back; when that fails too, the data is left (garbage for the
+ * scrubber), never freed. */
+static inline bool fs_unknown(int rc)
+{
+    return rc == CAIRN_EUNREACH || rc == CAIRN_ETIMEDOUT;
+}
+
+/* Whether entry name (the directory form if is_dir) of dir names inode ino now: 1, 0, or a
+ * negative error (still unknown). */
+int fs_entry_is(struct fs_ctx *c, uint64_t dir, const char *name, size_t len, bool is_dir,
+                uint64_t ino);
+
 /* ---- data.c ---- */
 
 int fs_scache_create(unsigned entries, struct fs_scache **out);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/cairn.h"
+#include "common/fault.h"
 #include "common/log.h"
 
 #define TAG "fs"
@@ -144,6 +145,17 @@ static int link_file(struct fs_ctx *c, uint64_t dir, const char *name, size_t nl
             cairn__dirent__free_unpacked(od, NULL);
         }
         rc = meta_dirent_put(c->cl, dir, name, nl, &nd, ver, NULL);
+        if (!rc && cairn_fault("fs.link.unknown"))
+            rc = CAIRN_EUNREACH; /* tests: it landed, but the caller was not told */
+        if (fs_unknown(rc)) {
+            int is = fs_entry_is(c, dir, name, nl, false, ino);
+
+            if (is < 0)
+                return rc; /* still unknown: the caller keeps the inode and its data */
+            if (!is)
+                continue; /* it did not land (or was replaced since): try again */
+            rc = 0;
+        }
         if (rc == CAIRN_ECONFLICT)
             continue;
         if (rc)
@@ -212,6 +224,7 @@ int fs_key_put(struct fs_ctx *c, uint64_t bucket, const char *key, size_t klen,
     char name[FS_NAME_MAX + 1];
     Cairn__Extent *xp[1];
     uint64_t dir, ino;
+    bool keep = false;
     int rc;
 
     fill_file(in, d, xp);
@@ -221,17 +234,23 @@ int fs_key_put(struct fs_ctx *c, uint64_t bucket, const char *key, size_t klen,
         in->name = name;
         rc = meta_inode_create(c->cl, in, &ino);
         in->name = NULL;
+        if (fs_unknown(rc))
+            keep = true; /* an inode may reference the data */
     }
     if (!rc) {
         rc = link_file(c, dir, name, strlen(name), ino, in);
-        if (rc)
+        if (fs_unknown(rc))
+            keep = true; /* the entry may name the inode */
+        else if (rc)
             meta_inode_del(c->cl, ino, META_ANY);
     }
     in->extents = NULL;
     in->n_extents = 0;
     in->inline_data.data = NULL;
     in->inline_data.len = 0;
-    if (rc)
+    if (rc && keep)
+        fs_data_fini(d);
+    else if (rc)
         fs_data_discard(c, d);
     return rc;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/cairn.h"
+#include "common/fault.h"
 #include "common/log.h"
 
 #define TAG "fs"
@@ -55,6 +56,23 @@ int fs_upload_part(struct fs_ctx *c, const char *id, uint32_t number, struct fs_
     p.md5.data = d->md5;
     p.md5.len = sizeof(d->md5);
     rc = meta_part_put(c->cl, id, &p, &old);
+    if (!rc && cairn_fault("fs.part.unknown")) {
+        rc = CAIRN_EUNREACH; /* tests: it landed, but the caller was not told */
+        if (old)
+            cairn__part__free_unpacked(old, NULL);
+        old = NULL;
+    }
+    if (fs_unknown(rc)) {
+        Cairn__Part *got = NULL;
+        int r2 = meta_part_get(c->cl, id, number, &got, NULL);
+
+        if (!r2 && got->extent && got->extent->object_id == d->ext.object_id)
+            rc = 0; /* it landed (the part it replaced, if any, stays as garbage) */
+        else if (r2 && r2 != CAIRN_ENOENT)
+            d->ext.length = 0; /* still unknown: the record may reference the data, keep it */
+        if (got)
+            cairn__part__free_unpacked(got, NULL);
+    }
     if (rc) {
         fs_data_discard(c, d);
         return rc;
@@ -158,8 +176,8 @@ int fs_upload_complete(struct fs_ctx *c, uint64_t bucket, const char *key, size_
              * inode instead of freeing its parts' objects. */
             u->completing_ino = ino;
             rc = meta_upload_update(c->cl, id, u, version);
-            if (rc)
-                meta_inode_del(c->cl, ino, META_ANY);
+            if (rc && !fs_unknown(rc))
+                meta_inode_del(c->cl, ino, META_ANY); /* (if unknown, a retry may need it) */
             if (rc == CAIRN_ECONFLICT)
                 rc = CAIRN_ENOENT; /* completed or aborted meanwhile */
         }

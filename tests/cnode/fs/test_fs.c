@@ -17,6 +17,7 @@
 
 #include "cnode/fs/fs.h"
 #include "common/cairn.h"
+#include "common/fault.h"
 #include "meta/ns.h"
 #include "tests/support/dcluster.h"
 
@@ -680,4 +681,101 @@ Test(fs, create_cut_in_half_leaves_no_name)
     fs_page_fini(&p);
     ino = create_file(d, "ghost", 0, 0644);
     cr_assert_neq(ino, orphan);
+}
+
+/* ---- unknown outcomes ---- */
+
+/* A record update that lands but is reported as lost (timed out after it was sent, too few
+ * replicas answered) must not make the caller free what the record now references.  The
+ * fault sites (common/fault.h) make an update that succeeded report CAIRN_EUNREACH. */
+
+Test(fs, key_put_whose_link_outcome_is_unknown_keeps_the_object)
+{
+    uint64_t bucket, ino, size;
+    size_t n = 300000;
+    uint8_t *p = malloc(n), *got;
+    Cairn__Inode *in;
+
+    fill(p, n, 9);
+    cr_assert_eq(fs_bucket_create(c, "bkt", "owner", &bucket), 0);
+    cr_assert(cairn_fault_arm("fs.link.unknown", 1, false));
+    put_key(bucket, "k", p, n, 0);
+    cairn_fault_clear();
+    cr_assert_eq(fs_key_get(c, bucket, "k", 1, &ino, &in, NULL), 0, "the entry landed");
+    fs_inode_free(in);
+    got = read_all(ino, &size);
+    cr_assert_eq(size, n);
+    cr_assert(!memcmp(got, p, n), "and its data is there");
+    free(got);
+    free(p);
+}
+
+Test(fs, create_whose_entry_outcome_is_unknown_keeps_the_inode)
+{
+    uint64_t d = mkdir_root("work"), f, ino;
+    Cairn__Inode *in;
+    bool is_dir;
+
+    cr_assert(cairn_fault_arm("fs.create.unknown", 1, false));
+    f = create_file(d, "f", 0, 0644);
+    cairn_fault_clear();
+    cr_assert_eq(fs_lookup(c, d, "f", 1, &ino, &is_dir), 0);
+    cr_assert_eq(ino, f);
+    cr_assert_eq(fs_inode_get(c, f, &in, NULL), 0, "the named inode exists");
+    fs_inode_free(in);
+}
+
+Test(fs, write_whose_commit_outcome_is_unknown_keeps_the_objects)
+{
+    uint64_t d = mkdir_root("work"), f = create_file(d, "f", 0, 0644), size;
+    size_t n = 200000;
+    uint8_t *p = malloc(n), *got;
+    struct fs_range r = {.off = 0, .len = n};
+
+    fill(p, n, 10);
+    r.data = p;
+    cr_assert(cairn_fault_arm("fs.commit.unknown", 1, false));
+    cr_assert_eq(fs_write(c, f, &r, 1, NULL, NULL), 0, "read back: the commit landed");
+    cairn_fault_clear();
+    fs_ctx_tick(c);
+    got = read_all(f, &size);
+    cr_assert_eq(size, n);
+    cr_assert(!memcmp(got, p, n));
+    free(got);
+    free(p);
+}
+
+Test(fs, part_whose_record_outcome_is_unknown_keeps_its_data)
+{
+    Cairn__Inode meta = CAIRN__INODE__INIT, *in;
+    Cairn__Upload *u;
+    Cairn__Part *parts[1];
+    uint64_t bucket, ver, ino, size;
+    size_t n = 150000;
+    uint8_t *p = malloc(n), *got;
+    char id[33], etag[FS_ETAG_MAX];
+    struct mem_src src = {.p = NULL};
+    struct fs_data d;
+
+    fill(p, n, 11);
+    src.p = p;
+    cr_assert_eq(fs_bucket_create(c, "bkt", "owner", &bucket), 0);
+    cr_assert_eq(fs_upload_create(c, bucket, "bkt", "k", &meta, "owner", 1, id), 0);
+    cr_assert_eq(fs_store(c, n, false, mem_fill, &src, &d), 0);
+    cr_assert(cairn_fault_arm("fs.part.unknown", 1, false));
+    cr_assert_eq(fs_upload_part(c, id, 1, &d, 1), 0, "read back: the part landed");
+    cairn_fault_clear();
+    fs_data_fini(&d);
+    cr_assert_eq(fs_upload_part_get(c, id, 1, &parts[0]), 0);
+    cr_assert_eq(fs_upload_get(c, id, &u, &ver), 0);
+    cr_assert_eq(fs_upload_complete(c, bucket, "k", 1, id, u, ver, parts, 1, etag), 0);
+    cr_assert_eq(fs_key_get(c, bucket, "k", 1, &ino, &in, NULL), 0);
+    fs_inode_free(in);
+    got = read_all(ino, &size);
+    cr_assert_eq(size, n);
+    cr_assert(!memcmp(got, p, n), "the part's data was not freed");
+    free(got);
+    cairn__upload__free_unpacked(u, NULL);
+    cairn__part__free_unpacked(parts[0], NULL);
+    free(p);
 }
