@@ -247,6 +247,9 @@ struct fs_range {
     uint64_t off;
     size_t len;
     const uint8_t *data; /* borrowed for the call */
+    /* The inode's version when these bytes arrived (0: no order to keep).  Bytes that a write
+     * committed since then overlaps are newer than these: they must not be overwritten. */
+    uint64_t since;
 };
 
 /* Write ranges of regular file ino: each becomes a new object (a file that stays within
@@ -254,7 +257,9 @@ struct fs_range {
  * is switched to the new map by compare-and-set (retried on conflict, reusing the objects).
  * Returns only when the data and the inode are durable.  *before / *after (may be NULL) get
  * the inode as first read / as committed.  Errors: CAIRN_ENOENT (gone), CAIRN_EINVAL (not a
- * regular file), CAIRN_ECONFLICT (lost too many races), cluster errors; on error the new
+ * regular file), CAIRN_EPRECOND (a range would overwrite bytes committed after it arrived:
+ * nothing is written; the caller drops those bytes and has its client send them again),
+ * CAIRN_ECONFLICT (lost too many races), cluster errors; on error the new
  * objects are freed, except after CAIRN_EUNREACH / CAIRN_ETIMEDOUT from the commit, whose
  * outcome is unknown: then they stay (garbage at worst) and a retry writes the ranges again. */
 int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,

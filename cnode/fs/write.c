@@ -211,6 +211,27 @@ int fs_commit_data(struct fs_ctx *c, uint64_t ino, Cairn__Inode *in, uint64_t ve
     return rc;
 }
 
+/* Whether a range would overwrite bytes committed after it arrived (see fs_range.since): an
+ * extent stamped later than its arrival overlaps it, or the inline bytes were written later.
+ * Extents show exactly the bytes their write carried, so this is exact for them; inline bytes
+ * carry one stamp for the whole small file, so it is conservative there. */
+static bool newer_overlaps(const Cairn__Inode *in, const struct fs_range *r)
+{
+    uint64_t end = r->off + r->len;
+
+    if (!r->since)
+        return false;
+    if (in->inline_data.len && in->inline_stamp > r->since && r->off < in->inline_data.len)
+        return true;
+    for (size_t i = 0; i < in->n_extents; i++) {
+        const Cairn__Extent *x = in->extents[i];
+
+        if (x->stamp > r->since && x->offset < end && r->off < x->offset + x->length)
+            return true;
+    }
+    return false;
+}
+
 /* Whether inode ino's extents show object object_id: 1, 0, or a negative error. */
 static int shows_object(struct fs_ctx *c, uint64_t ino, uint64_t object_id)
 {
@@ -260,6 +281,13 @@ int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
         }
         if (before && !*before)
             *before = fs_inode_copy(in);
+        for (size_t i = 0; i < n && !rc; i++)
+            if (newer_overlaps(in, &r[i]))
+                rc = CAIRN_EPRECOND;
+        if (rc) {
+            fs_inode_free(in);
+            goto out;
+        }
         size = CAIRN_MAX(in->size, end);
         inline_path = !in->n_extents && size <= FS_INLINE_MAX;
         if (inline_path) {
@@ -278,6 +306,7 @@ int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
             free(in->inline_data.data);
             in->inline_data.data = ibuf;
             in->inline_data.len = size;
+            in->inline_stamp = ver + 1;
             fs_extmap_load(&m, in); /* empty */
         } else {
             /* An object per range, written once. */
@@ -297,6 +326,7 @@ int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
             if (in->inline_data.len) {
                 /* Growing out of the inode: its bytes become an object under the new ones. */
                 inl = fs_new_extent(c, 0, in->inline_data.len);
+                inl.stamp = in->inline_stamp; /* its bytes are as old as their last write */
                 rc = cl_stripe_write(c->cl, inl.object_id, 1, in->inline_data.data,
                                      in->inline_data.len, NULL);
                 if (rc) {
@@ -310,9 +340,11 @@ int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
                 in->inline_data.data = NULL;
                 in->inline_data.len = 0;
             }
-            for (size_t j = 0; j < nx; j++)
+            for (size_t j = 0; j < nx; j++) {
+                xs[j].stamp = ver + 1; /* this commit read the inode at ver */
                 if (fs_extmap_put(&m, &xs[j]))
                     rc = CAIRN_ENOMEM;
+            }
         }
         in->size = size;
         if (!rc)

@@ -11,6 +11,7 @@
 #define CAIRN_CN_NFS_CALL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -69,7 +70,8 @@ struct nfs_app {
     struct fs *fs; /* borrowed */
     struct nfs_exports exports;
     uint8_t fh_key[FS_SECRET_LEN];
-    uint8_t verf[8]; /* write verifier: new at every start */
+    _Atomic uint64_t verf; /* write verifier: new at every start and when buffered writes
+                            * are dropped (nfs_wb_*), so clients send them again */
     struct nfs_wtable *wb;
     struct nfs_cookies *cookies;
 };
@@ -151,15 +153,21 @@ enum nfsstat3 nfs_dir_for_change(struct nq *q, uint64_t ino, Cairn__Inode **in, 
 
 /* ---- wbuf.c: UNSTABLE writes held until COMMIT ---- */
 
+/* The write verifier a reply carries now (8 bytes). */
+void nfs_verf(struct nfs_app *app, uint8_t out[8]);
+
 int nfs_wb_create(struct nfs_wtable **out);
 /* Uncommitted writes die with the C-node: their clients resend them when they see the next
  * C-node's write verifier. */
 void nfs_wb_destroy(struct nfs_wtable *t);
-/* Buffer a WRITE; stable (or a full buffer) flushes the file to the D-nodes at once, then
- * *committed is FILE_SYNC and *after (may be NULL) the inode as committed.  *before gets the
- * wcc attributes before the write. */
+/* Buffer a WRITE that arrived when the inode was at version since; stable (or a full buffer)
+ * flushes the file to the D-nodes at once, then *committed is FILE_SYNC and *after (may be
+ * NULL) the inode as committed.  A flush that finds bytes committed (through any C-node) after
+ * buffered writes arrived, over those writes, drops the file's buffer and changes the write
+ * verifier, so the client sends what it still holds again, in order: the WRITE then answers
+ * JUKEBOX (the client retries it) and a COMMIT succeeds with the new verifier. */
 enum nfsstat3 nfs_wb_write(struct nq *q, uint64_t ino, uint64_t off, const uint8_t *data,
-                           uint32_t count, uint32_t stable, uint32_t *committed,
+                           uint32_t count, uint32_t stable, uint64_t since, uint32_t *committed,
                            Cairn__Inode **after);
 /* Flush file ino's buffered writes, if any (*after as in nfs_wb_write). */
 enum nfsstat3 nfs_wb_flush(struct nq *q, uint64_t ino, Cairn__Inode **after);

@@ -113,6 +113,7 @@ static int nfs_app_init(struct fs *fs, const char *exports, struct rpcsrv_app *o
 {
     struct nfs_app *app = calloc(1, sizeof(*app));
     struct fs_ctx *c = NULL;
+    uint64_t verf;
     char err[256];
     int rc;
 
@@ -125,11 +126,12 @@ static int nfs_app_init(struct fs *fs, const char *exports, struct rpcsrv_app *o
         free(app);
         return rc;
     }
-    if (RAND_bytes(app->verf, sizeof(app->verf)) != 1 || nfs_wb_create(&app->wb) ||
+    if (RAND_bytes((unsigned char *)&verf, sizeof(verf)) != 1 || nfs_wb_create(&app->wb) ||
         nfs_cookies_create(&app->cookies)) {
         rc = CAIRN_ENOMEM;
         goto err;
     }
+    atomic_store(&app->verf, verf);
     rc = fs_ctx_open(fs, false, &c);
     if (!rc)
         rc = fs_secret(c, "nfs-fh", app->fh_key);

@@ -194,6 +194,8 @@ void nfs_p_write(struct nq *q)
     Cairn__Inode *in = NULL, *after = NULL;
     struct nfs_pre pre = {0};
     uint32_t committed = stable;
+    uint64_t ver = 0; /* the inode's version as this write arrives: its place in the order */
+    uint8_t verf[8];
 
     ARGS_OK(q);
     if (stable > NFS_FILE_SYNC || dlen < count) {
@@ -201,7 +203,7 @@ void nfs_p_write(struct nq *q)
         return;
     }
     if (!st)
-        st = nfs_load(q, fh.ino, &in, NULL);
+        st = nfs_load(q, fh.ino, &in, &ver);
     if (!st) {
         nfs_pre_of(q, fh.ino, in, &pre);
         if (fs_is_dir(in))
@@ -216,7 +218,7 @@ void nfs_p_write(struct nq *q)
             st = NFS3ERR_FBIG;
     }
     if (!st && count)
-        st = nfs_wb_write(q, fh.ino, off, data, count, stable, &committed, &after);
+        st = nfs_wb_write(q, fh.ino, off, data, count, stable, ver, &committed, &after);
     if (!st && !after) {
         fs_inode_free(in);
         in = NULL;
@@ -227,7 +229,8 @@ void nfs_p_write(struct nq *q)
     if (!st) {
         xdr_put_u32(&q->e, count);
         xdr_put_u32(&q->e, committed);
-        xdr_put_fixed(&q->e, q->app->verf, 8);
+        nfs_verf(q->app, verf);
+        xdr_put_fixed(&q->e, verf, 8);
     }
     fs_inode_free(in);
     fs_inode_free(after);
@@ -251,8 +254,12 @@ void nfs_p_commit(struct nq *q)
     }
     xdr_put_u32(&q->e, st);
     nfs_put_wcc(q, &pre, fh.ino, after ? after : in);
-    if (!st)
-        xdr_put_fixed(&q->e, q->app->verf, 8);
+    if (!st) {
+        uint8_t verf[8];
+
+        nfs_verf(q->app, verf); /* read after the flush: it may have changed */
+        xdr_put_fixed(&q->e, verf, 8);
+    }
     fs_inode_free(in);
     fs_inode_free(after);
 }

@@ -10,12 +10,14 @@
  * COMMIT and sends its uncommitted writes again.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 
 #include "cnode/nfs/call.h"
 #include "common/cairn.h"
+#include "common/log.h"
 
 #define WB_BUCKETS 1024u
 
@@ -25,6 +27,7 @@ struct wrun {
     uint64_t off;
     size_t len, cap;
     uint8_t *data; /* owned */
+    uint64_t since; /* the inode's version when its oldest bytes arrived */
 };
 
 struct wfile {
@@ -143,9 +146,10 @@ static size_t wb_total(struct nfs_wtable *t)
     return n;
 }
 
-/* Buffer [off, off + len) (f locked).  The runs it overlaps or touches merge into one. */
+/* Buffer [off, off + len), arrived at inode version since (f locked).  The runs it overlaps
+ * or touches merge into one, as old as the oldest of them. */
 static int wb_add(struct nfs_wtable *t, struct wfile *f, uint64_t off, const uint8_t *data,
-                  size_t len)
+                  size_t len, uint64_t since)
 {
     struct wrun **pp = &f->runs, *first, *r, *stop;
     uint64_t start = off, end = off + len;
@@ -167,6 +171,7 @@ static int wb_add(struct nfs_wtable *t, struct wfile *f, uint64_t off, const uin
         }
         memcpy(first->data + first->len, data, len);
         first->len += len;
+        first->since = CAIRN_MIN(first->since, since);
         f->bytes += len;
         wb_account(t, (ssize_t)len);
         return 0;
@@ -179,6 +184,7 @@ static int wb_add(struct nfs_wtable *t, struct wfile *f, uint64_t off, const uin
     if (!r)
         return CAIRN_ENOMEM;
     r->off = start;
+    r->since = since;
     r->len = r->cap = (size_t)(end - start);
     r->data = malloc(r->cap);
     if (!r->data) {
@@ -189,6 +195,7 @@ static int wb_add(struct nfs_wtable *t, struct wfile *f, uint64_t off, const uin
         struct wrun *n = o->next;
 
         memcpy(r->data + (o->off - start), o->data, o->len);
+        r->since = CAIRN_MIN(r->since, o->since);
         f->bytes -= o->len;
         free(o->data);
         free(o);
@@ -202,10 +209,27 @@ static int wb_add(struct nfs_wtable *t, struct wfile *f, uint64_t off, const uin
     return 0;
 }
 
+/* Drop the runs of f (locked). */
+static void drop_runs(struct nfs_wtable *t, struct wfile *f)
+{
+    runs_free(f->runs);
+    f->runs = NULL;
+    wb_account(t, -(ssize_t)f->bytes);
+    f->bytes = 0;
+}
+
+void nfs_verf(struct nfs_app *app, uint8_t out[8])
+{
+    uint64_t v = atomic_load(&app->verf);
+
+    memcpy(out, &v, 8);
+}
+
 /* Write the runs of f (locked) to the D-nodes (fs_write).  On success the runs are gone; on
  * failure they stay, and the error goes to the caller (COMMIT or a stable WRITE), whose client
- * will retry. */
-static enum nfsstat3 flush(struct nq *q, struct wfile *f, Cairn__Inode **after)
+ * will retry.  Runs older than bytes committed over them since are dropped instead (*dropped):
+ * the new verifier makes their client send them again, now after those bytes. */
+static enum nfsstat3 flush(struct nq *q, struct wfile *f, Cairn__Inode **after, bool *dropped)
 {
     struct fs_range *r;
     size_t n = 0;
@@ -218,24 +242,32 @@ static enum nfsstat3 flush(struct nq *q, struct wfile *f, Cairn__Inode **after)
         return NFS3ERR_IO;
     n = 0;
     for (struct wrun *w = f->runs; w; w = w->next)
-        r[n++] = (struct fs_range){.off = w->off, .len = w->len, .data = w->data};
+        r[n++] = (struct fs_range){.off = w->off, .len = w->len, .data = w->data,
+                                   .since = w->since};
     rc = fs_write(q->fs, f->ino, r, n, NULL, after);
     free(r);
+    if (rc == CAIRN_EPRECOND) {
+        log_info(NFS_TAG, "inode %016llx: buffered writes are older than bytes committed over "
+                          "them since; dropped, new write verifier",
+                 (unsigned long long)f->ino);
+        drop_runs(q->app->wb, f);
+        atomic_fetch_add(&q->app->verf, 0x9E3779B97F4A7C15ull);
+        *dropped = true;
+        return NFS3_OK;
+    }
     if (rc)
         return rc == CAIRN_ENOENT ? NFS3ERR_STALE : nfs_err(rc);
-    runs_free(f->runs);
-    f->runs = NULL;
-    wb_account(q->app->wb, -(ssize_t)f->bytes);
-    f->bytes = 0;
+    drop_runs(q->app->wb, f);
     return NFS3_OK;
 }
 
 enum nfsstat3 nfs_wb_write(struct nq *q, uint64_t ino, uint64_t off, const uint8_t *data,
-                           uint32_t count, uint32_t stable, uint32_t *committed,
+                           uint32_t count, uint32_t stable, uint64_t since, uint32_t *committed,
                            Cairn__Inode **after)
 {
     struct nfs_wtable *t = q->app->wb;
     struct wfile *f = wb_get(t, ino, true);
+    bool dropped = false;
     enum nfsstat3 st;
 
     *after = NULL;
@@ -243,12 +275,14 @@ enum nfsstat3 nfs_wb_write(struct nq *q, uint64_t ino, uint64_t off, const uint8
     if (!f)
         return NFS3ERR_IO;
     pthread_mutex_lock(&f->lock);
-    st = nfs_err(wb_add(t, f, off, data, count));
+    st = nfs_err(wb_add(t, f, off, data, count, since));
     /* Stable writes, big buffers and a full C-node go to the D-nodes now. */
     if (!st && (stable != NFS_UNSTABLE || f->bytes >= NFS_WBUF_FILE_MAX ||
                 wb_total(t) >= NFS_WBUF_TOTAL_MAX)) {
-        st = flush(q, f, after);
-        if (!st)
+        st = flush(q, f, after, &dropped);
+        if (dropped)
+            st = NFS3ERR_JUKEBOX; /* this write went with the others: the client retries it */
+        else if (!st)
             *committed = NFS_FILE_SYNC;
     }
     pthread_mutex_unlock(&f->lock);
@@ -260,6 +294,7 @@ enum nfsstat3 nfs_wb_flush(struct nq *q, uint64_t ino, Cairn__Inode **after)
 {
     struct wfile *f = wb_get(q->app->wb, ino, false);
     enum nfsstat3 st = NFS3_OK;
+    bool dropped = false;
 
     if (after)
         *after = NULL;
@@ -267,7 +302,7 @@ enum nfsstat3 nfs_wb_flush(struct nq *q, uint64_t ino, Cairn__Inode **after)
         return NFS3_OK;
     pthread_mutex_lock(&f->lock);
     if (f->runs)
-        st = flush(q, f, after);
+        st = flush(q, f, after, &dropped); /* dropped: the verifier the caller sends changed */
     pthread_mutex_unlock(&f->lock);
     wb_put(q->app->wb, f);
     return st;
@@ -294,10 +329,7 @@ void nfs_wb_discard(struct nfs_app *app, uint64_t ino)
     if (!f)
         return;
     pthread_mutex_lock(&f->lock);
-    runs_free(f->runs);
-    f->runs = NULL;
-    wb_account(app->wb, -(ssize_t)f->bytes);
-    f->bytes = 0;
+    drop_runs(app->wb, f);
     pthread_mutex_unlock(&f->lock);
     wb_put(app->wb, f);
 }

@@ -11,6 +11,7 @@
  *   nfscheck [--rfc] mkdir    URL PATH
  *   nfscheck [--rfc] bigdir   URL DIR N
  *   nfscheck [--rfc] disjoint URL1 URL2 PATH SIZE_MB
+ *   nfscheck [--rfc] order    URL_A URL_B PATH SIZE
  *   nfscheck [--rfc] rofs     URL [FILE]
  *   nfscheck [--rfc] denied   URL
  *   nfscheck [--rfc] squash   URL DIR
@@ -26,6 +27,9 @@
  *             small pages (each name exactly once), then removed.  Prints timings.
  *   disjoint  two threads, one connection per URL, write the two halves of PATH with UNSTABLE
  *             WRITEs and a COMMIT; then the whole file is verified through both URLs.
+ *   order     UNSTABLE writes buffered on A's C-node must not land over bytes committed
+ *             through B's after they arrived: A's COMMIT drops them with a new verifier; A's
+ *             buffered bytes that nothing newer overlaps land.
  *   rofs      on a read-only export reads work and every mutating call gets ROFS.  FILE: a
  *             regular file in the export root to read (default: the first one listed).
  *   denied    the export must refuse the mount (exit 0); an unreachable server is a failure.
@@ -2782,6 +2786,97 @@ static int cmd_disjoint(const char *url1, const char *url2, const char *path, ui
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* order: a buffered write never lands over a write committed after it arrived */
+
+/* Write [off, off + len) of PATH's handle with content from seed, in wtmax pieces; the last
+ * reply's verifier in *verf. */
+static void write_range(struct conn *c, const struct fh *f, uint64_t off, uint64_t len,
+                        uint64_t seed, int stable, char verf[NFS3_WRITEVERFSIZE])
+{
+    unsigned char *buf = xmalloc(c->wtmax);
+
+    for (uint64_t done = 0; done < len;) {
+        uint32_t n = (uint32_t)(len - done < c->wtmax ? len - done : c->wtmax);
+        struct wres w;
+
+        gen_fill(seed, off + done, buf, n);
+        need_ok(op_write(c, f, off + done, buf, n, stable, &w), "WRITE");
+        if (w.count != n)
+            fail("WRITE: short write %u of %u", w.count, n);
+        memcpy(verf, w.verf, NFS3_WRITEVERFSIZE);
+        done += n;
+    }
+    free(buf);
+}
+
+static void verify_range(struct conn *c, const struct fh *f, uint64_t off, uint64_t len,
+                         uint64_t seed, const char *what)
+{
+    unsigned char *buf = xmalloc(c->rtmax);
+
+    for (uint64_t done = 0; done < len;) {
+        uint32_t n = (uint32_t)(len - done < c->rtmax ? len - done : c->rtmax);
+        int64_t bad;
+
+        read_all(c, f, off + done, buf, n);
+        bad = gen_mismatch(seed, off + done, buf, n);
+        if (bad >= 0)
+            fail("%s via %s: byte %" PRId64 " is not from seed %" PRIu64, what, c->url.libnfs,
+                 (int64_t)(off + done) + bad, seed);
+        done += n;
+    }
+    free(buf);
+    ok("%s via %s: %" PRIu64 " bytes from seed %" PRIu64, what, c->url.libnfs, len, seed);
+}
+
+/* UNSTABLE writes buffered on A, then newer bytes committed through B: A's COMMIT must not
+ * lay the older bytes over the newer ones (it drops them and answers with a new verifier, so
+ * a client sends again what it still holds), while A's buffered bytes that nothing newer
+ * overlaps land as usual. */
+static int cmd_order(const char *url_a, const char *url_b, const char *path, uint64_t size)
+{
+    struct conn *a = conn_open(url_a, -1, -1), *b = conn_open(url_b, -1, -1);
+    char va[NFS3_WRITEVERFSIZE], vb[NFS3_WRITEVERFSIZE];
+    struct fh dir, fa, fb;
+    const char *leaf;
+    sattr3 s = sattr_mode(0644);
+    struct wres cw;
+
+    conn_fsinfo(a);
+    conn_fsinfo(b);
+    resolve_parent(a, path, &dir, &leaf);
+    s.size.set_it = 1;
+    need_ok(op_create(a, &dir, leaf, UNCHECKED, &s, NULL, NULL), "CREATE PATH");
+    need_ok(resolve(a, path, &fa), "LOOKUP PATH via A");
+    need_ok(resolve(b, path, &fb), "LOOKUP PATH via B");
+
+    /* 1. Overlapping: old bytes buffered on A, newer ones committed through B. */
+    write_range(a, &fa, 0, size, 1, UNSTABLE, va);
+    write_range(b, &fb, 0, size, 2, FILE_SYNC, vb);
+    need_ok(op_commit(a, &fa, 0, 0, &cw), "COMMIT via A");
+    if (!memcmp(cw.verf, va, sizeof(va)))
+        fail("COMMIT via A kept its verifier although its buffered writes were older than "
+             "bytes committed over them");
+    ok("COMMIT via A answered a new verifier: the client is to send its writes again");
+    verify_range(a, &fa, 0, size, 2, "overlapping: the newer bytes");
+    verify_range(b, &fb, 0, size, 2, "overlapping: the newer bytes");
+
+    /* 2. Disjoint: A's buffered bytes beyond B's land, and the verifier stays. */
+    write_range(a, &fa, size, size, 3, UNSTABLE, va);
+    write_range(b, &fb, 0, size, 4, FILE_SYNC, vb);
+    need_ok(op_commit(a, &fa, 0, 0, &cw), "COMMIT via A");
+    if (memcmp(cw.verf, va, sizeof(va)))
+        fail("COMMIT via A changed its verifier although nothing newer overlapped its writes");
+    ok("COMMIT via A kept its verifier: its buffered bytes landed");
+    verify_range(b, &fb, 0, size, 4, "disjoint: B's bytes");
+    verify_range(b, &fb, size, size, 3, "disjoint: A's bytes");
+    conn_close(b);
+    conn_close(a);
+    printf("order: all checks passed\n");
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* rofs, denied, squash: export options */
 
 static int cmd_rofs(const char *url, const char *file)
@@ -2968,6 +3063,7 @@ static void usage(void)
             "  mkdir    URL PATH                  create a directory\n"
             "  bigdir   URL DIR N                 N entries, paged listings\n"
             "  disjoint URL1 URL2 PATH SIZE_MB    two writers, one half each, cross-verified\n"
+            "  order URL_A URL_B PATH SIZE        buffered writes never land over newer ones\n"
             "  rofs     URL [FILE]                read-only export\n"
             "  denied   URL                       export that must refuse the mount\n"
             "  squash   URL DIR                   root squash and permission checks\n"
@@ -3026,6 +3122,8 @@ int main(int argc, char **argv)
             usage();
         return cmd_disjoint(argv[0], argv[1], argv[2], mb);
     }
+    if (!strcmp(cmd, "order") && argc == 4)
+        return cmd_order(argv[0], argv[1], argv[2], arg_size(argv[3]));
     if (!strcmp(cmd, "rofs") && (argc == 1 || argc == 2))
         return cmd_rofs(argv[0], argc == 2 ? argv[1] : NULL);
     if (!strcmp(cmd, "denied") && argc == 1)

@@ -3,7 +3,8 @@
 C-nodes: an object PUT over S3 reads identically over NFS from both C-nodes; a file written
 over NFS reads identically over S3 from both; a directory made over NFS shows as a common
 prefix in an S3 listing; a file written through one C-node verifies through the other; two
-clients write disjoint halves of one file through different C-nodes and both halves land."""
+clients write disjoint halves of one file through different C-nodes and both halves land;
+writes buffered on one C-node never land over newer bytes committed through another."""
 import hashlib
 import os
 import random
@@ -83,6 +84,12 @@ def test():
         check(os.path.getsize(dst) == 64 * MiB, "checkpoint over S3 is %d bytes" %
               os.path.getsize(dst))
         log("ok   two writers through two C-nodes: 64 MiB checkpoint whole, also over S3")
+
+        # Buffered writes keep their order against commits made through another C-node: a
+        # small (inline) file and a large one.
+        for n in (5000, 3 * MiB + 5):
+            c.nfscheck("order", c.nfs_url("/"), c.nfs_url("/", 1), "%s/order-%d" % (B, n), n)
+        log("ok   buffered writes never land over newer bytes committed through another C-node")
 
 
 if __name__ == "__main__":

@@ -779,3 +779,38 @@ Test(fs, part_whose_record_outcome_is_unknown_keeps_its_data)
     cairn__part__free_unpacked(parts[0], NULL);
     free(p);
 }
+
+/* ---- order of writes ---- */
+
+/* A write carries the inode's version at its arrival; bytes committed after that, which it
+ * overlaps, are newer and stay: the write is refused whole (CAIRN_EPRECOND), nothing changes.
+ * What it does not overlap, it may write. */
+Test(fs, an_older_write_never_lands_over_newer_bytes)
+{
+    uint64_t d = mkdir_root("work"), f = create_file(d, "f", 0, 0644), size, arrival;
+    size_t n = 100000;
+    uint8_t *old = malloc(n), *new = malloc(n), *got;
+    struct fs_range r = {.off = 0, .len = n};
+    Cairn__Inode *in;
+
+    fill(old, n, 12);
+    fill(new, n, 13);
+    cr_assert_eq(fs_inode_get(c, f, &in, &arrival), 0); /* the old write arrives here */
+    fs_inode_free(in);
+    r.data = new; /* a newer write, committed first */
+    cr_assert_eq(fs_write(c, f, &r, 1, NULL, NULL), 0);
+    r.data = old;
+    r.since = arrival;
+    cr_assert_eq(fs_write(c, f, &r, 1, NULL, NULL), CAIRN_EPRECOND);
+    got = read_all(f, &size);
+    cr_assert(size == n && !memcmp(got, new, n), "the newer bytes stay");
+    free(got);
+    /* Beyond the newer bytes it is free to land. */
+    r.off = n;
+    cr_assert_eq(fs_write(c, f, &r, 1, NULL, NULL), 0);
+    got = read_all(f, &size);
+    cr_assert(size == 2 * n && !memcmp(got, new, n) && !memcmp(got + n, old, n));
+    free(got);
+    free(old);
+    free(new);
+}
