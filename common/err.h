@@ -39,7 +39,10 @@
     X(EPERM, "operation not permitted")                                                            \
     X(EMLINK, "too many links")                                                                    \
     X(ENAMETOOLONG, "name too long")                                                               \
-    X(EPRECOND, "precondition failed")
+    X(EPRECOND, "precondition failed")                                                             \
+    X(ENOTLEADER, "not the leader")                                                                \
+    X(EUNKNOWN, "outcome unknown")                                                                 \
+    X(ESTALE, "stale cluster map")
 
 /* Positions in the list (not error codes): CAIRN_I_ENOMEM == 1, ... */
 enum cairn_err_index {
