@@ -43,8 +43,13 @@ struct cl_cluster {
     uint64_t *keys;  /* placement keys, by D-node index */
     uint64_t *down_until; /* ms clock: D-node considered down until then */
     unsigned *slot;       /* its shared_down_until slot */
+    uint64_t *ids;        /* D-node ids from the map, by index (0 before a map) */
+    uint64_t *rechecked;  /* ms clock of the last cl_cluster_recheck, by index */
+    Cairn__ClusterMap *map; /* owned; NULL before a map */
+    int32_t *leader;      /* per shard: D-node index that last led it, -1 unknown */
     struct ec_layout layout;
     unsigned depth;
+    uint32_t leader_wait_ms;
     struct {
         uint32_t k, m;
         struct ec_codec *c;
@@ -61,6 +66,21 @@ static void free_addrs(struct cl_cluster *cl)
     for (unsigned i = 0; i < cl->n; i++)
         free(cl->addrs[i]);
     free(cl->addrs);
+}
+
+/* Everything the view keeps per D-node and per shard (the map's), freed together. */
+static void nodes_free(struct cl_cluster *cl)
+{
+    free_addrs(cl);
+    free(cl->peers);
+    free(cl->keys);
+    free(cl->down_until);
+    free(cl->slot);
+    free(cl->ids);
+    free(cl->rechecked);
+    free(cl->leader);
+    if (cl->map)
+        cairn__cluster_map__free_unpacked(cl->map, NULL);
 }
 
 static int parse_dnodes(struct cl_cluster *cl, const char *list)
@@ -115,6 +135,10 @@ struct ec_codec *cl_cluster_codec(struct cl_cluster *cl, uint32_t k, uint32_t m)
     return cl->codecs[cl->ncodecs++].c;
 }
 
+static int fetch_map(struct cl_cluster *cl, const unsigned *nodes, unsigned n, uint8_t **buf,
+                     size_t *len);
+static int adopt(struct cl_cluster *cl, const uint8_t *buf, size_t len, bool first);
+
 int cl_cluster_open(const struct cl_cluster_config *cfg, struct cl_cluster **out)
 {
     struct tp_config tcfg = {0};
@@ -137,6 +161,7 @@ int cl_cluster_open(const struct cl_cluster_config *cfg, struct cl_cluster **out
     }
     cl->layout = (struct ec_layout){.k = cfg->k, .m = cfg->m, .frag_size = cfg->frag_size};
     cl->depth = cfg->depth ? cfg->depth : CL_DEFAULT_DEPTH;
+    cl->leader_wait_ms = cfg->leader_wait_ms ? cfg->leader_wait_ms : CL_DEFAULT_LEADER_WAIT_MS;
     if (!cl_cluster_codec(cl, cfg->k, cfg->m)) {
         rc = CAIRN_ENOMEM;
         goto err;
@@ -145,7 +170,8 @@ int cl_cluster_open(const struct cl_cluster_config *cfg, struct cl_cluster **out
     cl->keys = calloc(cl->n, sizeof(*cl->keys));
     cl->down_until = calloc(cl->n, sizeof(*cl->down_until));
     cl->slot = calloc(cl->n, sizeof(*cl->slot));
-    if (!cl->peers || !cl->keys || !cl->down_until || !cl->slot) {
+    cl->rechecked = calloc(cl->n, sizeof(*cl->rechecked));
+    if (!cl->peers || !cl->keys || !cl->down_until || !cl->slot || !cl->rechecked) {
         rc = CAIRN_ENOMEM;
         goto err;
     }
@@ -166,6 +192,34 @@ int cl_cluster_open(const struct cl_cluster_config *cfg, struct cl_cluster **out
         cl->keys[i] = cl_node_key(cl->addrs[i]);
         cl->slot[i] = shared_slot(cl->addrs[i]);
     }
+    if (!cfg->no_map) {
+        unsigned *all = calloc(cl->n, sizeof *all);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+
+        if (!all) {
+            rc = CAIRN_ENOMEM;
+            goto err;
+        }
+        for (unsigned i = 0; i < cl->n; i++)
+            all[i] = i;
+        /* D-nodes that are starting (or busy electing) may not answer the first time. */
+        for (uint64_t until = cairn_now_ms() + cl->leader_wait_ms;;) {
+            rc = fetch_map(cl, all, cl->n, &buf, &len);
+            if (rc != CAIRN_EUNREACH || cairn_now_ms() >= until)
+                break;
+        }
+        free(all);
+        if (!rc)
+            rc = adopt(cl, buf, len, true);
+        free(buf);
+        if (rc) {
+            if (rc == CAIRN_ENOENT)
+                log_error(TAG, "no D-node holds a cluster map: create the cluster first "
+                               "(cairnctl map init)");
+            goto err;
+        }
+    }
     *out = cl;
     return 0;
 err:
@@ -180,11 +234,7 @@ void cl_cluster_close(struct cl_cluster *cl)
     tp_ctx_destroy(cl->tp);
     for (unsigned i = 0; i < cl->ncodecs; i++)
         ec_codec_destroy(cl->codecs[i].c);
-    free(cl->peers);
-    free(cl->keys);
-    free(cl->down_until);
-    free(cl->slot);
-    free_addrs(cl);
+    nodes_free(cl);
     free(cl);
 }
 
@@ -254,6 +304,26 @@ bool cl_cluster_node_down(const struct cl_cluster *cl, unsigned i)
     return i < cl->n && node_down(cl, i);
 }
 
+bool cl_cluster_recheck(struct cl_cluster *cl, unsigned i)
+{
+    uint64_t now = cairn_now_ms();
+
+    if (i >= cl->n || !node_down(cl, i))
+        return true;
+    if (now < cl->rechecked[i] + CL_RECHECK_MS)
+        return false;
+    cl->rechecked[i] = now;
+    /* Per view: each has its own endpoint, and after a D-node restarts the first message on
+     * an endpoint's old connection to it can be lost (tcp;ofi_rxm); the second gets through. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc = cl_cluster_ping(cl, i, NULL, NULL, NULL); /* an answer clears the mark */
+
+        if (rc != CAIRN_ETIMEDOUT)
+            return rc == 0;
+    }
+    return false;
+}
+
 void cl_cluster_note(struct cl_cluster *cl, unsigned i, int transport_status)
 {
     if (i < cl->n)
@@ -276,6 +346,7 @@ int cl_cluster_call(struct cl_cluster *cl, unsigned node, Cairn__Request *req,
 {
     if (node >= cl->n)
         return CAIRN_EINVAL;
+    req->epoch = cl->map ? cl->map->epoch : 0;
     return tp_call(cl->tp, cl->peers[node], req, payload, len, resp_buf, resp_cap, cb, arg);
 }
 
@@ -332,4 +403,345 @@ unsigned cl_cluster_probe(struct cl_cluster *cl)
         down += node_down(cl, i);
     free(probes);
     return down;
+}
+
+/* ---- the cluster map ---- */
+
+const Cairn__ClusterMap *cl_cluster_map(const struct cl_cluster *cl)
+{
+    return cl->map;
+}
+
+uint64_t cl_cluster_epoch(const struct cl_cluster *cl)
+{
+    return cl->map ? cl->map->epoch : 0;
+}
+
+uint32_t cl_cluster_shards(const struct cl_cluster *cl)
+{
+    return cl->map ? cl->map->shards : 0;
+}
+
+int cl_cluster_node_index(const struct cl_cluster *cl, uint64_t id)
+{
+    for (unsigned i = 0; i < cl->n; i++)
+        if (cl->ids[i] == id)
+            return (int)i;
+    return -1;
+}
+
+unsigned cl_cluster_shard_nodes(const struct cl_cluster *cl, uint32_t shard, unsigned *nodes)
+{
+    const Cairn__ShardPlace *p;
+    unsigned n = 0;
+
+    if (!cl->map || shard >= cl->map->shards)
+        return 0;
+    p = cl->map->place[shard];
+    for (size_t i = 0; i < p->n_nodes && n < MAP_MAX_REPLICAS; i++) {
+        int idx = cl_cluster_node_index(cl, p->nodes[i]);
+
+        if (idx >= 0)
+            nodes[n++] = (unsigned)idx;
+    }
+    return n;
+}
+
+uint32_t cl_cluster_leader_wait_ms(const struct cl_cluster *cl)
+{
+    return cl->leader_wait_ms;
+}
+
+int cl_cluster_leader_hint(const struct cl_cluster *cl, uint32_t shard)
+{
+    if (!cl->map || shard >= cl->map->shards)
+        return -1;
+    return cl->leader[shard];
+}
+
+void cl_cluster_set_leader_hint(struct cl_cluster *cl, uint32_t shard, int node)
+{
+    if (cl->map && shard < cl->map->shards)
+        cl->leader[shard] = node >= 0 && (unsigned)node < cl->n ? node : -1;
+}
+
+struct map_call {
+    unsigned *outstanding;
+    int status;
+    uint64_t epoch;
+    uint32_t len;
+    uint8_t *buf;
+};
+
+static void map_call_done(void *arg, int status, const Cairn__Response *resp)
+{
+    struct map_call *c = arg;
+
+    c->status = status ? status : resp->status;
+    if (!c->status) {
+        c->epoch = resp->epoch;
+        c->len = resp->payload_len;
+    }
+    (*c->outstanding)--;
+}
+
+/* Ask the given D-nodes for their maps at once; *buf gets the newest that decodes (the
+ * caller frees it).  Returns 0, CAIRN_ENOENT (those that answered hold none),
+ * CAIRN_EUNREACH (none answered), CAIRN_ENOMEM. */
+static int fetch_map(struct cl_cluster *cl, const unsigned *nodes, unsigned n, uint8_t **buf,
+                     size_t *len)
+{
+    uint32_t cap = tp_ctx_max_payload(cl->tp);
+    struct map_call *calls = calloc(n, sizeof *calls);
+    unsigned outstanding = 0, answered = 0;
+    uint64_t best_epoch = 0;
+    int best = -1, rc;
+
+    *buf = NULL;
+    if (!calls)
+        return CAIRN_ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        Cairn__Request req = CAIRN__REQUEST__INIT;
+
+        calls[i] = (struct map_call){.outstanding = &outstanding, .status = CAIRN_ECANCELED,
+                                     .buf = malloc(cap)};
+        if (!calls[i].buf)
+            continue;
+        req.op = CAIRN__OP__OP_MAP_GET;
+        outstanding++;
+        rc = tp_call(cl->tp, cl->peers[nodes[i]], &req, NULL, 0, calls[i].buf, cap,
+                     map_call_done, &calls[i]);
+        if (rc) {
+            outstanding--;
+            calls[i].status = rc;
+        }
+    }
+    while (outstanding)
+        tp_ctx_wait(cl->tp, 1000);
+    for (unsigned i = 0; i < n; i++) {
+        Cairn__ClusterMap *m;
+
+        note_status(cl, nodes[i], calls[i].status == CAIRN_ENOENT ? 0 : calls[i].status);
+        if (calls[i].status == 0 || calls[i].status == CAIRN_ENOENT)
+            answered++;
+        if (calls[i].status)
+            continue;
+        m = map_decode(calls[i].buf, calls[i].len);
+        if (!m) {
+            log_warn(TAG, "D-node %s sent a map that does not check", cl->addrs[nodes[i]]);
+            continue;
+        }
+        if (m->epoch > best_epoch) {
+            best_epoch = m->epoch;
+            best = (int)i;
+        }
+        cairn__cluster_map__free_unpacked(m, NULL);
+    }
+    rc = best >= 0 ? 0 : answered ? CAIRN_ENOENT : CAIRN_EUNREACH;
+    if (best >= 0) {
+        *buf = calls[best].buf;
+        *len = calls[best].len;
+        calls[best].buf = NULL;
+    }
+    for (unsigned i = 0; i < n; i++)
+        free(calls[i].buf);
+    free(calls);
+    return rc;
+}
+
+/* Make the map in buf the view's: its D-nodes (first: exactly the map's; later: the view's
+ * list must be a prefix of the map's, new D-nodes are appended), their ids, the shards. */
+static int adopt(struct cl_cluster *cl, const uint8_t *buf, size_t len, bool first)
+{
+    Cairn__ClusterMap *m = map_decode(buf, len);
+    unsigned n;
+    char **addrs = NULL;
+    uint64_t *peers = NULL, *keys = NULL, *down = NULL, *ids = NULL, *rechecked = NULL;
+    unsigned *slot = NULL;
+    int32_t *leader = NULL;
+    int rc = CAIRN_ENOMEM;
+
+    if (!m)
+        return CAIRN_EINVAL;
+    if (cl->map && m->epoch <= cl->map->epoch) {
+        cairn__cluster_map__free_unpacked(m, NULL);
+        return 0;
+    }
+    n = (unsigned)m->n_nodes;
+    if (n < cl->layout.k + cl->layout.m) {
+        log_error(TAG, "the cluster map names %u D-nodes: too few for %u+%u stripes", n,
+                  cl->layout.k, cl->layout.m);
+        rc = CAIRN_EINVAL;
+        goto out;
+    }
+    if (!first) {
+        bool prefix = n >= cl->n;
+
+        for (unsigned i = 0; prefix && i < cl->n; i++)
+            prefix = strcmp(cl->addrs[i], m->nodes[i]->addr) == 0;
+        if (!prefix) {
+            log_error(TAG, "cluster map epoch %llu drops or reorders D-nodes; keeping epoch %llu",
+                      (unsigned long long)m->epoch, (unsigned long long)cl->map->epoch);
+            rc = CAIRN_EINVAL;
+            goto out;
+        }
+    }
+    addrs = calloc(n, sizeof *addrs);
+    peers = calloc(n, sizeof *peers);
+    keys = calloc(n, sizeof *keys);
+    down = calloc(n, sizeof *down);
+    ids = calloc(n, sizeof *ids);
+    slot = calloc(n, sizeof *slot);
+    rechecked = calloc(n, sizeof *rechecked);
+    leader = malloc(m->shards * sizeof *leader);
+    if (!addrs || !peers || !keys || !down || !ids || !slot || !rechecked || !leader)
+        goto out;
+    for (uint32_t s = 0; s < m->shards; s++)
+        leader[s] = -1;
+    if (cl->map && cl->map->shards == m->shards)
+        memcpy(leader, cl->leader, m->shards * sizeof *leader);
+    for (unsigned i = 0; i < n; i++) {
+        const char *a = m->nodes[i]->addr;
+        unsigned j;
+
+        addrs[i] = strdup(a);
+        if (!addrs[i])
+            goto out;
+        for (j = 0; j < cl->n && strcmp(cl->addrs[j], a) != 0; j++)
+            ;
+        if (j < cl->n) { /* known already: same endpoint, same health */
+            peers[i] = cl->peers[j];
+            down[i] = cl->down_until[j];
+        } else if ((rc = tp_peer_add(cl->tp, a, &peers[i])) != 0) {
+            log_error(TAG, "D-node address %s: %s", a, cairn_strerror(rc));
+            goto out;
+        }
+        keys[i] = cl_node_key(a);
+        slot[i] = shared_slot(a);
+        ids[i] = m->nodes[i]->id;
+    }
+    if (cl->map && cl->map->epoch != m->epoch)
+        log_info(TAG, "cluster map epoch %llu -> %llu", (unsigned long long)cl->map->epoch,
+                 (unsigned long long)m->epoch);
+    nodes_free(cl); /* then swap in */
+    cl->addrs = addrs;
+    cl->rechecked = rechecked;
+    cl->n = n;
+    cl->peers = peers;
+    cl->keys = keys;
+    cl->down_until = down;
+    cl->slot = slot;
+    cl->ids = ids;
+    cl->leader = leader;
+    cl->map = m;
+    return 0;
+out:
+    if (addrs)
+        for (unsigned i = 0; i < n; i++)
+            free(addrs[i]);
+    free(addrs);
+    free(peers);
+    free(keys);
+    free(down);
+    free(ids);
+    free(slot);
+    free(rechecked);
+    free(leader);
+    cairn__cluster_map__free_unpacked(m, NULL);
+    return rc;
+}
+
+int cl_cluster_refresh(struct cl_cluster *cl)
+{
+    unsigned nodes[MAP_MAX_REPLICAS], n = 0;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (!cl->map)
+        return CAIRN_EINVAL;
+    /* The map group's members apply every new map first. */
+    for (size_t i = 0; i < cl->map->n_map_group && n < MAP_MAX_REPLICAS; i++) {
+        int idx = cl_cluster_node_index(cl, cl->map->map_group[i]);
+
+        if (idx >= 0)
+            nodes[n++] = (unsigned)idx;
+    }
+    rc = fetch_map(cl, nodes, n, &buf, &len);
+    if (!rc)
+        rc = adopt(cl, buf, len, false);
+    free(buf);
+    return rc;
+}
+
+int cl_cluster_map_init(struct cl_cluster *cl, uint32_t shards)
+{
+    struct map_node_info *info = calloc(cl->n, sizeof *info);
+    Cairn__Response **pings = calloc(cl->n, sizeof *pings);
+    struct map_params p = {.k = cl->layout.k, .m = cl->layout.m,
+                           .frag_size = cl->layout.frag_size, .shards = shards};
+    uint8_t *buf = NULL, *have = NULL;
+    size_t len = 0, have_len = 0;
+    unsigned *all = calloc(cl->n, sizeof *all);
+    int rc = CAIRN_ENOMEM;
+
+    if (!info || !pings || !all)
+        goto out;
+    for (unsigned i = 0; i < cl->n; i++)
+        all[i] = i;
+    rc = fetch_map(cl, all, cl->n, &have, &have_len);
+    if (rc != CAIRN_ENOENT) {
+        if (!rc)
+            rc = CAIRN_EEXIST;
+        goto out;
+    }
+    for (unsigned i = 0; i < cl->n; i++) {
+        Cairn__Request req = CAIRN__REQUEST__INIT;
+        struct tp_sync sy = {0};
+
+        req.op = CAIRN__OP__OP_PING;
+        rc = tp_call_sync(cl->tp, cl->peers[i], &req, NULL, 0, NULL, 0, &sy);
+        if (!rc)
+            rc = sy.status ? sy.status : sy.resp->status;
+        if (rc) {
+            tp_sync_fini(&sy);
+            log_error(TAG, "D-node %s: %s", cl->addrs[i], cairn_strerror(rc));
+            rc = CAIRN_EUNREACH;
+            goto out;
+        }
+        pings[i] = sy.resp; /* kept: info points into it */
+        info[i] = (struct map_node_info){.id = sy.resp->node_id, .addr = cl->addrs[i],
+                                         .host = sy.resp->domain};
+    }
+    rc = map_build(&p, info, cl->n, &buf, &len);
+    if (rc) {
+        log_error(TAG, "cannot build a map of these D-nodes: %s", cairn_strerror(rc));
+        goto out;
+    }
+    for (unsigned i = 0; i < cl->n; i++) {
+        Cairn__Request req = CAIRN__REQUEST__INIT;
+        struct tp_sync sy = {0};
+
+        req.op = CAIRN__OP__OP_MAP_SET;
+        rc = tp_call_sync(cl->tp, cl->peers[i], &req, buf, (uint32_t)len, NULL, 0, &sy);
+        if (!rc)
+            rc = sy.status ? sy.status : sy.resp->status;
+        tp_sync_fini(&sy);
+        if (rc) {
+            log_error(TAG, "giving the map to D-node %s: %s", cl->addrs[i], cairn_strerror(rc));
+            goto out;
+        }
+    }
+    rc = adopt(cl, buf, len, true);
+out:
+    if (pings)
+        for (unsigned i = 0; i < cl->n; i++)
+            if (pings[i])
+                cairn__response__free_unpacked(pings[i], NULL);
+    free(pings);
+    free(info);
+    free(all);
+    free(buf);
+    free(have);
+    return rc;
 }

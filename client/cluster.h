@@ -14,6 +14,12 @@
  * then go to parity at once and writes fail fast instead of each waiting out a deadline.  The
  * first answer from the node clears the mark.
  *
+ * The cluster map (map/map.h).  A view reads the map from the D-nodes it is given (the seeds)
+ * when it opens, takes the newest epoch any of them holds, and from then on knows the D-nodes
+ * the map names (in the map's order, which is the data's placement order) and where every
+ * metadata shard's replicas are.  Every call carries the view's epoch; a D-node with a newer
+ * map refuses it (CAIRN_ESTALE) and the caller refreshes the view (cl_cluster_refresh).
+ *
  * The view knows no protocol and no namespace: callers above it decide what a call means.
  */
 #ifndef CAIRN_CLIENT_CLUSTER_H
@@ -23,11 +29,14 @@
 #include <stdint.h>
 
 #include "ec/ec.h"
+#include "map/map.h"
 #include "transport/tp.h"
 
 #define CL_MAX_DNODES 1024u
 #define CL_DEFAULT_DEPTH 8u /* stripes in flight per write or read */
 #define CL_DOWN_MS 10000u   /* a silent D-node is skipped this long */
+#define CL_RECHECK_MS 1000u /* ... unless an operation that needs it asks again after this */
+#define CL_DEFAULT_LEADER_WAIT_MS 30000u
 
 struct cl_cluster;
 
@@ -39,10 +48,15 @@ struct cl_cluster_config {
     uint32_t frag_size;    /* bytes per fragment of a full stripe */
     uint32_t timeout_ms;   /* per-request deadline; 0 = transport default */
     uint32_t depth;        /* stripes in flight; 0 = CL_DEFAULT_DEPTH */
+    bool no_map;           /* open on the listed D-nodes without reading a map (map init) */
+    uint32_t leader_wait_ms; /* how long a metadata call waits for a shard to have a leader
+                              * (elections, restarts); 0 = CL_DEFAULT_LEADER_WAIT_MS */
 };
 
-/* Open a view.  cfg is copied.  Returns 0, CAIRN_EINVAL (bad list or code), CAIRN_EFABRIC,
- * CAIRN_ENOMEM. */
+/* Open a view: read the cluster map from the listed D-nodes (all asked at once).  cfg is
+ * copied.  Returns 0, CAIRN_EINVAL (bad list or code), CAIRN_ENOENT (no listed D-node holds a
+ * map: the cluster was never created, see cl_cluster_map_init), CAIRN_EUNREACH (none
+ * answered), CAIRN_EFABRIC, CAIRN_ENOMEM. */
 int cl_cluster_open(const struct cl_cluster_config *cfg, struct cl_cluster **out);
 void cl_cluster_close(struct cl_cluster *cl); /* accepts NULL */
 
@@ -57,6 +71,37 @@ struct tp_ctx *cl_cluster_tp(struct cl_cluster *cl);
  * too many distinct codes are in use. */
 struct ec_codec *cl_cluster_codec(struct cl_cluster *cl, uint32_t k, uint32_t m);
 
+/* ---- the cluster map ---- */
+
+/* The map the view acts on (never NULL once opened without no_map). */
+const Cairn__ClusterMap *cl_cluster_map(const struct cl_cluster *cl);
+uint64_t cl_cluster_epoch(const struct cl_cluster *cl);
+/* Metadata shards of the cluster (0 without a map). */
+uint32_t cl_cluster_shards(const struct cl_cluster *cl);
+/* The replicas of a metadata shard as D-node indexes, in the map's order; returns how many
+ * (at most MAP_MAX_REPLICAS), 0 for a shard the map does not have. */
+unsigned cl_cluster_shard_nodes(const struct cl_cluster *cl, uint32_t shard, unsigned *nodes);
+/* The index of the D-node with id, or -1. */
+int cl_cluster_node_index(const struct cl_cluster *cl, uint64_t id);
+/* How long a metadata call waits for a shard to have a leader. */
+uint32_t cl_cluster_leader_wait_ms(const struct cl_cluster *cl);
+/* Which D-node last said it leads a shard (index), or -1: a hint, kept per view. */
+int cl_cluster_leader_hint(const struct cl_cluster *cl, uint32_t shard);
+void cl_cluster_set_leader_hint(struct cl_cluster *cl, uint32_t shard, int node);
+
+/* Read the map again from its group's members and adopt it if it is newer.  D-nodes the new
+ * map adds are appended; a map that drops or reorders D-nodes is refused (CAIRN_EINVAL) until
+ * placement of data is recorded too.  Returns 0 (whether or not the epoch changed), or an
+ * error with the view unchanged. */
+int cl_cluster_refresh(struct cl_cluster *cl);
+
+/* Create the cluster: ask every listed D-node for its id and failure domain, build the first
+ * map (map_build) with the view's code and shards metadata shards (0: the default), and give
+ * it to each of them; then the view adopts it.  A view opened with no_map does this.  Returns
+ * 0, CAIRN_EEXIST (a D-node already holds a map: the cluster exists, nothing was changed),
+ * CAIRN_EUNREACH (a D-node did not answer: nothing was given to anyone), or another error. */
+int cl_cluster_map_init(struct cl_cluster *cl, uint32_t shards);
+
 /* Ping D-node i; on success fills the stats the D-node reports (any may be NULL). */
 int cl_cluster_ping(struct cl_cluster *cl, unsigned i, uint64_t *dev_size, uint64_t *dev_used,
                     uint64_t *frags);
@@ -67,6 +112,11 @@ unsigned cl_cluster_probe(struct cl_cluster *cl);
 
 /* Whether this view (or another in the process) saw D-node i fail recently. */
 bool cl_cluster_node_down(const struct cl_cluster *cl, unsigned i);
+/* For a D-node marked down: ask it again (a ping), at most once per CL_RECHECK_MS in this
+ * view, and return whether it answered (the mark is then cleared).  A D-node that came back
+ * is found at once by the operations that cannot do without it (a stripe write needs every
+ * fragment) instead of after CL_DOWN_MS.  True for a node not marked down. */
+bool cl_cluster_recheck(struct cl_cluster *cl, unsigned i);
 /* Report the transport status of a call to D-node i (0 clears a down mark; CAIRN_ETIMEDOUT
  * and CAIRN_EUNREACH set one; other codes are the D-node's answer and say nothing). */
 void cl_cluster_note(struct cl_cluster *cl, unsigned i, int transport_status);

@@ -12,12 +12,7 @@
 
 uint64_t cl_mix64(uint64_t x)
 {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
+    return cairn_mix64(x);
 }
 
 uint64_t cl_hash_bytes(const void *p, uint64_t len)

@@ -242,7 +242,8 @@ static int write_stripe(struct io *io, struct slot *sl, uint64_t s)
     if (rc)
         goto fail;
     for (unsigned i = 0; i < n; i++) {
-        if (cl_cluster_node_down(io->cl, sl->nodes[i])) {
+        if (cl_cluster_node_down(io->cl, sl->nodes[i]) &&
+            !cl_cluster_recheck(io->cl, sl->nodes[i])) {
             rc = CAIRN_EUNREACH;
             log_warn(TAG, "stripe %016llx: D-node %s is down; a write needs all %u fragments",
                      (unsigned long long)sl->sid, cl_cluster_dnode_addr(io->cl, sl->nodes[i]), n);

@@ -71,9 +71,11 @@ struct cs_entry {
     size_t len;
 };
 
-/* A group's durable state as the host found it at open.  meta is the blob the group last
- * stored with put_meta (NULL, 0 if none: a group never started); entries are in index order
- * without gaps.  Filled by cs_host.load; the host keeps the memory until load_done. */
+/* A group's stored state as the host finds it at open: what was committed plus what the
+ * current round wrote (a group bootstrapped in this round loads its first entry).  meta is
+ * the blob the group last stored with put_meta (NULL, 0 if none: a group never started);
+ * entries are in index order without gaps.  Filled by cs_host.load; the host keeps the
+ * memory until load_done. */
 struct cs_loaded {
     const void *meta;
     size_t meta_len;
@@ -167,7 +169,7 @@ void cs_node_flush(struct cs_node *n);
  * the log: a later leader may still apply it). */
 typedef void (*cs_done_cb)(void *arg, int status, uint64_t index, void *result);
 
-/* Propose a command (copied).  Only a leader takes proposals: otherwise CAIRN_ENOTLEADER and
+/* Propose a command (copied; cb may be NULL).  Only a leader takes proposals: otherwise CAIRN_ENOTLEADER and
  * cb never runs.  Returns 0 or CAIRN_ENOTLEADER / CAIRN_ETOOBIG / CAIRN_ENOMEM. */
 int cs_propose(struct cs_group *g, const void *cmd, size_t len, cs_done_cb cb, void *arg);
 
@@ -202,7 +204,8 @@ struct cs_stats {
     uint64_t msgs_out, msgs_in, batches_out, batches_in, bad_in;
     uint64_t applied;      /* commands applied */
     uint64_t votes_held;   /* votes refused in the quiet time after a start */
-    uint64_t deferred;     /* entries refused while earlier ones waited for the commit */
+    uint64_t deferred;     /* entries dropped while earlier ones waited for the commit (held
+                            * ones are taken after it; these found the hold full) */
 };
 void cs_node_stats(const struct cs_node *n, struct cs_stats *out);
 

@@ -166,8 +166,22 @@ struct cs_node {
     struct out_msg *out, **out_tail;
     struct done *done, **done_tail;
     struct cs_group *waiting; /* groups with commands waiting for the log */
+    struct held *held, **held_tail; /* messages waiting for this round's commit */
+    size_t n_held;
     struct cs_stats stats;
 };
+
+/* A received message that must wait until the entries its group is writing are committed
+ * (see recv_msg), kept encoded. */
+struct held {
+    struct held *next;
+    uint64_t from;
+    size_t len;
+    uint8_t buf[];
+};
+#define HELD_MAX 4096u /* beyond: dropped, and the leader sends again */
+
+static void recv_held(struct cs_node *n);
 
 static uint64_t now_ms(struct cs_node *n)
 {
@@ -458,13 +472,7 @@ static int io_bootstrap(struct raft_io *io, const struct raft_configuration *con
         return RAFT_IOERR;
     g->meta.term = 1;
     g->meta.vote = 0;
-    store_meta(g);
-    /* raft_start() loads what we just wrote: make it durable now, with the round. */
-    rc = n->host.commit(n->host.arg);
-    if (rc)
-        fatal_store("commit", rc);
-    n->dirty = false;
-    n->stats.commits++;
+    store_meta(g); /* durable with the round, before any message of the group leaves */
     g->next_index = 2;
     return 0;
 }
@@ -1057,7 +1065,8 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
         /* Cannot queue the answer: tell the proposer now that we do not know. */
         if (p->result)
             g->node->host.result_free(g->node->host.arg, p->result);
-        p->cb(p->arg, CAIRN_EUNKNOWN, p->index, NULL);
+        if (p->cb)
+            p->cb(p->arg, CAIRN_EUNKNOWN, p->index, NULL);
         free(p);
         return;
     }
@@ -1132,7 +1141,8 @@ static void submit_waiting(struct cs_node *n)
             while (w) {
                 struct wait_cmd *next = w->next;
                 raft_free(w->buf);
-                w->cb(w->arg, CAIRN_ENOTLEADER, 0, NULL);
+                if (w->cb)
+                    w->cb(w->arg, CAIRN_ENOTLEADER, 0, NULL);
                 free(w);
                 w = next;
             }
@@ -1370,8 +1380,9 @@ static void deliver_done(struct cs_node *n, bool unknown)
             n->done_tail = &n->done;
         switch (d->kind) {
         case D_PROPOSAL:
-            d->prop_cb(d->arg, unknown ? CAIRN_EUNKNOWN : d->status, d->index,
-                       unknown ? NULL : d->result);
+            if (d->prop_cb)
+                d->prop_cb(d->arg, unknown ? CAIRN_EUNKNOWN : d->status, d->index,
+                           unknown ? NULL : d->result);
             if (d->result)
                 n->host.result_free(n->host.arg, d->result);
             break;
@@ -1402,7 +1413,8 @@ void cs_node_destroy(struct cs_node *n)
             while (w) { /* never in the log */
                 struct wait_cmd *wn = w->next;
                 raft_free(w->buf);
-                w->cb(w->arg, CAIRN_ENOTLEADER, 0, NULL);
+                if (w->cb)
+                    w->cb(w->arg, CAIRN_ENOTLEADER, 0, NULL);
                 free(w);
                 w = wn;
             }
@@ -1412,6 +1424,11 @@ void cs_node_destroy(struct cs_node *n)
     }
     /* What was not flushed never became durable: its proposers must not count on it. */
     deliver_done(n, true);
+    while (n->held) {
+        struct held *h = n->held;
+        n->held = h->next;
+        free(h);
+    }
     free(n->table);
     free(n);
 }
@@ -1522,6 +1539,11 @@ void cs_node_flush(struct cs_node *n)
             n->dirty = false;
             n->stats.commits++;
         }
+        if (!n->pend && n->held) {
+            recv_held(n); /* may write again: the loop commits it */
+            submit_waiting(n);
+            continue;
+        }
         if (!n->pend)
             break;
         struct pending *list = n->pend;
@@ -1563,6 +1585,105 @@ static bool has_member(const struct raft_configuration *c, uint64_t id)
     return false;
 }
 
+static void hold(struct cs_node *n, uint64_t from, const Cairn__RaftMsg *pb)
+{
+    size_t len = cairn__raft_msg__get_packed_size(pb);
+    struct held *h;
+
+    if (n->n_held >= HELD_MAX || !(h = malloc(sizeof *h + len))) {
+        n->stats.deferred++; /* lost: the leader sends it again */
+        return;
+    }
+    h->next = NULL;
+    h->from = from;
+    h->len = cairn__raft_msg__pack(pb, h->buf);
+    if (!n->held)
+        n->held_tail = &n->held;
+    *n->held_tail = h;
+    n->held_tail = &h->next;
+    n->n_held++;
+}
+
+/* One message of a batch from node from. */
+static void recv_msg(struct cs_node *n, uint64_t from, const char *from_addr,
+                     const Cairn__RaftMsg *pb, uint64_t now)
+{
+    struct cs_group *g = cs_group_find(n, pb->group);
+    struct raft_message m;
+
+    n->stats.msgs_in++;
+    if (!g || !g->started)
+        return;
+    if (g->raft.configuration.n && !has_member(&g->raft.configuration, from)) {
+        /* Only members speak in a group (a node that was removed, or a stranger).  A node
+         * with no membership yet is waiting for a leader that added it. */
+        n->stats.bad_in++;
+        return;
+    }
+    if (pb->type == RAFT_IO_REQUEST_VOTE && now < g->opened_ms + n->cfg.election_ms) {
+        /* Just started: we may have promised a leader, before a crash, not to vote for
+         * anyone else until its lease ran out; we no longer know. */
+        n->stats.votes_held++;
+        return;
+    }
+    if (g->writes_in_round && ((pb->type == RAFT_IO_APPEND_ENTRIES && pb->n_entries) ||
+                               pb->type == RAFT_IO_INSTALL_SNAPSHOT)) {
+        /* Entries already wait for this round's commit.  New ones could make libraft
+         * truncate what it is still writing, so they wait until the commit (cs_node_flush
+         * takes them then): dropping them would stall the leader's pipeline until its next
+         * heartbeat. */
+        hold(n, from, pb);
+        return;
+    }
+    if (cs_wire_to_raft(pb, from, from_addr, &m) != 0) {
+        n->stats.bad_in++;
+        return;
+    }
+    if (pb->type == RAFT_IO_INSTALL_SNAPSHOT &&
+        (m.install_snapshot.data.len < SNAP_DUMP_HDR ||
+         ((uint8_t *)m.install_snapshot.data.base)[0] != SNAP_DUMP)) {
+        cs_wire_raft_free(&m);
+        n->stats.bad_in++;
+        return;
+    }
+    if (pb->type == RAFT_IO_APPEND_ENTRIES && pb->stamp && pb->term >= g->raft.current_term) {
+        if (g->echo_from != from || g->echo_term != pb->term || pb->stamp > g->echo_stamp)
+            g->echo_stamp = pb->stamp;
+        g->echo_from = from;
+        g->echo_term = pb->term;
+    }
+    if (pb->type == RAFT_IO_APPEND_ENTRIES_RESULT && pb->stamp &&
+        raft_state(&g->raft) == RAFT_LEADER && pb->term == g->raft.current_term)
+        lease_ack(g, from, pb->stamp);
+    g->recv_cb(&g->io, &m);
+    group_check(g);
+}
+
+/* Take the held messages, in arrival order (after a commit: their groups may write again). */
+static void recv_held(struct cs_node *n)
+{
+    struct held *list = n->held;
+    char from_addr[CS_ADDR_LEN];
+    uint64_t now = now_ms(n);
+
+    n->held = NULL;
+    n->held_tail = &n->held;
+    n->n_held = 0;
+    while (list) {
+        struct held *h = list;
+        Cairn__RaftMsg *pb = cairn__raft_msg__unpack(NULL, h->len, h->buf);
+
+        list = h->next;
+        if (pb) { /* it decoded and passed the checks when it arrived */
+            n->stats.msgs_in--; /* counted once, when it arrived */
+            cs_addr(h->from, from_addr);
+            recv_msg(n, h->from, from_addr, pb, now);
+            cairn__raft_msg__free_unpacked(pb, NULL);
+        }
+        free(h);
+    }
+}
+
 void cs_node_recv(struct cs_node *n, const void *buf, size_t len)
 {
     Cairn__RaftBatch *b = cairn__raft_batch__unpack(NULL, len, buf);
@@ -1580,58 +1701,8 @@ void cs_node_recv(struct cs_node *n, const void *buf, size_t len)
     n->stats.batches_in++;
     cs_addr(b->from, from_addr);
     now = now_ms(n);
-    for (size_t i = 0; i < b->n_msgs; i++) {
-        const Cairn__RaftMsg *pb = b->msgs[i];
-        struct cs_group *g = cs_group_find(n, pb->group);
-        struct raft_message m;
-
-        n->stats.msgs_in++;
-        if (!g || !g->started)
-            continue;
-        if (g->raft.configuration.n &&
-            !has_member(&g->raft.configuration, b->from)) {
-            /* Only members speak in a group (a node that was removed, or a stranger).  A
-             * node with no membership yet is waiting for a leader that added it. */
-            n->stats.bad_in++;
-            continue;
-        }
-        if (pb->type == RAFT_IO_REQUEST_VOTE && now < g->opened_ms + n->cfg.election_ms) {
-            /* Just started: we may have promised a leader, before a crash, not to vote for
-             * anyone else until its lease ran out; we no longer know. */
-            n->stats.votes_held++;
-            continue;
-        }
-        if (g->writes_in_round && ((pb->type == RAFT_IO_APPEND_ENTRIES && pb->n_entries) ||
-                                   pb->type == RAFT_IO_INSTALL_SNAPSHOT)) {
-            /* Entries already wait for this round's commit.  New ones could make libraft
-             * truncate what it is still writing, so they wait for the leader to send them
-             * again (it does, on the next heartbeat or answer). */
-            n->stats.deferred++;
-            continue;
-        }
-        if (cs_wire_to_raft(pb, b->from, from_addr, &m) != 0) {
-            n->stats.bad_in++;
-            continue;
-        }
-        if (pb->type == RAFT_IO_INSTALL_SNAPSHOT &&
-            (m.install_snapshot.data.len < SNAP_DUMP_HDR ||
-             ((uint8_t *)m.install_snapshot.data.base)[0] != SNAP_DUMP)) {
-            cs_wire_raft_free(&m);
-            n->stats.bad_in++;
-            continue;
-        }
-        if (pb->type == RAFT_IO_APPEND_ENTRIES && pb->stamp && pb->term >= g->raft.current_term) {
-            if (g->echo_from != b->from || g->echo_term != pb->term || pb->stamp > g->echo_stamp)
-                g->echo_stamp = pb->stamp;
-            g->echo_from = b->from;
-            g->echo_term = pb->term;
-        }
-        if (pb->type == RAFT_IO_APPEND_ENTRIES_RESULT && pb->stamp &&
-            raft_state(&g->raft) == RAFT_LEADER && pb->term == g->raft.current_term)
-            lease_ack(g, b->from, pb->stamp);
-        g->recv_cb(&g->io, &m);
-        group_check(g);
-    }
+    for (size_t i = 0; i < b->n_msgs; i++)
+        recv_msg(n, b->from, from_addr, b->msgs[i], now);
 out:
     cairn__raft_batch__free_unpacked(b, NULL);
 }

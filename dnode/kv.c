@@ -27,6 +27,7 @@
 #include <limits.h>
 #include <lmdb.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -39,7 +40,12 @@
 
 struct dn_kv {
     MDB_env *env;
-    MDB_dbi dbi;
+    MDB_dbi dbi;   /* "rec": the records */
+    MDB_dbi log;   /* "log": group (be32) index (be64) -> term (be64) type (u8) bytes */
+    MDB_dbi grp;   /* "grp": group (be32) tag (u8) -> the group's metadata blob ('M') and
+                    * applied index ('A'); node-wide values under group 0xffffffff tag 'N' */
+    MDB_txn *round; /* the open round (dn_kv_round_commit), or NULL */
+    uint64_t map_size;
 };
 
 static int from_mdb(int rc, const char *what)
@@ -135,7 +141,11 @@ int dn_kv_open(const char *dir, uint64_t map_size, struct dn_kv **out)
     rc = mdb_env_create(&kv->env);
     if (rc)
         goto err_free;
-    rc = mdb_env_set_mapsize(kv->env, map_size ? map_size : (1ull << 30));
+    kv->map_size = map_size ? map_size : DN_KV_DEFAULT_MAP;
+    rc = mdb_env_set_mapsize(kv->env, kv->map_size);
+    if (rc)
+        goto err_env;
+    rc = mdb_env_set_maxdbs(kv->env, 4);
     if (rc)
         goto err_env;
     /* MDB_NOTLS: the D-node may hand the handle between threads later; no readers pinned
@@ -150,8 +160,9 @@ int dn_kv_open(const char *dir, uint64_t map_size, struct dn_kv **out)
     rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
     if (rc)
         goto err_env;
-    rc = mdb_dbi_open(txn, NULL, 0, &kv->dbi);
-    if (rc) {
+    if ((rc = mdb_dbi_open(txn, "rec", MDB_CREATE, &kv->dbi)) ||
+        (rc = mdb_dbi_open(txn, "log", MDB_CREATE, &kv->log)) ||
+        (rc = mdb_dbi_open(txn, "grp", MDB_CREATE, &kv->grp))) {
         mdb_txn_abort(txn);
         goto err_env;
     }
@@ -172,6 +183,8 @@ void dn_kv_close(struct dn_kv *kv)
 {
     if (!kv)
         return;
+    if (kv->round)
+        mdb_txn_abort(kv->round); /* never committed: as after a crash */
     mdb_env_close(kv->env);
     free(kv);
 }
@@ -293,6 +306,13 @@ void dn_kv_apply(struct dn_kv *kv, struct dn_kv_op *ops, size_t n)
 
     if (n == 0)
         return;
+    if (kv->round) {
+        /* LMDB has one writer: a second write transaction in this thread would wait for
+         * the round forever. */
+        for (i = 0; i < n; i++)
+            ops[i].status = CAIRN_EAGAIN;
+        return;
+    }
     rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
     if (rc) {
         rc = from_mdb(rc, "write: begin");
@@ -456,4 +476,417 @@ void dn_kv_scan_free(struct dn_kv_scan *scan)
         free((void *)scan->entries[i].key);
     free(scan->entries);
     memset(scan, 0, sizeof(*scan));
+}
+
+/* ---- the round ---- */
+
+static int round_txn(struct dn_kv *kv, MDB_txn **out)
+{
+    if (!kv->round) {
+        int rc = mdb_txn_begin(kv->env, NULL, 0, &kv->round);
+        if (rc) {
+            kv->round = NULL;
+            return from_mdb(rc, "round: begin");
+        }
+    }
+    *out = kv->round;
+    return 0;
+}
+
+bool dn_kv_round_open(const struct dn_kv *kv)
+{
+    return kv->round != NULL;
+}
+
+/* Keep a quarter of the map free: growing needs no transaction open, which is the case
+ * right after a commit, and a round that found the map full could only fail as a whole. */
+static void maybe_grow(struct dn_kv *kv)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+
+    if (mdb_env_info(kv->env, &info) || mdb_env_stat(kv->env, &st))
+        return;
+    uint64_t used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+    if (used * 4 < kv->map_size * 3)
+        return;
+    uint64_t size = kv->map_size * 2;
+    if (mdb_env_set_mapsize(kv->env, size) == 0) {
+        log_info(TAG, "metadata map grown to %llu MiB", (unsigned long long)(size >> 20));
+        kv->map_size = size;
+    }
+}
+
+int dn_kv_round_commit(struct dn_kv *kv)
+{
+    int rc;
+
+    if (!kv->round)
+        return 0;
+    rc = mdb_txn_commit(kv->round);
+    kv->round = NULL;
+    if (rc)
+        return from_mdb(rc, "round: commit");
+    maybe_grow(kv);
+    return 0;
+}
+
+/* Loading a group sees the open round too (a group bootstrapped in it loads its first
+ * entry): the round's transaction if there is one, else a read-only one. */
+static int load_txn(struct dn_kv *kv, MDB_txn **txn)
+{
+    int rc;
+
+    if (kv->round) {
+        *txn = kv->round;
+        return 0;
+    }
+    rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, txn);
+    return rc ? from_mdb(rc, "load: begin") : 0;
+}
+
+static void log_key(uint8_t *k, uint32_t group, uint64_t index)
+{
+    put_be32(k, group);
+    put_be64(k + 4, index);
+}
+
+int dn_kv_log_put(struct dn_kv *kv, uint32_t group, uint64_t index, uint64_t term, unsigned type,
+                  const void *buf, size_t len)
+{
+    uint8_t kb[12];
+    MDB_val k = {sizeof kb, kb}, v;
+    MDB_txn *txn = NULL;
+    int rc = round_txn(kv, &txn);
+
+    if (rc)
+        return rc;
+    log_key(kb, group, index);
+    v.mv_size = 9 + len;
+    rc = mdb_put(txn, kv->log, &k, &v, MDB_RESERVE);
+    if (rc)
+        return from_mdb(rc, "log put");
+    put_be64(v.mv_data, term);
+    ((uint8_t *)v.mv_data)[8] = (uint8_t)type;
+    if (len)
+        memcpy((uint8_t *)v.mv_data + 9, buf, len);
+    return 0;
+}
+
+int dn_kv_log_drop(struct dn_kv *kv, uint32_t group, uint64_t from, uint64_t to)
+{
+    uint8_t kb[12];
+    MDB_val k = {sizeof kb, kb}, v;
+    MDB_cursor *cur;
+    MDB_txn *txn = NULL;
+    int rc = round_txn(kv, &txn);
+
+    if (rc)
+        return rc;
+    if (from >= to)
+        return 0;
+    rc = mdb_cursor_open(txn, kv->log, &cur);
+    if (rc)
+        return from_mdb(rc, "log drop: cursor");
+    log_key(kb, group, from);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *kp = k.mv_data;
+        if (k.mv_size != 12 || get_be64(kp + 4) >= to || memcmp(kp, kb, 4) != 0)
+            break;
+        rc = mdb_cursor_del(cur, 0);
+        if (rc)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return (rc == 0 || rc == MDB_NOTFOUND) ? 0 : from_mdb(rc, "log drop");
+}
+
+int dn_kv_log_load(struct dn_kv *kv, uint32_t group, dn_kv_log_cb cb, void *arg)
+{
+    uint8_t kb[12];
+    MDB_val k = {sizeof kb, kb}, v;
+    MDB_cursor *cur = NULL;
+    MDB_txn *txn;
+    int rc;
+
+    rc = load_txn(kv, &txn);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_open(txn, kv->log, &cur);
+    if (rc) {
+        rc = from_mdb(rc, "log load: cursor");
+        goto out;
+    }
+    log_key(kb, group, 0);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *kp = k.mv_data, *vp = v.mv_data;
+        if (k.mv_size != 12 || memcmp(kp, kb, 4) != 0)
+            break;
+        if (v.mv_size < 9) {
+            log_error(TAG, "group %u: log entry without header", group);
+            rc = CAIRN_EIO;
+            goto out;
+        }
+        rc = cb(arg, get_be64(kp + 4), get_be64(vp), vp[8], vp + 9, v.mv_size - 9);
+        if (rc)
+            goto out;
+    }
+    rc = (rc == 0 || rc == MDB_NOTFOUND) ? 0 : from_mdb(rc, "log load");
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn != kv->round)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+static void grp_key(uint8_t *k, uint32_t group, uint8_t tag)
+{
+    put_be32(k, group);
+    k[4] = tag;
+}
+
+static int grp_put(struct dn_kv *kv, uint32_t group, uint8_t tag, const void *buf, size_t len)
+{
+    uint8_t kb[5];
+    MDB_val k = {sizeof kb, kb}, v = {len, (void *)buf};
+    MDB_txn *txn = NULL;
+    int rc = round_txn(kv, &txn);
+
+    if (rc)
+        return rc;
+    grp_key(kb, group, tag);
+    rc = mdb_put(txn, kv->grp, &k, &v, 0);
+    return rc ? from_mdb(rc, "group put") : 0;
+}
+
+static int grp_get(struct dn_kv *kv, uint32_t group, uint8_t tag, void **buf, size_t *len)
+{
+    uint8_t kb[5];
+    MDB_val k = {sizeof kb, kb}, v;
+    MDB_txn *txn;
+    int rc;
+
+    *buf = NULL;
+    *len = 0;
+    grp_key(kb, group, tag);
+    rc = load_txn(kv, &txn);
+    if (rc)
+        return rc;
+    rc = mdb_get(txn, kv->grp, &k, &v);
+    if (rc == 0) {
+        *buf = malloc(v.mv_size ? v.mv_size : 1);
+        if (*buf) {
+            memcpy(*buf, v.mv_data, v.mv_size);
+            *len = v.mv_size;
+        } else {
+            rc = ENOMEM;
+        }
+    }
+    if (txn != kv->round)
+        mdb_txn_abort(txn);
+    return rc ? from_mdb(rc, "group get") : 0;
+}
+
+int dn_kv_gmeta_put(struct dn_kv *kv, uint32_t group, const void *buf, size_t len)
+{
+    return grp_put(kv, group, 'M', buf, len);
+}
+
+int dn_kv_gmeta_get(struct dn_kv *kv, uint32_t group, void **buf, size_t *len)
+{
+    return grp_get(kv, group, 'M', buf, len);
+}
+
+int dn_kv_node_put(struct dn_kv *kv, const void *buf, size_t len)
+{
+    return grp_put(kv, UINT32_MAX, 'N', buf, len);
+}
+
+int dn_kv_node_get(struct dn_kv *kv, void **buf, size_t *len)
+{
+    return grp_get(kv, UINT32_MAX, 'N', buf, len);
+}
+
+int dn_kv_applied_get(struct dn_kv *kv, uint32_t group, uint64_t *applied)
+{
+    void *buf;
+    size_t len;
+    int rc = grp_get(kv, group, 'A', &buf, &len);
+
+    *applied = 0;
+    if (rc == CAIRN_ENOENT)
+        return 0;
+    if (rc)
+        return rc;
+    if (len == 8)
+        *applied = get_be64(buf);
+    free(buf);
+    return len == 8 ? 0 : CAIRN_EIO;
+}
+
+static int applied_put(struct dn_kv *kv, uint32_t group, uint64_t index)
+{
+    uint8_t b[8];
+
+    put_be64(b, index);
+    return grp_put(kv, group, 'A', b, sizeof b);
+}
+
+int dn_kv_round_apply(struct dn_kv *kv, uint32_t group, uint64_t index, struct dn_kv_op *op)
+{
+    MDB_txn *txn = NULL;
+    int rc = round_txn(kv, &txn);
+
+    if (rc)
+        return rc;
+    op->shard = group;
+    op->new_version = index;
+    rc = apply_in_txn(kv, txn, op);
+    if (rc)
+        return rc;
+    return applied_put(kv, group, index);
+}
+
+int dn_kv_round_applied(struct dn_kv *kv, uint32_t group, uint64_t index)
+{
+    return applied_put(kv, group, index);
+}
+
+/* Dump format: per record u16 key length, key, u64 version, u32 value length, value (all
+ * big-endian). */
+int dn_kv_shard_dump(struct dn_kv *kv, uint32_t shard, size_t max, uint64_t *applied,
+                     void **out, size_t *out_len)
+{
+    uint8_t kb[SHARD_BYTES], ab[5];
+    MDB_val k = {sizeof kb, kb}, v, ak = {sizeof ab, ab};
+    MDB_cursor *cur = NULL;
+    MDB_txn *txn;
+    uint8_t *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+
+    *out = NULL;
+    *out_len = 0;
+    *applied = 0;
+    rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return from_mdb(rc, "dump: begin");
+    grp_key(ab, shard, 'A');
+    if (mdb_get(txn, kv->grp, &ak, &v) == 0 && v.mv_size == 8)
+        *applied = get_be64(v.mv_data);
+    rc = mdb_cursor_open(txn, kv->dbi, &cur);
+    if (rc) {
+        rc = from_mdb(rc, "dump: cursor");
+        goto out;
+    }
+    put_be32(kb, shard);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *kp = k.mv_data;
+        if (k.mv_size < SHARD_BYTES || memcmp(kp, kb, SHARD_BYTES) != 0)
+            break;
+        if (v.mv_size < VERSION_BYTES) {
+            rc = CAIRN_EIO;
+            goto out;
+        }
+        size_t klen = k.mv_size - SHARD_BYTES, vlen = v.mv_size - VERSION_BYTES;
+        size_t need = 2 + klen + 8 + 4 + vlen;
+        if (len + need > max) {
+            rc = CAIRN_ETOOBIG;
+            goto out;
+        }
+        if (len + need > cap) {
+            size_t ncap = CAIRN_MAX(cap * 2, len + need + 4096);
+            uint8_t *nb = realloc(buf, ncap);
+            if (!nb) {
+                rc = CAIRN_ENOMEM;
+                goto out;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        uint8_t *p = buf + len;
+        p[0] = (uint8_t)(klen >> 8);
+        p[1] = (uint8_t)klen;
+        memcpy(p + 2, kp + SHARD_BYTES, klen);
+        memcpy(p + 2 + klen, v.mv_data, 8); /* the version, big-endian as stored */
+        put_be32(p + 2 + klen + 8, (uint32_t)vlen);
+        memcpy(p + 2 + klen + 12, (uint8_t *)v.mv_data + VERSION_BYTES, vlen);
+        len += need;
+    }
+    rc = (rc == 0 || rc == MDB_NOTFOUND) ? 0 : from_mdb(rc, "dump");
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+int dn_kv_round_shard_install(struct dn_kv *kv, uint32_t shard, uint64_t applied,
+                              const void *data, size_t len)
+{
+    uint8_t kb[SHARD_BYTES + KV_MAX_KEY];
+    MDB_val k, v;
+    MDB_cursor *cur;
+    MDB_txn *txn = NULL;
+    const uint8_t *p = data, *end = p + len;
+    int rc = round_txn(kv, &txn);
+
+    if (rc)
+        return rc;
+    /* Check the whole dump before touching anything. */
+    for (const uint8_t *q = p; q < end;) {
+        size_t klen, vlen;
+        if (end - q < 2)
+            return CAIRN_EPROTO;
+        klen = ((size_t)q[0] << 8) | q[1];
+        if (klen == 0 || klen > KV_MAX_KEY || (size_t)(end - q) < 2 + klen + 12)
+            return CAIRN_EPROTO;
+        vlen = ((size_t)q[2 + klen + 8] << 24) | ((size_t)q[2 + klen + 9] << 16) |
+               ((size_t)q[2 + klen + 10] << 8) | q[2 + klen + 11];
+        if (vlen > KV_MAX_VALUE || (size_t)(end - q) < 2 + klen + 12 + vlen)
+            return CAIRN_EPROTO;
+        q += 2 + klen + 12 + vlen;
+    }
+    /* Forget the shard's records, then write the dump's. */
+    rc = mdb_cursor_open(txn, kv->dbi, &cur);
+    if (rc)
+        return from_mdb(rc, "install: cursor");
+    put_be32(kb, shard);
+    k.mv_data = kb;
+    k.mv_size = SHARD_BYTES;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < SHARD_BYTES || memcmp(k.mv_data, kb, SHARD_BYTES) != 0)
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)))
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return from_mdb(rc, "install: clear");
+    while (p < end) {
+        size_t klen = ((size_t)p[0] << 8) | p[1];
+        const uint8_t *ver = p + 2 + klen;
+        size_t vlen = ((size_t)ver[8] << 24) | ((size_t)ver[9] << 16) | ((size_t)ver[10] << 8) |
+                      ver[11];
+        make_key(kb, shard, p + 2, klen, &k);
+        v.mv_size = VERSION_BYTES + vlen;
+        rc = mdb_put(txn, kv->dbi, &k, &v, MDB_RESERVE);
+        if (rc)
+            return from_mdb(rc, "install: put");
+        memcpy(v.mv_data, ver, 8);
+        memcpy((uint8_t *)v.mv_data + VERSION_BYTES, ver + 12, vlen);
+        p = ver + 12 + vlen;
+    }
+    return applied_put(kv, shard, applied);
 }

@@ -21,6 +21,7 @@
 #ifndef CAIRN_DN_KV_H
 #define CAIRN_DN_KV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,7 @@ struct dn_kv;
 #define KV_MAX_VALUE (1u << 20)     /* bytes */
 #define KV_MAX_SCAN 1000u           /* entries per scan call */
 #define KV_MAX_SCAN_BYTES (4u << 20) /* total key + value bytes per scan call */
+#define DN_KV_DEFAULT_MAP (4ull << 30) /* initial LMDB map; it doubles when 3/4 full */
 
 /* One scanned record; key and value point into the result's own memory. */
 struct dn_kv_entry {
@@ -49,7 +51,9 @@ struct dn_kv_scan {
 };
 
 /* Open or create the LMDB environment in directory dir (created if missing), map size
- * map_size bytes (0 = 1 GiB).  Returns 0, CAIRN_EIO, CAIRN_ENOMEM. */
+ * map_size bytes (0 = DN_KV_DEFAULT_MAP); the map grows (doubles) whenever a round commit
+ * leaves it more than 3/4 full, so it follows what the device holds rather than a fixed cap.
+ * Returns 0, CAIRN_EIO, CAIRN_ENOMEM. */
 int dn_kv_open(const char *dir, uint64_t map_size, struct dn_kv **out);
 /* Close; accepts NULL. */
 void dn_kv_close(struct dn_kv *kv);
@@ -102,5 +106,52 @@ void dn_kv_apply(struct dn_kv *kv, struct dn_kv_op *ops, size_t n);
 int dn_kv_scan(struct dn_kv *kv, uint32_t shard, const void *start, size_t start_len,
                const void *end, size_t end_len, unsigned limit, struct dn_kv_scan *out);
 void dn_kv_scan_free(struct dn_kv_scan *scan);
+
+/* ---- the round: what the D-node's consensus groups write ----
+ *
+ * The calls below write into one write transaction, begun by the first of them and made
+ * durable by dn_kv_round_commit() (one fdatasync for everything the D-node's Raft groups
+ * wrote since the last one: log entries, group metadata, applied commands).  Reads (get,
+ * scan, the loads below) see the last commit, never the open round.  dn_kv_put, dn_kv_del
+ * and dn_kv_apply must not run while a round is open (they fail with CAIRN_EAGAIN). */
+bool dn_kv_round_open(const struct dn_kv *kv);
+/* Commit the round (no-op if none is open).  Returns 0 or CAIRN_EIO / CAIRN_ENOSPC. */
+int dn_kv_round_commit(struct dn_kv *kv);
+
+/* A group's log: entry index of group holds term, type and bytes. */
+int dn_kv_log_put(struct dn_kv *kv, uint32_t group, uint64_t index, uint64_t term, unsigned type,
+                  const void *buf, size_t len);
+/* Forget entries from <= index < to of group. */
+int dn_kv_log_drop(struct dn_kv *kv, uint32_t group, uint64_t from, uint64_t to);
+/* Call cb for each committed entry of group in index order; a non-zero return stops the walk
+ * and is returned.  buf is valid for the call only. */
+typedef int (*dn_kv_log_cb)(void *arg, uint64_t index, uint64_t term, unsigned type,
+                            const void *buf, size_t len);
+int dn_kv_log_load(struct dn_kv *kv, uint32_t group, dn_kv_log_cb cb, void *arg);
+
+/* A group's metadata blob (consensus/ encodes it), and a node-wide blob (the last cluster map
+ * this D-node knows).  get: a malloc'd copy, or CAIRN_ENOENT. */
+int dn_kv_gmeta_put(struct dn_kv *kv, uint32_t group, const void *buf, size_t len);
+int dn_kv_gmeta_get(struct dn_kv *kv, uint32_t group, void **buf, size_t *len);
+int dn_kv_node_put(struct dn_kv *kv, const void *buf, size_t len);
+int dn_kv_node_get(struct dn_kv *kv, void **buf, size_t *len);
+
+/* The index of the last command applied to a shard group (0: none), as last committed. */
+int dn_kv_applied_get(struct dn_kv *kv, uint32_t group, uint64_t *applied);
+/* Apply op (put or delete, with its condition) to shard group as the command at index: the
+ * record's new version is index.  op->status gets the op's own result; the return value is
+ * 0 or a store failure (the round is then unusable).  The applied index moves to index
+ * either way: a failed condition is a command that was applied and changed nothing. */
+int dn_kv_round_apply(struct dn_kv *kv, uint32_t group, uint64_t index, struct dn_kv_op *op);
+/* Move the applied index without a record change (a command that is not a record op). */
+int dn_kv_round_applied(struct dn_kv *kv, uint32_t group, uint64_t index);
+
+/* A shard's records and applied index, as last committed, in one malloc'd buffer for a
+ * follower that is too far behind (at most max bytes: CAIRN_ETOOBIG beyond). */
+int dn_kv_shard_dump(struct dn_kv *kv, uint32_t shard, size_t max, uint64_t *applied,
+                     void **out, size_t *out_len);
+/* Replace a shard's records with a dump (checked first: CAIRN_EPROTO), in the round. */
+int dn_kv_round_shard_install(struct dn_kv *kv, uint32_t shard, uint64_t applied,
+                              const void *data, size_t len);
 
 #endif

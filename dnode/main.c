@@ -8,19 +8,16 @@
  * reply is sent from the store's completion callback, i.e. only once the write is durable.
  * A FRAG_GET reads header block + payload into the same receive buffer and replies from it.
  *
- * Metadata (KV) requests run synchronously on LMDB inside the loop.  Writes are group
- * committed: the puts and deletes that one transport progress round delivers are queued, and
- * after the round they are applied in arrival order in one LMDB transaction whose commit (one
- * fdatasync) makes them all durable; only then are they answered.  While a commit syncs, the
- * next requests gather in the transport's queue and form the next batch, so the number of
- * syncs per second stays about the same as load grows while the writes per sync grow with it.
- * Reads are not held back behind queued writes: they see committed state, which is correct
- * because a write not yet answered is concurrent with any read (its writer has not been told
- * it happened).  The commit still blocks fragment traffic for the length of an fdatasync;
- * moving commits to a worker thread is future work.
+ * Metadata requests belong to the shards module (shards.h): every metadata shard is a Raft
+ * group of the D-nodes the cluster map places it on.  One loop round: take what the
+ * transport delivered (requests, Raft batches), run due timers, then end the round with one
+ * commit of the metadata store for every group (shards.h, consensus/cs.h) before any Raft
+ * message or metadata answer leaves.  The commit still blocks fragment traffic for the
+ * length of an fdatasync; moving commits to a worker thread is future work.
  *
  * Usage: cairn-dnode --listen HOST:PORT --dev PATH [--dev-size SIZE] --meta DIR
- *                    [--provider P] [--max-payload BYTES] [--rx-depth N]
+ *                    [--meta-size SIZE] [--provider P] [--max-payload BYTES] [--rx-depth N]
+ *                    [--election-ms MS] [--heartbeat-ms MS] [--domain NAME]
  *                    [--ready-file PATH] [--log-level L]
  */
 #include <errno.h>
@@ -37,25 +34,19 @@
 #include "common/cairn.h"
 #include "common/log.h"
 #include "dnode/kv.h"
+#include "dnode/shards.h"
 #include "dnode/store.h"
 #include "transport/tp.h"
 
 #define TAG "dnode"
 
-/* Writes queued for the next group commit; a full queue is committed at once. */
-#define KV_BATCH_MAX 256
-
 struct dnode {
     struct tp_ctx *tp;
     struct dn_store *store;
     struct dn_kv *kv;
+    struct dn_shards *shards;
     uint32_t max_payload;
-    /* The queued writes: kv_ops[i] borrows key and value from kv_reqs[i], which stays ours
-     * until it is answered in kv_commit(). */
-    struct dn_kv_op kv_ops[KV_BATCH_MAX];
-    struct tp_req *kv_reqs[KV_BATCH_MAX];
-    size_t kv_queued;
-    uint64_t kv_writes, kv_commits; /* totals, logged at exit */
+    const char *domain; /* failure domain, reported in PING */
 };
 
 static void reply_status(struct tp_req *req, int status)
@@ -137,133 +128,6 @@ static void handle_frag(struct dnode *dn, struct tp_req *req, const Cairn__Reque
         reply_status(req, rc);
 }
 
-/* ---- metadata shards ---- */
-
-static void handle_kv_get(struct dnode *dn, struct tp_req *req, const Cairn__Request *h)
-{
-    Cairn__Response resp = CAIRN__RESPONSE__INIT;
-    void *val = NULL;
-    size_t len = 0;
-    uint64_t ver = 0;
-    int rc;
-
-    rc = dn_kv_get(dn->kv, h->shard, h->key.data, h->key.len, &val, &len, &ver);
-    if (!rc && len > dn->max_payload)
-        rc = CAIRN_ETOOBIG;
-    resp.status = rc;
-    resp.version = ver;
-    if (rc || len == 0) {
-        free(val);
-        tp_reply(req, &resp, NULL, 0, NULL, NULL);
-        return;
-    }
-    /* Metadata values are small; one copy into the reply buffer keeps ownership simple. */
-    memcpy(tp_req_payload(req), val, len);
-    free(val);
-    tp_reply(req, &resp, tp_req_payload(req), (uint32_t)len, NULL, NULL);
-}
-
-/* Commit the queued writes as one batch, then answer each with its own result. */
-static void kv_commit(struct dnode *dn)
-{
-    size_t n = dn->kv_queued;
-
-    if (n == 0)
-        return;
-    dn_kv_apply(dn->kv, dn->kv_ops, n);
-    dn->kv_queued = 0;
-    dn->kv_writes += n;
-    dn->kv_commits++;
-    for (size_t i = 0; i < n; i++) {
-        const struct dn_kv_op *op = &dn->kv_ops[i];
-        Cairn__Response resp = CAIRN__RESPONSE__INIT;
-
-        resp.status = op->status;
-        if (op->kind == DN_KV_PUT)
-            resp.version = op->status ? op->cur_version : op->new_version;
-        else
-            resp.version = op->cur_version;
-        tp_reply(dn->kv_reqs[i], &resp, NULL, 0, NULL, NULL);
-    }
-}
-
-/* Queue a KV_PUT or KV_DEL for the group commit after this progress round. */
-static void queue_kv_write(struct dnode *dn, struct tp_req *req, const Cairn__Request *h)
-{
-    struct dn_kv_op *op = &dn->kv_ops[dn->kv_queued];
-
-    memset(op, 0, sizeof(*op));
-    op->shard = h->shard;
-    op->key = h->key.data;
-    op->key_len = h->key.len;
-    op->expect = h->expect_version;
-    if (h->op == CAIRN__OP__OP_KV_PUT) {
-        op->kind = DN_KV_PUT;
-        op->val = tp_req_payload(req);
-        op->val_len = h->payload_len;
-        op->new_version = h->new_version;
-    } else {
-        op->kind = DN_KV_DEL;
-    }
-    dn->kv_reqs[dn->kv_queued++] = req;
-    if (dn->kv_queued == KV_BATCH_MAX)
-        kv_commit(dn);
-}
-
-static void handle_kv_scan(struct dnode *dn, struct tp_req *req, const Cairn__Request *h)
-{
-    Cairn__Response resp = CAIRN__RESPONSE__INIT;
-    Cairn__KvScanResult res = CAIRN__KV_SCAN_RESULT__INIT;
-    Cairn__KvEntry *ents = NULL, **ptrs = NULL;
-    struct dn_kv_scan scan = {0};
-    size_t n, cap;
-    int rc;
-
-    rc = dn_kv_scan(dn->kv, h->shard, h->key.data, h->key.len, h->end_key.data, h->end_key.len,
-                    h->limit, &scan);
-    if (rc)
-        goto out;
-    ents = calloc(scan.count ? scan.count : 1, sizeof(*ents));
-    ptrs = calloc(scan.count ? scan.count : 1, sizeof(*ptrs));
-    if (!ents || !ptrs) {
-        rc = CAIRN_ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < scan.count; i++) {
-        cairn__kv_entry__init(&ents[i]);
-        ents[i].key.data = (uint8_t *)scan.entries[i].key;
-        ents[i].key.len = scan.entries[i].key_len;
-        ents[i].value.data = (uint8_t *)scan.entries[i].val;
-        ents[i].value.len = scan.entries[i].val_len;
-        ents[i].version = scan.entries[i].version;
-        ptrs[i] = &ents[i];
-    }
-    res.entries = ptrs;
-    res.more = scan.more;
-    /* The result must fit one reply payload and the buffer the caller posted for it: drop
-     * entries from the tail and say "more". */
-    cap = CAIRN_MIN(dn->max_payload, h->reply_cap);
-    for (n = scan.count; n > 0; n--) {
-        res.n_entries = n;
-        if (cairn__kv_scan_result__get_packed_size(&res) <= cap)
-            break;
-        res.more = 1;
-    }
-    res.n_entries = n;
-    n = cairn__kv_scan_result__pack(&res, tp_req_payload(req));
-    resp.status = 0;
-    free(ents);
-    free(ptrs);
-    dn_kv_scan_free(&scan);
-    tp_reply(req, &resp, tp_req_payload(req), (uint32_t)n, NULL, NULL);
-    return;
-out:
-    free(ents);
-    free(ptrs);
-    dn_kv_scan_free(&scan);
-    reply_status(req, rc);
-}
-
 static void handle_ping(struct dnode *dn, struct tp_req *req)
 {
     Cairn__Response resp = CAIRN__RESPONSE__INIT;
@@ -273,6 +137,9 @@ static void handle_ping(struct dnode *dn, struct tp_req *req)
     resp.dev_size = st.dev_size;
     resp.dev_used = st.used;
     resp.frag_count = st.frag_count;
+    resp.node_id = dn_store_id(dn->store);
+    resp.epoch = dn_shards_epoch(dn->shards);
+    resp.domain = (char *)dn->domain;
     tp_reply(req, &resp, NULL, 0, NULL, NULL);
 }
 
@@ -290,18 +157,9 @@ static void serve(void *arg, struct tp_req *req)
     case CAIRN__OP__OP_FRAG_DEL:
         handle_frag(dn, req, h);
         break;
-    case CAIRN__OP__OP_KV_GET:
-        handle_kv_get(dn, req, h);
-        break;
-    case CAIRN__OP__OP_KV_PUT:
-    case CAIRN__OP__OP_KV_DEL:
-        queue_kv_write(dn, req, h);
-        break;
-    case CAIRN__OP__OP_KV_SCAN:
-        handle_kv_scan(dn, req, h);
-        break;
     default:
-        reply_status(req, CAIRN_ENOTSUP);
+        if (!dn_shards_serve(dn->shards, req))
+            reply_status(req, CAIRN_ENOTSUP);
         break;
     }
 }
@@ -330,7 +188,9 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: cairn-dnode --listen HOST:PORT --dev PATH [--dev-size SIZE] --meta DIR\n"
-            "                   [--provider P] [--max-payload BYTES] [--rx-depth N]\n"
+            "                   [--meta-size SIZE] [--provider P] [--max-payload BYTES]\n"
+            "                   [--rx-depth N] [--election-ms MS] [--heartbeat-ms MS]\n"
+            "                   [--domain NAME]\n"
             "                   [--ready-file PATH] [--log-level error|warn|info|debug]\n");
 }
 
@@ -357,10 +217,14 @@ int main(int argc, char **argv)
         {"provider", required_argument, NULL, 'p'}, {"max-payload", required_argument, NULL, 'P'},
         {"rx-depth", required_argument, NULL, 'r'}, {"ready-file", required_argument, NULL, 'R'},
         {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
+        {"meta-size", required_argument, NULL, 'M'}, {"election-ms", required_argument, NULL, 'E'},
+        {"heartbeat-ms", required_argument, NULL, 'H'}, {"domain", required_argument, NULL, 'D'},
         {NULL, 0, NULL, 0}};
-    const char *listen = NULL, *dev = NULL, *meta = NULL, *ready = NULL;
+    const char *listen = NULL, *dev = NULL, *meta = NULL, *ready = NULL, *domain = NULL;
+    char domainbuf[256];
     struct tp_config tcfg = {0};
-    uint64_t dev_size = 0, max_payload = TP_DEFAULT_MAX_PAYLOAD;
+    uint64_t dev_size = 0, max_payload = TP_DEFAULT_MAX_PAYLOAD, meta_size = 0;
+    unsigned election_ms = 0, heartbeat_ms = 0;
     char hostbuf[256], *colon;
     struct dnode dn = {0};
     struct epoll_event ev, evs[8];
@@ -379,6 +243,15 @@ int main(int argc, char **argv)
         case 'R': ready = optarg; break;
         case 'L': cairn_log_set_level(optarg); break;
         case 'r': tcfg.rx_depth = (uint32_t)atoi(optarg); break;
+        case 'E': election_ms = (unsigned)atoi(optarg); break;
+        case 'H': heartbeat_ms = (unsigned)atoi(optarg); break;
+        case 'D': domain = optarg; break;
+        case 'M':
+            if (parse_size(optarg, &meta_size)) {
+                usage();
+                return 2;
+            }
+            break;
         case 's':
             if (parse_size(optarg, &dev_size)) {
                 usage();
@@ -410,6 +283,13 @@ int main(int argc, char **argv)
     *colon = '\0';
     tcfg.host = hostbuf;
     tcfg.port = colon + 1;
+    if (!domain) { /* one failure domain per machine unless told (racks, test clusters) */
+        if (gethostname(domainbuf, sizeof(domainbuf)) != 0)
+            snprintf(domainbuf, sizeof(domainbuf), "%s", hostbuf);
+        domainbuf[sizeof(domainbuf) - 1] = '\0';
+        domain = domainbuf;
+    }
+    dn.domain = domain;
     tcfg.max_payload = (uint32_t)max_payload;
     dn.max_payload = (uint32_t)max_payload;
 
@@ -423,13 +303,30 @@ int main(int argc, char **argv)
         log_error(TAG, "open device %s: %s", dev, cairn_strerror(rc));
         goto out;
     }
-    if ((rc = dn_kv_open(meta, 0, &dn.kv))) {
+    if (!meta_size) { /* the metadata map starts at a quarter of the device, at least 4 GiB */
+        struct dn_store_stats st;
+        dn_store_stats(dn.store, &st);
+        meta_size = CAIRN_MAX(st.dev_size / 4, DN_KV_DEFAULT_MAP);
+    }
+    if ((rc = dn_kv_open(meta, meta_size, &dn.kv))) {
         log_error(TAG, "open metadata store %s: %s", meta, cairn_strerror(rc));
         goto out;
     }
     if ((rc = tp_ctx_create(&tcfg, &dn.tp))) {
         log_error(TAG, "fabric endpoint on %s: %s", listen, cairn_strerror(rc));
         goto out;
+    }
+    {
+        struct dn_shards_config scfg = {.self = dn_store_id(dn.store),
+                                        .kv = dn.kv,
+                                        .tp = dn.tp,
+                                        .max_msg = dn.max_payload,
+                                        .election_ms = election_ms,
+                                        .heartbeat_ms = heartbeat_ms};
+        if ((rc = dn_shards_open(&scfg, &dn.shards))) {
+            log_error(TAG, "metadata shards: %s", cairn_strerror(rc));
+            goto out;
+        }
     }
     if ((rc = tp_ctx_serve(dn.tp, serve, &dn))) {
         log_error(TAG, "serve: %s", cairn_strerror(rc));
@@ -455,18 +352,24 @@ int main(int argc, char **argv)
         rc = CAIRN_EIO;
         goto out;
     }
-    log_info(TAG, "serving %s on %s (device %s, metadata %s)", tp_ctx_provider(dn.tp),
+    log_info(TAG, "node %016llx serving %s on %s (device %s, metadata %s)",
+             (unsigned long long)dn_store_id(dn.store), tp_ctx_provider(dn.tp),
              tp_ctx_addr(dn.tp), dev, meta);
 
     while (!stop) {
-        int n;
+        int n, t, ts;
 
         tp_ctx_progress(dn.tp);
-        kv_commit(&dn);
+        dn_shards_tick(dn.shards);
+        dn_shards_flush(dn.shards); /* the round's one commit, then its messages and answers */
         dn_store_poll(dn.store);
         if (tp_ctx_trywait(dn.tp))
             continue; /* completions are pending: progress again before sleeping */
-        n = epoll_wait(epfd, evs, CAIRN_ARRAY_SIZE(evs), tp_ctx_timeout_ms(dn.tp));
+        t = tp_ctx_timeout_ms(dn.tp);
+        ts = dn_shards_timeout_ms(dn.shards);
+        if (ts >= 0 && (t < 0 || ts < t))
+            t = ts;
+        n = epoll_wait(epfd, evs, CAIRN_ARRAY_SIZE(evs), t);
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u32 == 1) {
                 uint64_t cnt;
@@ -482,13 +385,12 @@ int main(int argc, char **argv)
             }
         }
     }
-    kv_commit(&dn);
-    log_info(TAG, "%llu metadata writes in %llu commits", (unsigned long long)dn.kv_writes,
-             (unsigned long long)dn.kv_commits);
+    dn_shards_flush(dn.shards);
     rc = 0;
 out:
     if (dn.store)
         dn_store_drain(dn.store);
+    dn_shards_close(dn.shards);
     tp_ctx_destroy(dn.tp);
     dn_store_close(dn.store);
     dn_kv_close(dn.kv);

@@ -752,8 +752,10 @@ static int store_format(struct dn_store *s, const char *path, const struct stat 
             return open_errno("size", path);
         }
     }
-    if (getrandom(&s->format_id, sizeof(s->format_id), 0) != sizeof(s->format_id))
-        return open_errno("getrandom for", path);
+    do { /* the id names the node in the cluster map, where 0 means "none" */
+        if (getrandom(&s->format_id, sizeof(s->format_id), 0) != sizeof(s->format_id))
+            return open_errno("getrandom for", path);
+    } while (s->format_id == 0);
     s->dev_blocks = size / CAIRN_BLOCK;
     /* Block 1 first: the walk must stop there once the superblock is valid. */
     memset(blk, 0, CAIRN_BLOCK);
@@ -1282,4 +1284,9 @@ void dn_store_stats(const struct dn_store *s, struct dn_store_stats *st)
     st->used = s->used_blocks * CAIRN_BLOCK;
     st->frag_count = s->frag_count;
     st->hwm = s->hwm * CAIRN_BLOCK;
+}
+
+uint64_t dn_store_id(const struct dn_store *s)
+{
+    return s->format_id;
 }

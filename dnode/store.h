@@ -100,4 +100,9 @@ bool dn_store_lookup(const struct dn_store *s, const struct dn_fid *fid, uint32_
 
 void dn_store_stats(const struct dn_store *s, struct dn_store_stats *st);
 
+/* The random 64-bit id written in the superblock when the device was formatted: the D-node's
+ * identity in the cluster map (it survives restarts and address changes, and a reformatted
+ * device is a new node).  Never 0. */
+uint64_t dn_store_id(const struct dn_store *s);
+
 #endif

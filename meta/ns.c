@@ -403,9 +403,8 @@ int meta_dir_scan(struct cl_cluster *cl, uint64_t dir, const char *start, size_t
     for (;;) {
         int rc = meta_rec_scan(cl, meta_shard_of_u64(dir), from, slen, to, 9, limit, out);
 
-        /* A page of tombstones only (entries deleted just before) comes back empty with
-         * more to follow: go on from where it ended, so callers see an empty page only at
-         * the end of the directory. */
+        /* Callers must see an empty page only at the end of the directory: should a page
+         * come back empty with more to follow, go on from where it ended. */
         if (rc || out->n || !out->more || out->next_len > sizeof(from))
             return rc;
         memcpy(from, out->next, out->next_len);
@@ -428,7 +427,7 @@ int meta_dir_empty(struct cl_cluster *cl, uint64_t dir, bool *empty)
     uint8_t *next = NULL;
     int rc;
 
-    /* Pages may hold only tombstones: keep going until a live entry or the end. */
+    /* Keep going until an entry or the end. */
     for (;;) {
         rc = meta_dir_scan(cl, dir, start, slen, 64, &s);
         free(next);

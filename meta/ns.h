@@ -53,7 +53,7 @@ bool meta_name_valid(const char *name, size_t len);
 /* ---- inodes ---- */
 
 /* *out is unpacked (free with cairn__inode__free_unpacked).  Errors as meta_rec_get; *version
- * (may be NULL) gets the record version (the tombstone's for ENOENT). */
+ * (may be NULL) gets the record version (0 for ENOENT). */
 int meta_inode_get(struct cl_cluster *cl, uint64_t ino, Cairn__Inode **out, uint64_t *version);
 /* meta_inode_get for n inodes at once (one round trip for all): outs[i] and rcs[i] as the
  * single call would give them; outs[i] is NULL where rcs[i] is not 0. */

@@ -1,26 +1,24 @@
 /*
- * rec.c - replicated metadata records with compare-and-set (see rec.h for the protocol).
+ * rec.c - metadata records on the D-nodes' Raft shards (see rec.h for the protocol).
  *
- * Every operation is a round of parallel KV calls to the members of a shard's replica set,
- * waited for on the calling thread's transport context.  A member that does not answer is
- * reported to the cluster view (which then skips it) and the round is repeated with the
- * recomputed set, at most ROUNDS times, so a dead D-node costs one deadline, not a failure.
+ * Every operation goes to the shard's leader: the one this view last heard lead it, else the
+ * replicas in map order.  A D-node that is not the leader names the one it knows; one that is
+ * still getting ready (a new leader's first commit, its lease) says "again"; one with a newer
+ * map says our epoch is stale and the view reads the map again.  The calls are waited for on
+ * the calling thread's transport context.
  */
 #include "meta/rec.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/cairn.h"
 #include "common/log.h"
 #include "client/placement.h"
 
 #define TAG "meta"
-#define ROUNDS 3
-#define MAX_SET (EC_MAX_FRAGS + 1)
-#define LIVE 1u
-#define KV_ANY_VERSION UINT64_MAX /* the D-node KV's "any version" */
-#define DEAD 0u
+#define BACKOFF_MS 20u     /* before asking again a D-node that said "again" */
 
 struct call {
     unsigned node;
@@ -28,25 +26,34 @@ struct call {
     int tstatus; /* transport status */
     int status;  /* the D-node's answer */
     uint64_t version;
+    uint64_t leader; /* ENOTLEADER: the leader it knows */
     uint32_t len;
-    uint8_t *buf; /* owned: response payload */
+    uint8_t *buf; /* response payload (owned by the caller of issue) */
     uint32_t cap;
 };
 
 uint32_t meta_shard_of_u64(uint64_t item)
 {
-    return (uint32_t)(cl_mix64(item ^ 0x6d657461ull) % META_SHARDS);
+    return (uint32_t)cl_mix64(item ^ 0x6d657461ull);
 }
 
 uint32_t meta_shard_of(const void *key, size_t len)
 {
-    return (uint32_t)(cl_hash_bytes(key, len) % META_SHARDS);
+    return (uint32_t)cl_hash_bytes(key, len);
 }
 
-/* The placement item of a shard: salted so that shards and stripe ids hash apart. */
-static uint64_t shard_item(uint32_t shard)
+uint32_t meta_rec_shard(const struct cl_cluster *cl, uint32_t shard_key)
 {
-    return cl_mix64(0x5348415244ull ^ shard);
+    uint32_t n = cl_cluster_shards(cl);
+
+    return n ? shard_key % n : 0;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
 }
 
 static void call_done(void *arg, int status, const Cairn__Response *resp)
@@ -57,27 +64,10 @@ static void call_done(void *arg, int status, const Cairn__Response *resp)
     if (!status) {
         c->status = resp->status;
         c->version = resp->version;
+        c->leader = resp->leader;
         c->len = resp->payload_len;
     }
     (*c->outstanding)--;
-}
-
-/* The replica set: the first m + 1 D-nodes of the shard's order that are not down. */
-static unsigned replica_set(struct cl_cluster *cl, uint32_t shard, unsigned *set)
-{
-    unsigned n = cl_cluster_dnodes(cl), want = cl_cluster_layout(cl)->m + 1, got = 0;
-    unsigned order[CL_MAX_DNODES];
-
-    if (want > n)
-        want = n;
-    if (want > MAX_SET)
-        want = MAX_SET;
-    if (cl_cluster_order(cl, shard_item(shard), order))
-        return 0;
-    for (unsigned i = 0; i < n && got < want; i++)
-        if (!cl_cluster_node_down(cl, order[i]))
-            set[got++] = order[i];
-    return got == want ? got : 0;
 }
 
 static void wait_calls(struct cl_cluster *cl, unsigned *outstanding)
@@ -86,34 +76,28 @@ static void wait_calls(struct cl_cluster *cl, unsigned *outstanding)
         tp_ctx_wait(cl_cluster_tp(cl), 1000);
 }
 
-/* Issue one KV call to c->node; on a refused call c->tstatus holds the error. */
-static void issue(struct cl_cluster *cl, struct call *c, Cairn__Request *req, const void *payload,
-                  uint32_t len)
+/* Issue one call to c->node.  Returns false if the transport refused it before sending
+ * (c->tstatus holds why): such a call certainly did not reach the D-node. */
+static bool issue(struct cl_cluster *cl, struct call *c, const Cairn__Request *tmpl,
+                  const void *payload, uint32_t len)
 {
+    Cairn__Request req = *tmpl; /* the transport fills in ids and addresses */
     int rc;
 
     c->tstatus = CAIRN_ECANCELED;
     c->status = 0;
     c->version = 0;
+    c->leader = 0;
     c->len = 0;
     (*c->outstanding)++;
-    rc = cl_cluster_call(cl, c->node, req, payload, len, c->buf, c->buf ? c->cap : 0, call_done,
+    rc = cl_cluster_call(cl, c->node, &req, payload, len, c->buf, c->buf ? c->cap : 0, call_done,
                          c);
     if (rc) {
         (*c->outstanding)--;
         c->tstatus = rc;
+        return false;
     }
-}
-
-static bool transport_failed(struct cl_cluster *cl, struct call *c)
-{
-    if (c->tstatus == CAIRN_ETIMEDOUT || c->tstatus == CAIRN_EUNREACH) {
-        cl_cluster_note(cl, c->node, c->tstatus);
-        return true;
-    }
-    if (!c->tstatus)
-        cl_cluster_note(cl, c->node, 0);
-    return c->tstatus != 0;
+    return true;
 }
 
 static void req_init(Cairn__Request *req, Cairn__Op op, uint32_t shard, const void *key,
@@ -126,141 +110,139 @@ static void req_init(Cairn__Request *req, Cairn__Op op, uint32_t shard, const vo
     req->key.len = klen;
 }
 
-/* Write the newest copy to members found behind (read repair).  Best effort. */
-static void repair(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
-                   struct call *calls, unsigned n, unsigned best)
+/* Where to send the next try for a shard: the leader we know of (unless the view saw it
+ * fail), else the replicas in turn
+ * (*turn counts the tries without a leader), skipping those the view saw fail while others
+ * remain. */
+static int target(struct cl_cluster *cl, uint32_t shard, unsigned *turn)
 {
-    unsigned outstanding = 0;
-    struct call rc[MAX_SET];
-    unsigned nr = 0;
+    unsigned nodes[MAP_MAX_REPLICAS], n = cl_cluster_shard_nodes(cl, shard, nodes);
+    int hint = cl_cluster_leader_hint(cl, shard);
 
+    if (hint >= 0 && !cl_cluster_node_down(cl, (unsigned)hint))
+        return hint;
+    if (n == 0)
+        return -1;
     for (unsigned i = 0; i < n; i++) {
-        Cairn__Request req;
+        unsigned node = nodes[(*turn + i) % n];
 
-        if (i == best || calls[i].tstatus || (calls[i].status == 0 &&
-                                              calls[i].version >= calls[best].version))
-            continue;
-        if (calls[i].status && calls[i].status != CAIRN_ENOENT)
-            continue;
-        req_init(&req, CAIRN__OP__OP_KV_PUT, shard, key, klen);
-        req.expect_version = KV_ANY_VERSION;
-        req.new_version = calls[best].version;
-        rc[nr] = (struct call){.node = calls[i].node, .outstanding = &outstanding};
-        log_debug(TAG, "repairing a record on D-node %s", cl_cluster_dnode_addr(cl, calls[i].node));
-        issue(cl, &rc[nr], &req, calls[best].buf, calls[best].len);
-        nr++;
+        if (!cl_cluster_node_down(cl, node)) {
+            *turn += i;
+            return (int)node;
+        }
     }
-    wait_calls(cl, &outstanding);
-    for (unsigned i = 0; i < nr; i++)
-        transport_failed(cl, &rc[i]);
+    return (int)nodes[*turn % n];
 }
 
-/* Send the read-only request req to every member of the shard's replica set and wait for all
- * answers; while members fail to answer, repeat with the recomputed set (at most ROUNDS
- * times).  On 0, calls[0..*n) hold the answers and own their response buffers. */
-static int gather(struct cl_cluster *cl, uint32_t shard, const Cairn__Request *req,
-                  struct call *calls, unsigned *n)
+static unsigned replicas(const struct cl_cluster *cl, uint32_t shard)
 {
-    unsigned set[MAX_SET];
+    unsigned nodes[MAP_MAX_REPLICAS], n = cl_cluster_shard_nodes(cl, shard, nodes);
 
-    for (unsigned round = 0; round < ROUNDS; round++) {
-        unsigned outstanding = 0;
-        bool retry = false;
-        int local = 0;
+    return n ? n : 1;
+}
 
-        *n = replica_set(cl, shard, set);
-        if (!*n)
+/* Run one request against a shard's leader until a D-node decides it.  On return c holds the
+ * decisive answer (c->buf, if any, is the caller's).  For an update, *sent tells whether some
+ * try may have reached a leader without a decisive answer coming back (its outcome is then
+ * unknown).  Returns 0 when c->status is the leader's verdict, else the error. */
+static int route(struct cl_cluster *cl, uint32_t shard, const Cairn__Request *req,
+                 const void *payload, uint32_t len, struct call *c, bool *sent)
+{
+    uint64_t deadline = cairn_now_ms() + cl_cluster_leader_wait_ms(cl);
+    unsigned turn = 0, outstanding = 0, refused = 0;
+
+    if (sent)
+        *sent = false;
+    c->outstanding = &outstanding;
+    for (;;) {
+        int node = target(cl, shard, &turn);
+
+        if (node < 0)
+            return CAIRN_EINVAL;
+        c->node = (unsigned)node;
+        if (issue(cl, c, req, payload, len))
+            wait_calls(cl, &outstanding);
+        if (c->tstatus == CAIRN_ETIMEDOUT || c->tstatus == CAIRN_EUNREACH) {
+            /* It may have arrived and be in the log: an update's outcome is unknown. */
+            cl_cluster_note(cl, c->node, c->tstatus);
+            cl_cluster_set_leader_hint(cl, shard, -1);
+            if (sent)
+                *sent = true;
+            turn++;
+        } else if (c->tstatus) {
+            return c->tstatus; /* refused here (memory, sizes): trying again will not help */
+        } else {
+            cl_cluster_note(cl, c->node, 0);
+            switch (c->status) {
+            case CAIRN_ENOTLEADER: {
+                int leader = c->leader ? cl_cluster_node_index(cl, c->leader) : -1;
+
+                cl_cluster_set_leader_hint(cl, shard, leader != (int)c->node ? leader : -1);
+                if (leader < 0 || leader == (int)c->node) {
+                    turn++;
+                    /* No leader known anywhere yet: an election is on. */
+                    if (++refused % replicas(cl, shard) == 0)
+                        sleep_ms(BACKOFF_MS);
+                }
+                break;
+            }
+            case CAIRN_EAGAIN:
+                sleep_ms(BACKOFF_MS); /* a new leader getting ready */
+                break;
+            case CAIRN_ESTALE:
+                if (cl_cluster_refresh(cl) != 0)
+                    sleep_ms(BACKOFF_MS);
+                break;
+            case CAIRN_EUNKNOWN:
+                /* The leader lost its place with our update in its log. */
+                cl_cluster_set_leader_hint(cl, shard, -1);
+                if (sent)
+                    *sent = true;
+                return 0;
+            default:
+                cl_cluster_set_leader_hint(cl, shard, (int)c->node);
+                return 0;
+            }
+        }
+        if (cairn_now_ms() >= deadline)
             return CAIRN_EUNREACH;
-        for (unsigned i = 0; i < *n; i++) {
-            Cairn__Request r = *req; /* the transport fills in ids and addresses */
-
-            calls[i] = (struct call){.node = set[i], .outstanding = &outstanding,
-                                     .cap = tp_ctx_max_payload(cl_cluster_tp(cl))};
-            calls[i].buf = malloc(calls[i].cap);
-            if (!calls[i].buf) {
-                calls[i].tstatus = CAIRN_ENOMEM;
-                continue;
-            }
-            issue(cl, &calls[i], &r, NULL, 0);
-        }
-        wait_calls(cl, &outstanding);
-        for (unsigned i = 0; i < *n; i++)
-            if (transport_failed(cl, &calls[i]))
-                retry = true;
-        if (!retry)
-            return 0;
-        for (unsigned i = 0; i < *n; i++) {
-            free(calls[i].buf);
-            if (calls[i].tstatus && calls[i].tstatus != CAIRN_ETIMEDOUT &&
-                calls[i].tstatus != CAIRN_EUNREACH)
-                local = calls[i].tstatus; /* refused locally: retrying will not help */
-        }
-        *n = 0;
-        if (local)
-            return local;
+        if (sent && *sent)
+            return CAIRN_EUNREACH; /* the caller decides what an unknown outcome means */
     }
-    return CAIRN_EUNREACH;
 }
 
-/* The newest copy among the answers calls[0..n) for one record: repair the members found
- * behind, hand the value to *out.  Frees every call's buffer. */
-static int pick(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
-                struct call *calls, unsigned n, struct meta_rec *out)
+/* Hand a get's answer over: c->buf becomes out->val. */
+static int take(struct call *c, struct meta_rec *out)
 {
-    unsigned best = UINT32_MAX;
-    int rc;
-
-    for (unsigned i = 0; i < n; i++) {
-        if (calls[i].status == 0) {
-            if (calls[i].len == 0) {
-                rc = CAIRN_EPROTO;
-                goto out;
-            }
-            if (best == UINT32_MAX || calls[i].version > calls[best].version)
-                best = i;
-        } else if (calls[i].status != CAIRN_ENOENT) {
-            rc = calls[i].status;
-            goto out;
-        }
-    }
-    if (best == UINT32_MAX) {
-        rc = CAIRN_ENOENT;
-        goto out;
-    }
-    repair(cl, shard, key, klen, calls, n, best);
-    out->version = calls[best].version;
-    if (calls[best].buf[0] != LIVE) {
-        rc = CAIRN_ENOENT;
-        goto out;
-    }
-    /* Hand the payload over without the liveness byte. */
-    memmove(calls[best].buf, calls[best].buf + 1, calls[best].len - 1);
-    out->val = calls[best].buf;
-    out->len = calls[best].len - 1;
-    calls[best].buf = NULL;
-    rc = 0;
-out:
-    for (unsigned i = 0; i < n; i++)
-        free(calls[i].buf);
-    return rc;
+    out->version = c->status == 0 || c->status == CAIRN_ENOENT ? c->version : 0;
+    if (c->status)
+        return c->status;
+    out->val = c->buf;
+    out->len = c->len;
+    c->buf = NULL;
+    return 0;
 }
 
 int meta_rec_get(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  struct meta_rec *out)
 {
-    struct call calls[MAX_SET];
+    struct call c = {.cap = tp_ctx_max_payload(cl_cluster_tp(cl))};
     Cairn__Request req;
-    unsigned n = 0;
     int rc;
 
     memset(out, 0, sizeof(*out));
-    if (klen == 0 || klen > META_REC_MAX_KEY)
+    if (klen == 0 || klen > META_REC_MAX_KEY || !cl_cluster_shards(cl))
         return CAIRN_EINVAL;
+    shard = meta_rec_shard(cl, shard);
+    c.buf = malloc(c.cap);
+    if (!c.buf)
+        return CAIRN_ENOMEM;
     req_init(&req, CAIRN__OP__OP_KV_GET, shard, key, klen);
-    rc = gather(cl, shard, &req, calls, &n);
-    if (rc)
-        return rc;
-    return pick(cl, shard, key, klen, calls, n, out);
+    rc = route(cl, shard, &req, NULL, 0, &c, NULL);
+    if (!rc)
+        rc = take(&c, out);
+    free(c.buf);
+    return rc;
 }
 
 /* Records per wave of meta_rec_get_many, and the answer buffer of each of its calls: room for
@@ -270,208 +252,141 @@ int meta_rec_get(struct cl_cluster *cl, uint32_t shard, const void *key, size_t 
 
 void meta_rec_get_many(struct cl_cluster *cl, struct meta_get *gets, unsigned n)
 {
-    struct call (*calls)[MAX_SET] = calloc(CAIRN_MIN(n, MANY_WAVE), sizeof(*calls));
-    unsigned nset[MANY_WAVE];
+    struct call *calls = calloc(CAIRN_MIN(n, MANY_WAVE), sizeof(*calls));
 
     for (unsigned w = 0; w < n; w += MANY_WAVE) {
         unsigned nw = CAIRN_MIN(n - w, MANY_WAVE), outstanding = 0;
 
-        for (unsigned j = 0; j < nw; j++) {
+        /* First try: everything at once, each to the leader we know (or the first replica). */
+        for (unsigned j = 0; j < nw && calls; j++) {
             struct meta_get *g = &gets[w + j];
-            unsigned set[MAX_SET];
+            struct call *c = &calls[j];
+            unsigned turn = 0;
+            uint32_t shard;
+            Cairn__Request req;
+            int node;
 
             memset(&g->rec, 0, sizeof(g->rec));
-            nset[j] = 0;
-            g->rc = CAIRN_EAGAIN; /* not decided yet */
-            if (g->klen == 0 || g->klen > META_REC_MAX_KEY) {
-                g->rc = CAIRN_EINVAL;
+            *c = (struct call){.outstanding = &outstanding, .cap = MANY_BUF,
+                               .tstatus = CAIRN_ECANCELED};
+            if (g->klen == 0 || g->klen > META_REC_MAX_KEY || !cl_cluster_shards(cl))
                 continue;
-            }
-            if (!calls)
-                continue; /* no memory for the batch: each record is read alone below */
-            nset[j] = replica_set(cl, g->shard, set);
-            for (unsigned i = 0; i < nset[j]; i++) {
-                Cairn__Request req;
-                struct call *c = &calls[j][i];
-
-                req_init(&req, CAIRN__OP__OP_KV_GET, g->shard, g->key, g->klen);
-                *c = (struct call){.node = set[i], .outstanding = &outstanding, .cap = MANY_BUF};
-                c->buf = malloc(c->cap);
-                if (!c->buf) {
-                    c->tstatus = CAIRN_ENOMEM;
-                    continue;
-                }
-                issue(cl, c, &req, NULL, 0);
-            }
+            shard = meta_rec_shard(cl, g->shard);
+            node = target(cl, shard, &turn);
+            c->buf = node >= 0 ? malloc(c->cap) : NULL;
+            if (!c->buf)
+                continue;
+            c->node = (unsigned)node;
+            req_init(&req, CAIRN__OP__OP_KV_GET, shard, g->key, g->klen);
+            issue(cl, c, &req, NULL, 0);
         }
         wait_calls(cl, &outstanding);
         for (unsigned j = 0; j < nw; j++) {
             struct meta_get *g = &gets[w + j];
-            bool whole = nset[j] > 0;
+            struct call *c = calls ? &calls[j] : NULL;
 
-            if (g->rc != CAIRN_EAGAIN)
-                continue;
-            for (unsigned i = 0; i < nset[j]; i++)
-                if (transport_failed(cl, &calls[j][i]) || calls[j][i].status == CAIRN_ETOOBIG)
-                    whole = false; /* no answer, or a record larger than the batch buffer */
-            if (whole) {
-                g->rc = pick(cl, g->shard, g->key, g->klen, calls[j], nset[j], &g->rec);
-                continue;
+            if (c && !c->tstatus) {
+                cl_cluster_note(cl, c->node, 0);
+                if (c->status == 0 || c->status == CAIRN_ENOENT || c->status == CAIRN_EINVAL) {
+                    cl_cluster_set_leader_hint(cl, meta_rec_shard(cl, g->shard), (int)c->node);
+                    g->rc = take(c, &g->rec);
+                    free(c->buf);
+                    continue;
+                }
+            } else if (c && (c->tstatus == CAIRN_ETIMEDOUT || c->tstatus == CAIRN_EUNREACH)) {
+                cl_cluster_note(cl, c->node, c->tstatus);
             }
-            /* A member did not answer or the record did not fit the buffer: the single read
-             * retries with the recomputed replica set and a full-size buffer. */
-            for (unsigned i = 0; i < nset[j]; i++)
-                free(calls[j][i].buf);
+            /* Not the leader, not ready, no answer, or larger than the batch buffer: read it
+             * alone, following leaders. */
+            if (c)
+                free(c->buf);
             g->rc = meta_rec_get(cl, g->shard, g->key, g->klen, &g->rec);
         }
     }
     free(calls);
 }
 
-/* Put the raw stored value (liveness byte included). */
-static int rec_write(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
-                     uint64_t expect, const uint8_t *val, uint32_t len, uint64_t *version)
+/* The record's version, read after everything its shard's log may still hold (a barrier
+ * read): 0 with *version, CAIRN_ENOENT (absent: *version 0), or an error. */
+static int settled_version(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                           uint64_t *version)
 {
-    unsigned set[MAX_SET], n = 0;
-    uint64_t nv = (uint64_t)cairn_wall_ns();
-    bool decided = false;
-    unsigned have[MAX_SET]; /* nodes holding our version */
-    unsigned nhave = 0;
+    struct call c = {0};
+    Cairn__Request req;
+    int rc;
 
-    if (klen == 0 || klen > META_REC_MAX_KEY || len > META_REC_MAX_VAL + 1)
+    req_init(&req, CAIRN__OP__OP_KV_GET, shard, key, klen);
+    req.barrier = true;
+    rc = route(cl, shard, &req, NULL, 0, &c, NULL);
+    if (!rc && c.status == CAIRN_EUNKNOWN)
+        rc = CAIRN_EUNREACH;
+    if (!rc)
+        rc = c.status;
+    *version = rc == 0 ? c.version : 0;
+    return rc;
+}
+
+/* Resolutions of an unknown outcome before giving it to the caller. */
+#define RESOLVE_TRIES 8u
+
+static int rec_write(struct cl_cluster *cl, Cairn__Op op, uint32_t shard, const void *key,
+                     size_t klen, uint64_t expect, const void *val, uint32_t len,
+                     uint64_t *version)
+{
+    Cairn__Request req;
+
+    if (klen == 0 || klen > META_REC_MAX_KEY || !cl_cluster_shards(cl))
         return CAIRN_EINVAL;
-    if (expect != META_ANY && nv <= expect)
-        nv = expect + 1;
-    for (unsigned round = 0; round < ROUNDS + 2; round++) {
-        unsigned outstanding = 0, nc = 0;
-        struct call calls[MAX_SET];
-        bool missing = false;
+    if (len > META_REC_MAX_VAL)
+        return CAIRN_ETOOBIG;
+    shard = meta_rec_shard(cl, shard);
+    req_init(&req, op, shard, key, klen);
+    req.expect_version = expect;
+    for (unsigned tries = 0;; tries++) {
+        struct call c = {0};
+        uint64_t cur = 0;
+        bool sent;
+        int rc = route(cl, shard, &req, val, len, &c, &sent);
 
-        n = replica_set(cl, shard, set);
-        if (!n)
+        if (!rc && c.status != CAIRN_EUNKNOWN) {
+            if (!c.status && version)
+                *version = c.version;
+            return c.status;
+        }
+        if (rc && !sent)
+            return rc;
+        /* The update may be in the log.  Once a barrier read shows the record as it was,
+         * the update can never land, and trying again is safe; if the record changed, it may
+         * be ours or another writer's: the caller must look (CAIRN_EUNREACH). */
+        if (tries == RESOLVE_TRIES)
             return CAIRN_EUNREACH;
-        if (!decided) {
-            Cairn__Request req;
-
-            /* The primary decides. */
-            req_init(&req, CAIRN__OP__OP_KV_PUT, shard, key, klen);
-            req.expect_version = expect == META_ANY ? KV_ANY_VERSION : expect;
-            req.new_version = nv;
-            calls[0] = (struct call){.node = set[0], .outstanding = &outstanding};
-            issue(cl, &calls[0], &req, val, len);
-            wait_calls(cl, &outstanding);
-            if (transport_failed(cl, &calls[0])) {
-                if (calls[0].tstatus != CAIRN_ETIMEDOUT && calls[0].tstatus != CAIRN_EUNREACH)
-                    return calls[0].tstatus;
-                continue;
-            }
-            if (calls[0].status == CAIRN_ECONFLICT && expect == META_ANY) {
-                /* Our clock is behind the record's version: go past it. */
-                nv = calls[0].version + 1;
-                continue;
-            }
-            if (calls[0].status)
-                return calls[0].status;
-            decided = true;
-            have[nhave++] = set[0];
+        rc = settled_version(cl, shard, key, klen, &cur);
+        if (rc && rc != CAIRN_ENOENT)
+            return CAIRN_EUNREACH;
+        if (expect == META_ANY) {
+            if (op == CAIRN__OP__OP_KV_DEL && rc == CAIRN_ENOENT)
+                return 0; /* gone, as asked: by us or by another delete */
+            continue;     /* an unconditional put may land twice: the same value, twice */
         }
-        /* Copy to every member that does not hold it yet. */
-        for (unsigned i = 0; i < n; i++) {
-            Cairn__Request req;
-            bool held = false;
-
-            for (unsigned j = 0; j < nhave; j++)
-                held |= have[j] == set[i];
-            if (held)
-                continue;
-            req_init(&req, CAIRN__OP__OP_KV_PUT, shard, key, klen);
-            req.expect_version = KV_ANY_VERSION;
-            req.new_version = nv;
-            calls[nc] = (struct call){.node = set[i], .outstanding = &outstanding};
-            issue(cl, &calls[nc], &req, val, len);
-            nc++;
-        }
-        wait_calls(cl, &outstanding);
-        for (unsigned i = 0; i < nc; i++) {
-            if (transport_failed(cl, &calls[i])) {
-                missing = true;
-                continue;
-            }
-            /* A conflict here means the member already holds this or a newer version. */
-            if (calls[i].status && calls[i].status != CAIRN_ECONFLICT) {
-                log_warn(TAG, "record copy on %s: %s", cl_cluster_dnode_addr(cl, calls[i].node),
-                         cairn_strerror(calls[i].status));
-                return calls[i].status;
-            }
-            if (nhave < MAX_SET)
-                have[nhave++] = calls[i].node;
-        }
-        if (!missing) {
-            if (version)
-                *version = nv;
-            return 0;
-        }
+        if (cur != expect)
+            return CAIRN_EUNREACH;
+        log_debug(TAG, "an update's outcome was unknown; it did not land: sending it again");
     }
-    return CAIRN_EUNREACH;
 }
 
 int meta_rec_put(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  uint64_t expect, const void *val, uint32_t len, uint64_t *version)
 {
-    uint8_t *buf;
-    int rc;
-
-    if (len > META_REC_MAX_VAL)
-        return CAIRN_ETOOBIG;
-    buf = malloc((size_t)len + 1);
-    if (!buf)
-        return CAIRN_ENOMEM;
-    buf[0] = LIVE;
-    if (len)
-        memcpy(buf + 1, val, len);
-    rc = rec_write(cl, shard, key, klen, expect, buf, len + 1, version);
-    free(buf);
-    return rc;
+    return rec_write(cl, CAIRN__OP__OP_KV_PUT, shard, key, klen, expect, val, len, version);
 }
 
 int meta_rec_del(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  uint64_t expect)
 {
-    uint8_t dead = DEAD;
-
-    if (expect == META_ANY) {
-        struct meta_rec r;
-        int rc = meta_rec_get(cl, shard, key, klen, &r);
-
-        if (rc)
-            return rc;
-        free(r.val);
-        expect = r.version;
-    }
-    return rec_write(cl, shard, key, klen, expect, &dead, 1, NULL);
+    return rec_write(cl, CAIRN__OP__OP_KV_DEL, shard, key, klen, expect, NULL, 0, NULL);
 }
 
 /* ---- scans ---- */
-
-static int key_cmp(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
-{
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-
-    if (c)
-        return c;
-    return alen < blen ? -1 : alen > blen;
-}
-
-static int entry_cmp(const void *pa, const void *pb)
-{
-    const struct meta_entry *a = pa, *b = pb;
-    int c = key_cmp(a->key, a->klen, b->key, b->klen);
-
-    if (c)
-        return c;
-    /* Highest version first, so the first of equal keys is the newest. */
-    return a->version < b->version ? 1 : a->version > b->version ? -1 : 0;
-}
 
 void meta_scan_fini(struct meta_scan *s)
 {
@@ -487,236 +402,81 @@ void meta_scan_fini(struct meta_scan *s)
 int meta_rec_scan(struct cl_cluster *cl, uint32_t shard, const void *start, size_t slen,
                   const void *end, size_t elen, unsigned limit, struct meta_scan *out)
 {
-    struct call calls[MAX_SET];
-    Cairn__KvScanResult *res[MAX_SET] = {0};
+    struct call c = {.cap = tp_ctx_max_payload(cl_cluster_tp(cl))};
+    Cairn__KvScanResult *res = NULL;
     Cairn__Request req;
-    unsigned n = 0, total = 0, k = 0;
-    struct meta_entry *all = NULL;
-    const uint8_t *bound = NULL; /* smallest last key among members that have more */
-    uint32_t bound_len = 0;
-    int rc = 0;
+    int rc;
 
     memset(out, 0, sizeof(*out));
     if (limit == 0 || limit > META_SCAN_MAX)
         limit = META_SCAN_MAX;
-    if (slen > META_REC_MAX_KEY || elen > META_REC_MAX_KEY)
+    if (slen > META_REC_MAX_KEY || elen > META_REC_MAX_KEY || !cl_cluster_shards(cl))
         return CAIRN_EINVAL;
+    shard = meta_rec_shard(cl, shard);
+    c.buf = malloc(c.cap);
+    if (!c.buf)
+        return CAIRN_ENOMEM;
     req_init(&req, CAIRN__OP__OP_KV_SCAN, shard, start, slen);
     req.end_key.data = (uint8_t *)end;
     req.end_key.len = end ? elen : 0;
     req.limit = limit;
-    rc = gather(cl, shard, &req, calls, &n);
+    rc = route(cl, shard, &req, NULL, 0, &c, NULL);
+    if (!rc)
+        rc = c.status;
     if (rc)
-        return rc;
-    for (unsigned i = 0; i < n; i++) {
-        if (calls[i].status) {
-            rc = calls[i].status;
-            goto out;
-        }
-        res[i] = cairn__kv_scan_result__unpack(NULL, calls[i].len, calls[i].buf);
-        if (!res[i]) {
-            rc = CAIRN_EPROTO;
-            goto out;
-        }
-        total += (unsigned)res[i]->n_entries;
-        if (res[i]->more && res[i]->n_entries) {
-            Cairn__KvEntry *last = res[i]->entries[res[i]->n_entries - 1];
-
-            if (!bound || key_cmp(last->key.data, (uint32_t)last->key.len, bound, bound_len) < 0) {
-                bound = last->key.data;
-                bound_len = (uint32_t)last->key.len;
-            }
-        }
-    }
-    all = calloc(total ? total : 1, sizeof(*all));
-    if (!all) {
-        rc = CAIRN_ENOMEM;
+        goto out;
+    res = cairn__kv_scan_result__unpack(NULL, c.len, c.buf);
+    if (!res) {
+        rc = CAIRN_EPROTO;
         goto out;
     }
-    /* Borrow keys and values from the unpacked results for sorting. */
-    for (unsigned i = 0; i < n; i++) {
-        for (size_t j = 0; j < res[i]->n_entries; j++) {
-            Cairn__KvEntry *e = res[i]->entries[j];
-
-            if (bound && key_cmp(e->key.data, (uint32_t)e->key.len, bound, bound_len) > 0)
-                continue;
-            if (e->value.len == 0)
-                continue;
-            all[k++] = (struct meta_entry){.key = e->key.data, .klen = (uint32_t)e->key.len,
-                                           .version = e->version, .val = e->value.data,
-                                           .len = (uint32_t)e->value.len};
-        }
-    }
-    qsort(all, k, sizeof(*all), entry_cmp);
-    out->entries = calloc(k ? k : 1, sizeof(*out->entries));
+    out->entries = calloc(res->n_entries ? res->n_entries : 1, sizeof(*out->entries));
     if (!out->entries) {
         rc = CAIRN_ENOMEM;
         goto out;
     }
-    for (unsigned i = 0; i < k; i++) {
-        struct meta_entry *e = &all[i], *o;
+    for (size_t i = 0; i < res->n_entries; i++) {
+        const Cairn__KvEntry *e = res->entries[i];
+        struct meta_entry *o = &out->entries[out->n];
 
-        if (i && key_cmp(all[i - 1].key, all[i - 1].klen, e->key, e->klen) == 0)
-            continue; /* an older copy */
-        if (e->val[0] != LIVE)
-            continue;
-        o = &out->entries[out->n];
-        o->key = malloc(e->klen ? e->klen : 1);
-        o->val = malloc(e->len);
+        o->key = malloc(e->key.len ? e->key.len : 1);
+        o->val = malloc(e->value.len ? e->value.len : 1);
         if (!o->key || !o->val) {
             free(o->key);
             free(o->val);
             rc = CAIRN_ENOMEM;
             goto out;
         }
-        memcpy(o->key, e->key, e->klen);
-        o->klen = e->klen;
+        memcpy(o->key, e->key.data, e->key.len);
+        o->klen = (uint32_t)e->key.len;
         o->version = e->version;
-        memcpy(o->val, e->val + 1, e->len - 1);
-        o->len = e->len - 1;
+        memcpy(o->val, e->value.data, e->value.len);
+        o->len = (uint32_t)e->value.len;
         out->n++;
     }
-    if (bound) {
-        /* Continue just after the bound: the same key with a 0 byte appended. */
+    if (res->more && !out->n) {
+        rc = CAIRN_ETOOBIG; /* one record larger than a reply: cannot happen within limits */
+        goto out;
+    }
+    if (res->more) {
+        /* Continue just after the last key: the same key with a 0 byte appended. */
+        const struct meta_entry *last = &out->entries[out->n - 1];
+
         out->more = true;
-        out->next = malloc(bound_len + 1);
+        out->next = malloc(last->klen + 1);
         if (!out->next) {
             rc = CAIRN_ENOMEM;
             goto out;
         }
-        memcpy(out->next, bound, bound_len);
-        out->next[bound_len] = 0;
-        out->next_len = bound_len + 1;
+        memcpy(out->next, last->key, last->klen);
+        out->next[last->klen] = 0;
+        out->next_len = last->klen + 1;
     }
 out:
-    free(all);
-    for (unsigned i = 0; i < n; i++) {
-        if (res[i])
-            cairn__kv_scan_result__free_unpacked(res[i], NULL);
-        free(calls[i].buf);
-    }
+    if (res)
+        cairn__kv_scan_result__free_unpacked(res, NULL);
+    free(c.buf);
     if (rc)
         meta_scan_fini(out);
     return rc;
-}
-
-/* ---- catching up a returning D-node ---- */
-
-/* One page of a single member's raw entries (tombstones included) from start. */
-static int member_scan(struct cl_cluster *cl, unsigned node, uint32_t shard, const uint8_t *start,
-                       size_t slen, Cairn__KvScanResult **out)
-{
-    Cairn__Request req;
-    unsigned outstanding = 0;
-    struct call c = {.node = node, .outstanding = &outstanding,
-                     .cap = tp_ctx_max_payload(cl_cluster_tp(cl))};
-
-    c.buf = malloc(c.cap);
-    if (!c.buf)
-        return CAIRN_ENOMEM;
-    req_init(&req, CAIRN__OP__OP_KV_SCAN, shard, start, slen);
-    req.limit = META_SCAN_MAX;
-    issue(cl, &c, &req, NULL, 0);
-    wait_calls(cl, &outstanding);
-    if (transport_failed(cl, &c) || c.status) {
-        free(c.buf);
-        return c.tstatus ? c.tstatus : c.status;
-    }
-    *out = cairn__kv_scan_result__unpack(NULL, c.len, c.buf);
-    free(c.buf);
-    return *out ? 0 : CAIRN_EPROTO;
-}
-
-int meta_rec_sync(struct cl_cluster *cl, unsigned node, bool check_only, uint64_t *count)
-{
-    uint64_t n_copied = 0;
-    unsigned batch = check_only ? 8 : 64; /* a GET needs a buffer for the value */
-    int first_err = 0;
-
-    for (uint32_t shard = 0; shard < META_SHARDS; shard++) {
-        unsigned set[MAX_SET], n = replica_set(cl, shard, set);
-        bool member = false;
-
-        for (unsigned i = 0; i < n; i++)
-            member |= set[i] == node;
-        if (!member)
-            continue;
-        for (unsigned i = 0; i < n; i++) {
-            uint8_t *start = NULL;
-            size_t slen = 0;
-
-            if (set[i] == node)
-                continue;
-            for (;;) {
-                Cairn__KvScanResult *res = NULL;
-                unsigned outstanding = 0, nc = 0;
-                struct call calls[64];
-                uint64_t want[64];
-                int rc = member_scan(cl, set[i], shard, start, slen, &res);
-
-                free(start);
-                start = NULL;
-                if (rc) {
-                    if (!first_err)
-                        first_err = rc;
-                    break;
-                }
-                /* Copy every entry at its version: the D-node keeps whichever copy is newer,
-                 * so this never undoes a later write. */
-                for (size_t j = 0; j < res->n_entries; j++) {
-                    Cairn__KvEntry *e = res->entries[j];
-                    Cairn__Request req;
-
-                    calls[nc] = (struct call){.node = node, .outstanding = &outstanding};
-                    if (check_only) {
-                        /* Only count: does the node hold this version or a newer one? */
-                        req_init(&req, CAIRN__OP__OP_KV_GET, shard, e->key.data, e->key.len);
-                        calls[nc].cap = tp_ctx_max_payload(cl_cluster_tp(cl));
-                        calls[nc].buf = malloc(calls[nc].cap);
-                        want[nc] = e->version; /* what the member has */
-                        issue(cl, &calls[nc], &req, NULL, 0);
-                    } else {
-                        req_init(&req, CAIRN__OP__OP_KV_PUT, shard, e->key.data, e->key.len);
-                        req.expect_version = KV_ANY_VERSION;
-                        req.new_version = e->version;
-                        issue(cl, &calls[nc], &req, e->value.data, (uint32_t)e->value.len);
-                    }
-                    nc++;
-                    if (nc == batch || j + 1 == res->n_entries) {
-                        wait_calls(cl, &outstanding);
-                        for (unsigned x = 0; x < nc; x++) {
-                            if (transport_failed(cl, &calls[x])) {
-                                if (!first_err)
-                                    first_err = calls[x].tstatus;
-                            } else if (check_only) {
-                                if (calls[x].status == CAIRN_ENOENT ||
-                                    (calls[x].status == 0 && calls[x].version < want[x]))
-                                    n_copied++; /* behind */
-                            } else if (calls[x].status == 0) {
-                                n_copied++;
-                            }
-                            free(calls[x].buf);
-                        }
-                        nc = 0;
-                    }
-                }
-                if (res->more && res->n_entries) {
-                    Cairn__KvEntry *last = res->entries[res->n_entries - 1];
-
-                    slen = last->key.len + 1;
-                    start = malloc(slen);
-                    if (start) {
-                        memcpy(start, last->key.data, last->key.len);
-                        start[last->key.len] = 0; /* just after the last key */
-                    }
-                }
-                cairn__kv_scan_result__free_unpacked(res, NULL);
-                if (!start)
-                    break;
-            }
-        }
-    }
-    if (count)
-        *count = n_copied;
-    return first_err;
 }

@@ -1,29 +1,26 @@
 /*
- * rec.h - metadata records replicated on the D-nodes, updated only by compare-and-set.
+ * rec.h - metadata records on the D-nodes, updated only by compare-and-set.
  *
- * A record lives in one shard; a shard's replica set is the first m + 1 D-nodes of the shard's
- * rendezvous order that this C-node's view does not consider down, so a record keeps m + 1
- * copies while D-nodes are down (a down node's place goes to the next node in the order).
- * No lock service, no leader: every C-node computes the same order from the cluster map.
+ * A record lives in one metadata shard; every shard is a Raft group on the D-nodes the
+ * cluster map places it on (map/map.h, dnode/shards.h), 2m + 1 of them, so a shard keeps
+ * serving, and loses nothing, while any m of its D-nodes are gone.  Callers name a shard by a
+ * 32-bit shard key (meta_shard_of*); the cluster's shard is the key modulo the map's shard
+ * count (meta_rec_shard), so the hash functions never change with the cluster's size.
  *
- * Versions.  Every record has a 64-bit version (> 0) that only grows; a put names the
- * version it expects and the D-node refuses it otherwise (CAIRN_ECONFLICT).  A put is decided
- * on the first member of the replica set (the primary), which serialises competing writers,
- * and then copied to the other members with "newer version wins", so replicas converge on the
- * same record whatever order the copies arrive in.  The put is acknowledged only when all
- * m + 1 members hold it (durably: the D-node's KV commit is synchronous).  Deletes write a
- * tombstone (a record whose value is empty of data and marked dead) with a fresh version, so
- * a replica that missed the delete is overruled rather than resurrecting the record.
+ * Every operation goes to the shard's leader.  An update is acknowledged after the leader
+ * committed it to a majority's flash and applied it; a read is answered by a leader holding
+ * its lease, from what is committed, so a read sees every update acknowledged before it began
+ * (linearizable), whichever C-node made it.  No C-node decides anything alone: two C-nodes
+ * racing on one record are ordered by the shard's log, and the loser gets CAIRN_ECONFLICT.
  *
- * Reads ask every member and take the highest version, so a replica that missed updates
- * (it was down, or is the substitute that joined the set) cannot hide a newer record; members
- * found behind are repaired on the spot with the newest copy (read repair), which also brings
- * a returning primary up to date before the next conditional put is decided on it.
- * Scans merge the members' ordered pages the same way.
+ * Versions.  A record's version is the index of the log entry that last wrote it: it only
+ * grows, and no two writes of a shard share one.  A put names the version it expects (0: the
+ * record must be absent) or META_ANY; a delete removes the record (an absent record has
+ * version 0 again).
  *
- * Known limit: two C-nodes that disagree about which D-node is down can pick different
- * primaries for a moment; the newer version then wins on every replica (last writer wins),
- * which is right for object overwrites, but a create-if-absent may succeed on both sides.
+ * Unknown outcomes.  An update whose leader stopped answering, or lost its place, after the
+ * update was sent may have been committed or not: the call returns CAIRN_EUNREACH, and the
+ * caller reads the record back before it frees anything the update may have referenced.
  */
 #ifndef CAIRN_META_REC_H
 #define CAIRN_META_REC_H
@@ -36,18 +33,18 @@
 
 #define META_ANY UINT64_MAX      /* put/del: no condition */
 #define META_REC_MAX_KEY 500u    /* bytes (the D-node's KV limit) */
-#define META_REC_MAX_VAL ((1u << 20) - 1) /* stored with a liveness byte: the D-node's 1 MiB */
+#define META_REC_MAX_VAL (240u << 10) /* one Raft command: a quarter of the D-nodes' 1 MiB messages */
 #define META_SCAN_MAX 1000u      /* entries per replica page */
 
 struct meta_rec {
-    uint64_t version; /* of the live record, or of its tombstone (0: never existed) */
+    uint64_t version; /* of the record (0: absent) */
     void *val;        /* owned by the caller (free()), NULL for ENOENT */
     uint32_t len;
 };
 
-/* Newest copy of a record.  Returns 0 (live record in *out), CAIRN_ENOENT (absent or deleted;
- * out->version is what a create must expect), CAIRN_EUNREACH (fewer than m + 1 D-nodes up or
- * answering), or another CAIRN_E* code. */
+/* A record, as committed (shard is a shard key).  Returns 0 (record in *out), CAIRN_ENOENT
+ * (absent; out->version is 0, what a create must expect), CAIRN_EUNREACH (no leader answered
+ * within the deadline: a majority of the shard's D-nodes is gone), or another CAIRN_E* code. */
 int meta_rec_get(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  struct meta_rec *out);
 
@@ -65,16 +62,16 @@ struct meta_get {
  * reading a page of inodes costs about one round trip instead of one per record. */
 void meta_rec_get_many(struct cl_cluster *cl, struct meta_get *gets, unsigned n);
 
-/* Conditional put: expect is the version the record must have now (from meta_rec_get: 0 or a
- * tombstone's version for "absent"), or META_ANY.  On success *version (may be NULL) gets the
+/* Conditional put: expect is the version the record must have now (from meta_rec_get: 0 for
+ * "absent"), or META_ANY.  On success *version (may be NULL) gets the
  * record's new version.  Returns 0, CAIRN_ECONFLICT (the record changed: read again),
- * CAIRN_EUNREACH (not all m + 1 copies could be written: the put may or may not take effect),
+ * CAIRN_EUNREACH (the outcome is unknown: the put may or may not have taken effect),
  * CAIRN_EINVAL (limits). */
 int meta_rec_put(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  uint64_t expect, const void *val, uint32_t len, uint64_t *version);
 
-/* Conditional delete (writes a tombstone); errors as meta_rec_put, plus CAIRN_ENOENT when the
- * record is already absent and expect is META_ANY. */
+/* Conditional delete; errors as meta_rec_put, plus CAIRN_ENOENT when the record is already
+ * absent. */
 int meta_rec_del(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  uint64_t expect);
 
@@ -101,21 +98,11 @@ int meta_rec_scan(struct cl_cluster *cl, uint32_t shard, const void *start, size
                   const void *end, size_t elen, unsigned limit, struct meta_scan *out);
 void meta_scan_fini(struct meta_scan *s);
 
-/* Catch D-node node up: for every shard whose replica set holds it, copy every record (and
- * tombstone) of the other members to it at its version; the D-node keeps whichever copy is
- * newer, so the sweep never undoes a write made meanwhile.  Run when a D-node returns, so it
- * holds what was written while it was away before other members fail (reads and
- * compare-and-sets are correct without it, since they ask every member and repair the ones
- * behind, but the records would have one copy fewer).  check_only: copy nothing, count the
- * members' copies the node is behind on (a record two members hold counts twice).  *count (may be NULL) gets the records copied (or behind).
- * Returns 0 or the first error (the sweep goes on past it). */
-int meta_rec_sync(struct cl_cluster *cl, unsigned node, bool check_only, uint64_t *count);
-
-#define META_SHARDS 256u /* metadata shards in the cluster */
-
-/* The shard of a 64-bit item (an inode number). */
+/* The shard key of a 64-bit item (an inode number). */
 uint32_t meta_shard_of_u64(uint64_t item);
-/* The shard of a key given as bytes (a name, an access key). */
+/* The shard key of a key given as bytes (a name, an access key). */
 uint32_t meta_shard_of(const void *key, size_t len);
+/* The cluster's shard for a shard key. */
+uint32_t meta_rec_shard(const struct cl_cluster *cl, uint32_t shard_key);
 
 #endif

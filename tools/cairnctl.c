@@ -11,12 +11,12 @@
  *   cairnctl user create ACCESS SECRET [--admin]   add (or replace) an S3 user
  *   cairnctl user del ACCESS            remove an S3 user
  *   cairnctl bucket public BUCKET on|off   allow or refuse anonymous reads of a bucket
- *   cairnctl meta sync I                copy to D-node I (from 0, cluster-map order) every
- *                                       metadata record it should hold: run when it returns
- *   cairnctl meta check I               count the records D-node I is behind on
+ *   cairnctl map init [--shards N]      create the cluster: give the listed D-nodes their
+ *                                       first cluster map (map/map.h)
+ *   cairnctl map show                   the cluster map: epoch, D-nodes, shard placement
  *
  * A stripe object is its fragments plus a StripeManifest record under the key "stripe/NAME",
- * kept in the metadata shards on the D-nodes (meta/rec.h: m + 1 replicas, compare-and-set).
+ * kept in the metadata shards on the D-nodes (meta/rec.h: Raft groups, compare-and-set).
  * put writes all fragments of a fresh object id first and the manifest last, conditional on
  * the version it read, so the name only ever points at complete data and two puts racing on a
  * name cannot both win; a replaced object's fragments are deleted after the new manifest is
@@ -48,7 +48,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: cairnctl [-c CLUSTER_ENV] [--dnodes LIST] [--ec K+M] [--frag-size BYTES]\n"
-            "                [--timeout-ms MS] COMMAND\n"
+            "                [--timeout-ms MS] [--leader-wait-ms MS] COMMAND\n"
             "commands:\n"
             "  ping\n"
             "  stripe put NAME FILE\n"
@@ -58,7 +58,8 @@ static void usage(void)
             "  user create ACCESS SECRET [--admin]\n"
             "  user del ACCESS\n"
             "  bucket public BUCKET on|off\n"
-            "  meta sync|check DNODE_INDEX\n");
+            "  map init [--shards N]\n"
+            "  map show\n");
 }
 
 static int fail(const char *what, int rc)
@@ -165,6 +166,28 @@ static int cmd_ping(struct cl_cluster *cl)
         }
     }
     return bad ? 1 : 0;
+}
+
+static int cmd_map_show(struct cl_cluster *cl)
+{
+    const Cairn__ClusterMap *m = cl_cluster_map(cl);
+
+    printf("epoch %" PRIu64 "  code %u+%u  fragment %u  shards %u  replicas %u\n", m->epoch,
+           m->k, m->m, m->frag_size, m->shards, m->replicas);
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const Cairn__MapNode *n = m->nodes[i];
+        unsigned held = 0;
+        bool in_group = false;
+
+        for (size_t s = 0; s < m->n_place; s++)
+            for (size_t j = 0; j < m->place[s]->n_nodes; j++)
+                held += m->place[s]->nodes[j] == n->id;
+        for (size_t j = 0; j < m->n_map_group; j++)
+            in_group |= m->map_group[j] == n->id;
+        printf("dnode %zu %016" PRIx64 " %s domain=%s state=%d shards=%u%s\n", i, n->id, n->addr,
+               n->host, (int)n->state, held, in_group ? " map-group" : "");
+    }
+    return 0;
 }
 
 static int cmd_put(struct cl_cluster *cl, const char *key, const char *path)
@@ -359,6 +382,7 @@ int main(int argc, char **argv)
         {"cluster", required_argument, NULL, 'c'},  {"dnodes", required_argument, NULL, 'd'},
         {"ec", required_argument, NULL, 'e'},       {"frag-size", required_argument, NULL, 'f'},
         {"timeout-ms", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {"leader-wait-ms", required_argument, NULL, 'w'},
         {NULL, 0, NULL, 0}};
     struct cl_cluster_config cfg = {.k = 4, .m = 2, .frag_size = 1u << 20};
     const char *envpath = getenv("CAIRN_CLUSTER_ENV"), *dnodes = NULL, *ec = NULL;
@@ -376,6 +400,7 @@ int main(int argc, char **argv)
         case 'e': ec = optarg; break;
         case 'f': cfg.frag_size = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 't': cfg.timeout_ms = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'w': cfg.leader_wait_ms = (uint32_t)strtoul(optarg, NULL, 10); break;
         default: usage(); return 2;
         }
     }
@@ -401,6 +426,37 @@ int main(int argc, char **argv)
     if (!cfg.dnodes) {
         fprintf(stderr, "cairnctl: no cluster: pass -c DIR/cluster.env or --dnodes\n");
         return 2;
+    }
+    if (strcmp(argv[0], "map") == 0 && argc >= 2 && !strcmp(argv[1], "init")) {
+        unsigned long shards = 0;
+
+        if (argc == 4 && !strcmp(argv[2], "--shards")) {
+            char *end;
+            shards = strtoul(argv[3], &end, 10);
+            if (*end || shards == 0 || shards > MAP_MAX_SHARDS) {
+                usage();
+                return 2;
+            }
+        } else if (argc != 2) {
+            usage();
+            return 2;
+        }
+        cfg.no_map = true;
+        rc = cl_cluster_open(&cfg, &cl);
+        if (!rc)
+            rc = cl_cluster_map_init(cl, (uint32_t)shards);
+        if (rc == CAIRN_EEXIST) {
+            printf("the cluster exists already: its D-nodes hold a map\n");
+            rc = 0;
+        } else if (!rc) {
+            printf("cluster created: map epoch %" PRIu64 ", %u D-nodes, %u shards\n",
+                   cl_cluster_epoch(cl), cl_cluster_dnodes(cl), cl_cluster_shards(cl));
+        } else {
+            rc = fail("map init", rc);
+        }
+        cl_cluster_close(cl);
+        cl_env_fini(&env);
+        return rc;
     }
     rc = cl_cluster_open(&cfg, &cl);
     if (rc) {
@@ -432,27 +488,8 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[0], "user") == 0 && argc >= 2) {
         cl_cluster_probe(cl);
         rc = cmd_user(cl, argc, argv);
-    } else if (strcmp(argv[0], "meta") == 0 && argc == 3 &&
-               (!strcmp(argv[1], "sync") || !strcmp(argv[1], "check"))) {
-        bool check = !strcmp(argv[1], "check");
-        char *end;
-        long i = strtol(argv[2], &end, 10);
-        uint64_t n = 0;
-
-        if (*end || i < 0 || (unsigned long)i >= cl_cluster_dnodes(cl)) {
-            usage();
-            rc = 2;
-            goto out;
-        }
-        cl_cluster_probe(cl);
-        rc = meta_rec_sync(cl, (unsigned)i, check, &n);
-        if (check)
-            printf("D-node %ld (%s): behind on %" PRIu64 " records\n", i,
-                   cl_cluster_dnode_addr(cl, (unsigned)i), n);
-        else
-            printf("D-node %ld (%s): %" PRIu64 " records copied%s\n", i,
-                   cl_cluster_dnode_addr(cl, (unsigned)i), n, rc ? "" : ", caught up");
-        rc = rc ? fail(check ? "meta check" : "meta sync", rc) : 0;
+    } else if (strcmp(argv[0], "map") == 0 && argc == 2 && !strcmp(argv[1], "show")) {
+        rc = cmd_map_show(cl);
     } else if (strcmp(argv[0], "bucket") == 0 && argc >= 2) {
         cl_cluster_probe(cl);
         rc = cmd_bucket(cl, argc, argv);

@@ -49,6 +49,7 @@ enum tp_op_kind {
     TP_OP_SRV_RECV,
     TP_OP_SRV_SEND,
     TP_OP_RAW_SEND, /* tests only: tp_send_raw() */
+    TP_OP_LATER_SEND, /* an answer given after the request's buffer went back */
 };
 
 struct tp_op {
@@ -121,6 +122,15 @@ struct tp_ctx {
 };
 
 /* A raw test message owns a copy of its bytes until libfabric completes the send. */
+struct tp_later {
+    struct tp_op op; /* first */
+    fi_addr_t src;
+    uint64_t req_id;
+    uint32_t reply_cap;
+    size_t slot_len;
+    uint8_t slot[TP_HDR_SLOT];
+};
+
 struct tp_raw {
     struct tp_op op;
     fi_addr_t peer;
@@ -311,6 +321,11 @@ static ssize_t op_post(struct tp_ctx *ctx, struct tp_op *op)
         struct tp_raw *raw = (struct tp_raw *)op;
 
         return fi_send(ctx->ep, raw->data, raw->len, NULL, raw->peer, &op->fctx);
+    }
+    case TP_OP_LATER_SEND: {
+        struct tp_later *l = (struct tp_later *)op;
+
+        return fi_tsend(ctx->ep, l->slot, l->slot_len, NULL, l->src, l->req_id, &op->fctx);
     }
     }
     return -FI_EINVAL;
@@ -590,6 +605,38 @@ int tp_reply(struct tp_req *r, Cairn__Response *resp, const void *payload, uint3
     return 0;
 }
 
+struct tp_later *tp_req_later(struct tp_req *r)
+{
+    struct tp_later *l = calloc(1, sizeof *l);
+
+    if (!l)
+        return NULL;
+    l->op.kind = TP_OP_LATER_SEND;
+    l->src = r->src;
+    l->req_id = r->hdr->req_id;
+    l->reply_cap = r->hdr->reply_cap;
+    req_repost(r->ctx, r);
+    return l;
+}
+
+int tp_reply_later(struct tp_ctx *ctx, struct tp_later *l, Cairn__Response *resp)
+{
+    resp->req_id = l->req_id;
+    resp->payload_len = 0;
+    if (protobuf_c_message_get_packed_size(&resp->base) > TP_HDR_SLOT - 8) {
+        free(l);
+        return CAIRN_ETOOBIG;
+    }
+    l->slot_len = frame_header(l->slot, &resp->base, false);
+    op_submit(ctx, &l->op);
+    return 0;
+}
+
+void tp_later_drop(struct tp_later *l)
+{
+    free(l);
+}
+
 static void reply_sent(struct tp_ctx *ctx, struct tp_req *r)
 {
     if (r->done)
@@ -671,6 +718,7 @@ static void op_completed(struct tp_ctx *ctx, struct tp_op *op, size_t len)
         reply_sent(ctx, req_of(op));
         break;
     case TP_OP_RAW_SEND:
+    case TP_OP_LATER_SEND:
         free(op);
         break;
     }
@@ -709,6 +757,7 @@ static void op_failed(struct tp_ctx *ctx, struct tp_op *op, int err)
         reply_sent(ctx, req_of(op));
         break;
     case TP_OP_RAW_SEND:
+    case TP_OP_LATER_SEND:
         free(op);
         break;
     }

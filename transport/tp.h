@@ -136,6 +136,18 @@ uint32_t tp_req_payload_len(const struct tp_req *req);
 int tp_reply(struct tp_req *req, Cairn__Response *resp, const void *payload,
              uint32_t payload_len, void (*done)(void *), void *done_arg);
 
+/* Answering later.  A request whose answer waits for something slow (a metadata update
+ * waiting for its shard's consensus) must not keep its receive buffer: the buffers are few,
+ * and the messages that let the update finish arrive through them.  tp_req_later() keeps
+ * what the answer needs (the sender and the request id; read the header before) and gives
+ * the buffer back at once; tp_reply_later() sends an answer without payload and consumes l;
+ * tp_later_drop() forgets it (the sender's deadline answers for us).  Returns NULL (out of
+ * memory: the request is still the caller's) or the handle. */
+struct tp_later;
+struct tp_later *tp_req_later(struct tp_req *req);
+int tp_reply_later(struct tp_ctx *ctx, struct tp_later *l, Cairn__Response *resp);
+void tp_later_drop(struct tp_later *l);
+
 /* Decode a received message (exposed for the fuzz harness and tests): validate the framing of
  * len bytes at buf and unpack the header.  Returns 0 and *out (free with
  * cairn__request__free_unpacked) or CAIRN_EPROTO. */

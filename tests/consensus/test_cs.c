@@ -186,7 +186,7 @@ static struct gstate *gs(struct store *st, uint32_t group)
 static int h_load(void *arg, uint32_t group, struct cs_loaded *out)
 {
     struct node *nd = arg;
-    struct gstate *g = gs(&nd->dur, group);
+    struct gstate *g = gs(&nd->work, group); /* committed + this round */
 
     memset(out, 0, sizeof *out);
     out->meta = g->meta;

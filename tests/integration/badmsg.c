@@ -134,9 +134,9 @@ static void bad_requests(void)
     rc = call(&req, NULL, 0, NULL, 0);
     CHECK(rc == CAIRN_ENOENT, "FRAG_DEL of nothing: %s", cairn_strerror(rc));
 
+    /* Metadata requests: refused for what they are, whatever the sender's map epoch. */
     cairn__request__init(&req);
     req.op = CAIRN__OP__OP_KV_PUT; /* empty key */
-    req.new_version = 5;
     rc = call(&req, "v", 1, NULL, 0);
     CHECK(rc == CAIRN_EINVAL, "KV_PUT with empty key: %s", cairn_strerror(rc));
 
@@ -145,10 +145,12 @@ static void bad_requests(void)
     rc = call(&req, "v", 1, NULL, 0);
     CHECK(rc == CAIRN_EINVAL, "KV_PUT with 600-byte key: %s", cairn_strerror(rc));
 
+    cairn__request__init(&req);
+    req.op = CAIRN__OP__OP_KV_GET; /* a value where none belongs */
+    req.key.data = key;
     req.key.len = 10;
-    req.new_version = 0; /* versions start at 1 */
     rc = call(&req, "v", 1, NULL, 0);
-    CHECK(rc == CAIRN_EINVAL, "KV_PUT with version 0: %s", cairn_strerror(rc));
+    CHECK(rc == CAIRN_EINVAL, "KV_GET with a payload: %s", cairn_strerror(rc));
 
     cairn__request__init(&req);
     req.op = CAIRN__OP__OP_KV_SCAN;
@@ -157,6 +159,26 @@ static void bad_requests(void)
     req.limit = 0xffffffffu;
     rc = call(&req, NULL, 0, buf, 1u << 20);
     CHECK(rc == CAIRN_EINVAL, "KV_SCAN with a 600-byte start key: %s", cairn_strerror(rc));
+
+    /* A sender with an older map (0: none) is told so, and nothing changes. */
+    cairn__request__init(&req);
+    req.op = CAIRN__OP__OP_KV_PUT;
+    req.key.data = key;
+    req.key.len = 10;
+    rc = call(&req, "v", 1, NULL, 0);
+    CHECK(rc == CAIRN_ESTALE, "KV_PUT without a map epoch: %s", cairn_strerror(rc));
+
+    /* Maps: garbage, and a second first map, are refused. */
+    cairn__request__init(&req);
+    req.op = CAIRN__OP__OP_MAP_SET;
+    rc = call(&req, buf, 4096, NULL, 0);
+    CHECK(rc == CAIRN_EEXIST || rc == CAIRN_EINVAL, "MAP_SET of junk: %s", cairn_strerror(rc));
+
+    /* Raft batches that do not decode are dropped (and the node goes on serving). */
+    cairn__request__init(&req);
+    req.op = CAIRN__OP__OP_RAFT;
+    rc = call(&req, buf, 4096, NULL, 0);
+    CHECK(rc == 0, "RAFT junk: %s", cairn_strerror(rc));
 
     cairn__request__init(&req);
     req.op = (Cairn__Op)99;

@@ -128,9 +128,11 @@ class Cluster:
         os.unlink(path)
         return p
 
-    def get(self, name):
-        """(returncode, data, stderr) of `cairnctl stripe get NAME -`."""
-        p = self.ctl("stripe", "get", name, "-")
+    def get(self, name, leader_wait_ms=None):
+        """(returncode, data, stderr) of `cairnctl stripe get NAME -`; leader_wait_ms bounds
+        the wait for a metadata shard that lost its majority."""
+        opts = ["--leader-wait-ms", str(leader_wait_ms)] if leader_wait_ms else []
+        p = self.ctl(*(opts + ["stripe", "get", name, "-"]))
         return p.returncode, p.stdout, p.stderr.decode(errors="replace")
 
     def logs(self):

@@ -50,6 +50,7 @@ struct node {
     char ready[PATH_LEN];
     char log[PATH_LEN];
     char addr[32];
+    char domain[16];
     unsigned port;
     pid_t pid; /* 0: not running */
 };
@@ -204,6 +205,8 @@ static int spawn(struct dcluster *dc, unsigned i)
     argv[argc++] = PROVIDER;
     argv[argc++] = "--max-payload";
     argv[argc++] = dc->max_payload;
+    argv[argc++] = "--domain"; /* each a failure domain of its own, like separate machines */
+    argv[argc++] = nd->domain;
     argv[argc++] = "--ready-file";
     argv[argc++] = nd->ready;
     argv[argc] = NULL;
@@ -318,6 +321,7 @@ static int setup_dirs(struct dcluster *dc, unsigned i)
     snprintf(nd->dev, sizeof(nd->dev), "%s/dev", base);
     snprintf(nd->meta, sizeof(nd->meta), "%s/meta", base);
     snprintf(nd->ready, sizeof(nd->ready), "%s/ready", base);
+    snprintf(nd->domain, sizeof(nd->domain), "d%u", i);
     snprintf(nd->log, sizeof(nd->log), "%s/log", base);
     if (mkdir(nd->dir, 0755) || mkdir(nd->meta, 0755))
         return CAIRN_EIO;
@@ -410,6 +414,21 @@ int dcluster_start(const struct dcluster_opts *o, struct dcluster **out)
                                          .m = o->m,
                                          .frag_size = frag,
                                          .timeout_ms = o->timeout_ms ? o->timeout_ms : 2000};
+    /* Create the cluster: its first map, placing the metadata shards' groups. */
+    {
+        struct cl_cluster_config cfg = dc->cfg;
+        struct cl_cluster *cl = NULL;
+
+        cfg.no_map = true;
+        rc = cl_cluster_open(&cfg, &cl);
+        if (!rc)
+            rc = cl_cluster_map_init(cl, o->shards ? o->shards : DCLUSTER_SHARDS);
+        cl_cluster_close(cl);
+        if (rc) {
+            fprintf(stderr, "dcluster: creating the cluster map: %s\n", cairn_strerror(rc));
+            goto fail;
+        }
+    }
     *out = dc;
     return 0;
 fail:

@@ -26,18 +26,21 @@
 #include "client/cluster.h"
 
 #define DCLUSTER_MAX_NODES 16u
+#define DCLUSTER_SHARDS 16u /* metadata shards of a test cluster (few: they start faster) */
 
 struct dcluster;
 
 struct dcluster_opts {
     unsigned nodes;      /* D-nodes to start (<= DCLUSTER_MAX_NODES) */
-    uint32_t k, m;       /* erasure code of the views (m + 1 metadata replicas) */
+    uint32_t k, m;       /* erasure code of the views (2m + 1 metadata replicas) */
     uint32_t frag_size;  /* 0: 64 KiB */
     uint32_t timeout_ms; /* per-call deadline of the views; 0: 2000 (first contact can take 1 s) */
     uint64_t dev_size;   /* bytes per device; 0: 64 MiB */
+    uint32_t shards;     /* metadata shards; 0: DCLUSTER_SHARDS */
 };
 
-/* Start o->nodes D-nodes and wait until every one has written its ready file.  Returns 0 and
+/* Start o->nodes D-nodes, wait until every one has written its ready file, and create the
+ * cluster (cl_cluster_map_init).  Returns 0 and
  * *out, or a CAIRN_E* code with the reason (and the failing node's log) on stderr; nothing is
  * left running or on disk on failure. */
 int dcluster_start(const struct dcluster_opts *o, struct dcluster **out);

@@ -1,0 +1,224 @@
+/*
+ * map.c - the cluster map's rules: checking a map, building the first one (see map.h).
+ */
+#include "map/map.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cairn.h"
+
+int map_node_index(const Cairn__ClusterMap *m, uint64_t id)
+{
+    for (size_t i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i]->id == id)
+            return (int)i;
+    return -1;
+}
+
+/* n ids, each a node of m, none twice. */
+static bool ids_ok(const Cairn__ClusterMap *m, const uint64_t *ids, size_t n)
+{
+    if (n == 0 || n > MAP_MAX_REPLICAS)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (map_node_index(m, ids[i]) < 0)
+            return false;
+        for (size_t j = 0; j < i; j++)
+            if (ids[j] == ids[i])
+                return false;
+    }
+    return true;
+}
+
+bool map_valid(const Cairn__ClusterMap *m)
+{
+    if (m->epoch == 0 || m->shards == 0 || m->shards > MAP_MAX_SHARDS ||
+        m->n_place != m->shards || m->n_nodes == 0 || m->n_nodes > MAP_MAX_NODES)
+        return false;
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const Cairn__MapNode *a = m->nodes[i];
+
+        if (a->id == 0 || !a->addr || !*a->addr)
+            return false;
+        for (size_t j = 0; j < i; j++)
+            if (m->nodes[j]->id == a->id || strcmp(m->nodes[j]->addr, a->addr) == 0)
+                return false;
+    }
+    if (!ids_ok(m, m->map_group, m->n_map_group))
+        return false;
+    for (size_t s = 0; s < m->n_place; s++)
+        if (!ids_ok(m, m->place[s]->nodes, m->place[s]->n_nodes))
+            return false;
+    return true;
+}
+
+Cairn__ClusterMap *map_decode(const void *buf, size_t len)
+{
+    Cairn__ClusterMap *m = cairn__cluster_map__unpack(NULL, len, buf);
+
+    if (m && !map_valid(m)) {
+        cairn__cluster_map__free_unpacked(m, NULL);
+        m = NULL;
+    }
+    return m;
+}
+
+unsigned map_replicas(uint32_t m, unsigned hosts)
+{
+    unsigned r = 2 * m + 1;
+
+    if (r > MAP_MAX_REPLICAS)
+        r = MAP_MAX_REPLICAS;
+    if (r > hosts)
+        r = hosts;
+    if (r > 1 && r % 2 == 0)
+        r--; /* an even group tolerates no more failures than the odd one below it */
+    return r;
+}
+
+/* The failure domain of a node: its host, or the host part of its address. */
+static size_t domain_of(const struct map_node_info *n, const char **d)
+{
+    const char *colon;
+
+    if (n->host && *n->host) {
+        *d = n->host;
+        return strlen(n->host);
+    }
+    *d = n->addr;
+    colon = strrchr(n->addr, ':');
+    return colon ? (size_t)(colon - n->addr) : strlen(n->addr);
+}
+
+static bool same_domain(const struct map_node_info *a, const struct map_node_info *b)
+{
+    const char *da, *db;
+    size_t la = domain_of(a, &da), lb = domain_of(b, &db);
+
+    return la == lb && memcmp(da, db, la) == 0;
+}
+
+/* Rendezvous placement of item over the nodes, one per domain: out gets want node indexes,
+ * highest score first. */
+static void place(const struct map_node_info *nodes, unsigned n, uint64_t item, unsigned want,
+                  unsigned *out)
+{
+    unsigned got = 0;
+    bool *taken = calloc(n, sizeof *taken);
+
+    if (!taken)
+        return;
+    while (got < want) {
+        unsigned best = n;
+        uint64_t best_score = 0;
+
+        for (unsigned i = 0; i < n; i++) {
+            uint64_t sc;
+            bool clash = false;
+
+            if (taken[i])
+                continue;
+            for (unsigned j = 0; j < got && !clash; j++)
+                clash = same_domain(&nodes[out[j]], &nodes[i]);
+            if (clash)
+                continue;
+            sc = cairn_mix64(nodes[i].id ^ cairn_mix64(item));
+            if (best == n || sc > best_score) {
+                best = i;
+                best_score = sc;
+            }
+        }
+        if (best == n)
+            break; /* cannot happen: want <= domains */
+        taken[best] = true;
+        out[got++] = best;
+    }
+    free(taken);
+}
+
+int map_build(const struct map_params *p, const struct map_node_info *nodes, unsigned n,
+              uint8_t **buf, size_t *len)
+{
+    Cairn__ClusterMap map = CAIRN__CLUSTER_MAP__INIT;
+    Cairn__MapNode *mn = NULL, **mnp = NULL;
+    Cairn__ShardPlace *sp = NULL, **spp = NULL;
+    uint64_t *ids = NULL, group[MAP_MAX_REPLICAS];
+    unsigned hosts = 0, r, idx[MAP_MAX_REPLICAS];
+    uint32_t shards = p->shards ? p->shards : MAP_DEFAULT_SHARDS;
+    Cairn__ClusterMap *check;
+    int rc = CAIRN_ENOMEM;
+
+    *buf = NULL;
+    if (n == 0 || n > MAP_MAX_NODES || shards > MAP_MAX_SHARDS || p->k == 0 || p->m == 0 ||
+        p->k + p->m > n || p->frag_size == 0)
+        return CAIRN_EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        bool seen = false;
+
+        for (unsigned j = 0; j < i && !seen; j++)
+            seen = same_domain(&nodes[i], &nodes[j]);
+        hosts += !seen;
+    }
+    r = map_replicas(p->m, hosts);
+    mn = calloc(n, sizeof *mn);
+    mnp = calloc(n, sizeof *mnp);
+    sp = calloc(shards, sizeof *sp);
+    spp = calloc(shards, sizeof *spp);
+    ids = calloc((size_t)shards * r, sizeof *ids);
+    if (!mn || !mnp || !sp || !spp || !ids)
+        goto out;
+    for (unsigned i = 0; i < n; i++) {
+        cairn__map_node__init(&mn[i]);
+        mn[i].id = nodes[i].id;
+        mn[i].addr = (char *)nodes[i].addr;
+        mn[i].host = (char *)(nodes[i].host ? nodes[i].host : "");
+        mn[i].rack = (char *)(nodes[i].rack ? nodes[i].rack : "");
+        mnp[i] = &mn[i];
+    }
+    for (uint32_t s = 0; s < shards; s++) {
+        place(nodes, n, 0x5348415244ull ^ s, r, idx);
+        cairn__shard_place__init(&sp[s]);
+        sp[s].nodes = &ids[(size_t)s * r];
+        sp[s].n_nodes = r;
+        for (unsigned j = 0; j < r; j++)
+            sp[s].nodes[j] = nodes[idx[j]].id;
+        spp[s] = &sp[s];
+    }
+    place(nodes, n, 0x4d4150ull, r, idx);
+    for (unsigned j = 0; j < r; j++)
+        group[j] = nodes[idx[j]].id;
+    map.epoch = 1;
+    map.k = p->k;
+    map.m = p->m;
+    map.frag_size = p->frag_size;
+    map.shards = shards;
+    map.replicas = r;
+    map.n_nodes = n;
+    map.nodes = mnp;
+    map.n_place = shards;
+    map.place = spp;
+    map.n_map_group = r;
+    map.map_group = group;
+    *len = cairn__cluster_map__get_packed_size(&map);
+    *buf = malloc(*len ? *len : 1);
+    if (!*buf)
+        goto out;
+    cairn__cluster_map__pack(&map, *buf);
+    /* The same rules every reader applies (duplicate ids or addresses end here). */
+    check = map_decode(*buf, *len);
+    rc = check ? 0 : CAIRN_EINVAL;
+    if (check)
+        cairn__cluster_map__free_unpacked(check, NULL);
+    else {
+        free(*buf);
+        *buf = NULL;
+    }
+out:
+    free(mn);
+    free(mnp);
+    free(sp);
+    free(spp);
+    free(ids);
+    return rc;
+}

@@ -1,0 +1,165 @@
+/*
+ * Cluster map tests: the first map's placement (one replica per failure domain, 2m + 1
+ * replicas when there are domains enough, an odd number always, an even spread), and the
+ * checks every reader applies to a map before acting on it.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cairn.h"
+#include "map/map.h"
+
+#define MAXN 16
+
+static char addr_buf[MAXN][32], host_buf[MAXN][16];
+
+static void nodes_init(struct map_node_info *n, unsigned count, unsigned hosts)
+{
+    for (unsigned i = 0; i < count; i++) {
+        snprintf(addr_buf[i], sizeof addr_buf[i], "10.0.0.%u:7000", i + 1);
+        snprintf(host_buf[i], sizeof host_buf[i], "h%u", i % hosts);
+        n[i] = (struct map_node_info){.id = 0x1000 + i * 0x101, .addr = addr_buf[i],
+                                      .host = host_buf[i]};
+    }
+}
+
+static Cairn__ClusterMap *build(struct map_params *p, struct map_node_info *n, unsigned count)
+{
+    uint8_t *buf;
+    size_t len;
+    Cairn__ClusterMap *m;
+
+    cr_assert_eq(map_build(p, n, count, &buf, &len), 0);
+    m = map_decode(buf, len);
+    cr_assert_not_null(m, "a built map does not pass the checks");
+    free(buf);
+    return m;
+}
+
+static const char *host_of(const Cairn__ClusterMap *m, uint64_t id)
+{
+    int i = map_node_index(m, id);
+
+    cr_assert_geq(i, 0);
+    return m->nodes[i]->host;
+}
+
+Test(map, replicas_are_2m_plus_1_capped_by_domains_and_odd)
+{
+    cr_assert_eq(map_replicas(2, 6), 5u);
+    cr_assert_eq(map_replicas(2, 5), 5u);
+    cr_assert_eq(map_replicas(2, 4), 3u, "four domains: three replicas, not an even four");
+    cr_assert_eq(map_replicas(1, 8), 3u);
+    cr_assert_eq(map_replicas(4, 3), 3u);
+    cr_assert_eq(map_replicas(1, 1), 1u);
+    cr_assert_eq(map_replicas(20, 100), MAP_MAX_REPLICAS);
+}
+
+Test(map, first_map_places_each_shard_once_per_domain_and_evenly)
+{
+    struct map_node_info n[MAXN];
+    struct map_params p = {.k = 4, .m = 2, .frag_size = 1u << 20, .shards = 512};
+    unsigned load[MAXN] = {0};
+    Cairn__ClusterMap *m;
+
+    nodes_init(n, 12, 6); /* two D-nodes per host */
+    m = build(&p, n, 12);
+    cr_assert_eq(m->epoch, 1u);
+    cr_assert_eq(m->shards, 512u);
+    cr_assert_eq(m->replicas, 5u);
+    cr_assert_eq(m->n_nodes, 12u);
+    for (size_t s = 0; s < m->n_place; s++) {
+        cr_assert_eq(m->place[s]->n_nodes, 5u);
+        for (size_t i = 0; i < 5; i++) {
+            load[map_node_index(m, m->place[s]->nodes[i])]++;
+            for (size_t j = 0; j < i; j++)
+                cr_assert_str_neq(host_of(m, m->place[s]->nodes[i]),
+                                  host_of(m, m->place[s]->nodes[j]),
+                                  "shard %zu has two replicas on one host", s);
+        }
+    }
+    /* 512 x 5 / 12 = 213 per D-node on average: rendezvous hashing keeps each near it. */
+    for (unsigned i = 0; i < 12; i++)
+        cr_assert(load[i] > 150 && load[i] < 280, "D-node %u holds %u shard replicas", i, load[i]);
+    cr_assert_eq(m->n_map_group, 5u);
+    cairn__cluster_map__free_unpacked(m, NULL);
+}
+
+Test(map, the_same_nodes_give_the_same_map)
+{
+    struct map_node_info n[MAXN];
+    struct map_params p = {.k = 2, .m = 1, .frag_size = 65536};
+    uint8_t *a, *b;
+    size_t la, lb;
+
+    nodes_init(n, 5, 5);
+    cr_assert_eq(map_build(&p, n, 5, &a, &la), 0);
+    cr_assert_eq(map_build(&p, n, 5, &b, &lb), 0);
+    cr_assert(la == lb && memcmp(a, b, la) == 0, "map_build is not deterministic");
+    free(a);
+    free(b);
+}
+
+Test(map, build_refuses_what_cannot_be_a_cluster)
+{
+    struct map_node_info n[MAXN];
+    struct map_params p = {.k = 4, .m = 2, .frag_size = 65536};
+    uint8_t *buf;
+    size_t len;
+
+    nodes_init(n, 6, 6);
+    cr_assert_eq(map_build(&p, n, 5, &buf, &len), CAIRN_EINVAL, "5 D-nodes for 4+2");
+    n[3].id = n[1].id;
+    cr_assert_eq(map_build(&p, n, 6, &buf, &len), CAIRN_EINVAL, "two D-nodes with one id");
+    nodes_init(n, 6, 6);
+    n[4].addr = n[2].addr;
+    cr_assert_eq(map_build(&p, n, 6, &buf, &len), CAIRN_EINVAL, "two D-nodes at one address");
+    nodes_init(n, 6, 6);
+    n[0].id = 0;
+    cr_assert_eq(map_build(&p, n, 6, &buf, &len), CAIRN_EINVAL, "id 0");
+}
+
+Test(map, readers_refuse_inconsistent_maps)
+{
+    struct map_node_info n[MAXN];
+    struct map_params p = {.k = 2, .m = 1, .frag_size = 65536, .shards = 4};
+    Cairn__ClusterMap *m;
+    uint8_t buf[4096];
+    uint64_t saved;
+    size_t len;
+
+    nodes_init(n, 4, 4);
+    m = build(&p, n, 4);
+    /* A shard placed on a node the map does not have. */
+    saved = m->place[2]->nodes[1];
+    m->place[2]->nodes[1] = 0xdead;
+    cr_assert_not(map_valid(m));
+    m->place[2]->nodes[1] = m->place[2]->nodes[0];
+    cr_assert_not(map_valid(m), "one node twice in a shard");
+    m->place[2]->nodes[1] = saved;
+    cr_assert(map_valid(m));
+    /* Counts that disagree, epoch 0, an empty map group. */
+    m->shards = 5;
+    cr_assert_not(map_valid(m));
+    m->shards = 4;
+    m->epoch = 0;
+    cr_assert_not(map_valid(m));
+    m->epoch = 1;
+    m->n_map_group = 0;
+    cr_assert_not(map_valid(m));
+    m->n_map_group = 3;
+    len = cairn__cluster_map__pack(m, buf);
+    cairn__cluster_map__free_unpacked(m, NULL);
+    m = map_decode(buf, len);
+    cr_assert_not_null(m);
+    cairn__cluster_map__free_unpacked(m, NULL);
+    /* Garbage and truncations. */
+    cr_assert_null(map_decode("\xff\xff\xff", 3));
+    for (size_t cut = 0; cut < len; cut += 7) {
+        m = map_decode(buf, cut);
+        if (m)
+            cairn__cluster_map__free_unpacked(m, NULL); /* may decode: then it passed checks */
+    }
+}
