@@ -277,6 +277,33 @@ static int io_init(struct raft_io *io, raft_id id, const char *address)
     return 0;
 }
 
+static struct raft_snapshot *snapshot_for_follower(struct cs_group *g);
+
+/* Tell libraft how a deferred write or snapshot read ended (0: the round's commit made it
+ * durable; RAFT_CANCELED: its group is closing), and free p. */
+static void pending_finish(struct pending *p, int status)
+{
+    struct cs_group *g = p->g;
+
+    switch (p->kind) {
+    case P_APPEND:
+        g->writes_in_round--;
+        p->append.cb(p->append.req, status);
+        break;
+    case P_SNAP_PUT:
+        g->writes_in_round--;
+        p->put.cb(p->put.req, status);
+        break;
+    case P_SNAP_GET: {
+        struct raft_snapshot *snap = status ? NULL : snapshot_for_follower(g);
+
+        p->get.cb(p->get.req, snap, status ? status : snap ? 0 : RAFT_IOERR);
+        break;
+    }
+    }
+    free(p);
+}
+
 /* Fail what waits for this group in the node's lists: libraft is closing it. */
 static void cancel_group_work(struct cs_group *g)
 {
@@ -290,20 +317,7 @@ static void cancel_group_work(struct cs_group *g)
             continue;
         }
         *pp = p->next;
-        switch (p->kind) {
-        case P_APPEND:
-            g->writes_in_round--;
-            p->append.cb(p->append.req, RAFT_CANCELED);
-            break;
-        case P_SNAP_PUT:
-            g->writes_in_round--;
-            p->put.cb(p->put.req, RAFT_CANCELED);
-            break;
-        case P_SNAP_GET:
-            p->get.cb(p->get.req, NULL, RAFT_CANCELED);
-            break;
-        }
-        free(p);
+        pending_finish(p, RAFT_CANCELED);
     }
     n->pend_tail = &n->pend;
     while (*n->pend_tail)
@@ -1553,22 +1567,7 @@ void cs_node_flush(struct cs_node *n)
             struct pending *p = list;
             list = p->next;
             struct cs_group *g = p->g;
-            switch (p->kind) {
-            case P_APPEND:
-                g->writes_in_round--;
-                p->append.cb(p->append.req, 0);
-                break;
-            case P_SNAP_PUT:
-                g->writes_in_round--;
-                p->put.cb(p->put.req, 0);
-                break;
-            case P_SNAP_GET: {
-                struct raft_snapshot *s = snapshot_for_follower(g);
-                p->get.cb(p->get.req, s, s ? 0 : RAFT_IOERR);
-                break;
-            }
-            }
-            free(p);
+            pending_finish(p, 0);
             group_check(g);
         }
     }

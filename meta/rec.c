@@ -178,21 +178,25 @@ static int route(struct cl_cluster *cl, uint32_t shard, const Cairn__Request *re
                 int leader = c->leader ? cl_cluster_node_index(cl, c->leader) : -1;
 
                 cl_cluster_set_leader_hint(cl, shard, leader != (int)c->node ? leader : -1);
-                if (leader < 0 || leader == (int)c->node) {
+                if (leader < 0 || leader == (int)c->node)
                     turn++;
-                    /* No leader known anywhere yet: an election is on. */
-                    if (++refused % replicas(cl, shard) == 0)
-                        sleep_ms(BACKOFF_MS);
-                }
+                /* Once every replica was asked (no leader known yet, or stale ones naming
+                 * each other), an election is on: give it time. */
+                if (++refused % replicas(cl, shard) == 0)
+                    sleep_ms(BACKOFF_MS);
                 break;
             }
             case CAIRN_EAGAIN:
                 sleep_ms(BACKOFF_MS); /* a new leader getting ready */
                 break;
-            case CAIRN_ESTALE:
-                if (cl_cluster_refresh(cl) != 0)
+            case CAIRN_ESTALE: {
+                uint64_t epoch = cl_cluster_epoch(cl);
+
+                /* No newer map to be had yet (the map group still applying it): wait. */
+                if (cl_cluster_refresh(cl) != 0 || cl_cluster_epoch(cl) == epoch)
                     sleep_ms(BACKOFF_MS);
                 break;
+            }
             case CAIRN_EUNKNOWN:
                 /* The leader lost its place with our update in its log. */
                 cl_cluster_set_leader_hint(cl, shard, -1);
