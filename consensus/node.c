@@ -133,6 +133,9 @@ struct cs_group {
 
     /* leases: follower side (the newest stamp of the leader we follow) */
     uint64_t echo_from, echo_term, echo_stamp;
+    /* the role and term last logged (debug: elections, step-downs) */
+    unsigned seen_state;
+    uint64_t seen_term;
     /* leader side: the newest echo of each follower, in lease_term */
     uint64_t lease_term;
     struct ack acks[CS_MAX_SERVERS];
@@ -880,6 +883,19 @@ static void barrier_cb(struct raft_barrier *req, int status)
 
 static void group_check(struct cs_group *g)
 {
+    unsigned st = (unsigned)raft_state(&g->raft);
+
+    if (st != g->seen_state || g->raft.current_term != g->seen_term) {
+        g->seen_state = st;
+        g->seen_term = g->raft.current_term;
+        log_debug(TAG, "group %u: %s in term %llu (leader %016llx)", g->id,
+                  st == RAFT_LEADER      ? "leader"
+                  : st == RAFT_CANDIDATE ? "candidate"
+                  : st == RAFT_FOLLOWER  ? "follower"
+                                         : "unavailable",
+                  (unsigned long long)g->raft.current_term,
+                  (unsigned long long)cs_group_leader(g));
+    }
     if (raft_state(&g->raft) != RAFT_LEADER || g->barrier_busy ||
         g->barrier_term == g->raft.current_term)
         return;

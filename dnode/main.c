@@ -363,12 +363,15 @@ int main(int argc, char **argv)
         dn_shards_tick(dn.shards);
         dn_shards_flush(dn.shards); /* the round's one commit, then its messages and answers */
         dn_store_poll(dn.store);
-        if (tp_ctx_trywait(dn.tp))
-            continue; /* completions are pending: progress again before sleeping */
         t = tp_ctx_timeout_ms(dn.tp);
         ts = dn_shards_timeout_ms(dn.shards);
         if (ts >= 0 && (t < 0 || ts < t))
             t = ts;
+        /* Completions pending: progress again without sleeping, but still look at the other
+         * descriptors (a stream of completions, e.g. errors for peers that went away, once
+         * kept SIGTERM unread for good). */
+        if (tp_ctx_trywait(dn.tp))
+            t = 0;
         n = epoll_wait(epfd, evs, CAIRN_ARRAY_SIZE(evs), t);
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u32 == 1) {

@@ -68,7 +68,7 @@ class Cluster:
     """A cluster in a fresh temporary directory; use as a context manager."""
 
     def __init__(self, dnodes=6, ec="4+2", frag_size=None, dev_size="1G", cnodes=0,
-                 nfs_exports=None):
+                 nfs_exports=None, netns=False):
         self.dir = tempfile.mkdtemp(prefix="cairn-it-", dir=os.environ.get("CAIRN_TEST_TMP",
                                                                            "/var/tmp"))
         self.args = ["--dnodes", str(dnodes), "--ec", ec, "--dev-size", dev_size,
@@ -77,6 +77,8 @@ class Cluster:
             self.args += ["--frag-size", str(frag_size)]
         if nfs_exports:
             self.args += ["--nfs-exports", nfs_exports]
+        if netns:
+            self.args += ["--netns"]  # each D-node on a network of its own: cut() and heal()
         self.env = None
 
     def local(self, *args, check_rc=True):
@@ -101,6 +103,20 @@ class Cluster:
 
     def start(self, kind, i):
         self.local("start", kind, str(i))
+
+    def pause(self, kind, i):
+        """SIGSTOP: the process holds its connections and answers nothing until resume()."""
+        os.kill(self.pid(kind, i), signal.SIGSTOP)
+
+    def resume(self, kind, i):
+        os.kill(self.pid(kind, i), signal.SIGCONT)
+
+    def cut(self, i):
+        """Take D-node i's link down (a cluster made with netns=True): a partition."""
+        self.local("cut", "dnode", str(i))
+
+    def heal(self, i):
+        self.local("heal", "dnode", str(i))
 
     def pid(self, kind, i):
         with open(os.path.join(self.dir, "%s%d" % (kind, i), "pid")) as f:
