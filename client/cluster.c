@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "common/cairn.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "client/placement.h"
 
@@ -50,6 +52,8 @@ struct cl_cluster {
     struct ec_layout layout;
     unsigned depth;
     uint32_t leader_wait_ms;
+    uint64_t session;  /* this view's writer session on the D-nodes (random, never 0) */
+    uint64_t seq;      /* its last update number */
     struct {
         uint32_t k, m;
         struct ec_codec *c;
@@ -162,6 +166,10 @@ int cl_cluster_open(const struct cl_cluster_config *cfg, struct cl_cluster **out
     cl->layout = (struct ec_layout){.k = cfg->k, .m = cfg->m, .frag_size = cfg->frag_size};
     cl->depth = cfg->depth ? cfg->depth : CL_DEFAULT_DEPTH;
     cl->leader_wait_ms = cfg->leader_wait_ms ? cfg->leader_wait_ms : CL_DEFAULT_LEADER_WAIT_MS;
+    /* A session id nobody else has: the shards tell its retries apart by it. */
+    while (!cl->session)
+        if (getrandom(&cl->session, sizeof cl->session, 0) != sizeof cl->session)
+            cl->session = cairn_mix64((uint64_t)cairn_wall_ns() ^ (uint64_t)(uintptr_t)cl);
     if (!cl_cluster_codec(cl, cfg->k, cfg->m)) {
         rc = CAIRN_ENOMEM;
         goto err;
@@ -450,6 +458,16 @@ unsigned cl_cluster_shard_nodes(const struct cl_cluster *cl, uint32_t shard, uns
 uint32_t cl_cluster_leader_wait_ms(const struct cl_cluster *cl)
 {
     return cl->leader_wait_ms;
+}
+
+uint64_t cl_cluster_session(const struct cl_cluster *cl)
+{
+    return cl->session;
+}
+
+uint64_t cl_cluster_next_seq(struct cl_cluster *cl)
+{
+    return ++cl->seq;
 }
 
 int cl_cluster_leader_hint(const struct cl_cluster *cl, uint32_t shard)

@@ -85,6 +85,11 @@ unsigned cl_cluster_shard_nodes(const struct cl_cluster *cl, uint32_t shard, uns
 int cl_cluster_node_index(const struct cl_cluster *cl, uint64_t id);
 /* How long a metadata call waits for a shard to have a leader. */
 uint32_t cl_cluster_leader_wait_ms(const struct cl_cluster *cl);
+/* The view's writer session: a random id the metadata shards know its updates by, and the
+ * number of its next update (every copy of one update carries the same number, so a shard
+ * applies it once however often it is sent). */
+uint64_t cl_cluster_session(const struct cl_cluster *cl);
+uint64_t cl_cluster_next_seq(struct cl_cluster *cl);
 /* Which D-node last said it leads a shard (index), or -1: a hint, kept per view. */
 int cl_cluster_leader_hint(const struct cl_cluster *cl, uint32_t shard);
 void cl_cluster_set_leader_hint(struct cl_cluster *cl, uint32_t shard, int node);

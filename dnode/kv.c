@@ -258,7 +258,8 @@ static int apply_in_txn(struct dn_kv *kv, MDB_txn *txn, struct dn_kv_op *op)
 
     op->status = 0;
     op->cur_version = 0;
-    if (op->key_len == 0 || make_key(kb, op->shard, op->key, op->key_len, &k) ||
+    if (op->key_len == 0 || ((const uint8_t *)op->key)[0] == KV_RESERVED ||
+        make_key(kb, op->shard, op->key, op->key_len, &k) ||
         (op->kind == DN_KV_PUT &&
          (op->val_len > KV_MAX_VALUE || (op->val_len && !op->val) || op->new_version == 0 ||
           op->new_version == KV_ANY))) {
@@ -417,6 +418,8 @@ int dn_kv_scan(struct dn_kv *kv, uint32_t shard, const void *start, size_t start
         if (k.mv_size < SHARD_BYTES || memcmp(kp, kb, SHARD_BYTES) != 0)
             break; /* left the shard */
         klen = k.mv_size - SHARD_BYTES;
+        if (klen && kp[SHARD_BYTES] == KV_RESERVED)
+            break; /* the store's own keys, after every record's */
         if (end_len && key_cmp(kp + SHARD_BYTES, klen, end, end_len) >= 0)
             break;
         if (v.mv_size < VERSION_BYTES) {
@@ -735,6 +738,120 @@ static int applied_put(struct dn_kv *kv, uint32_t group, uint64_t index)
     return grp_put(kv, group, 'A', b, sizeof b);
 }
 
+/* ---- writer sessions ----
+ *
+ * One record per (shard, client) under the reserved key KV_RESERVED 'S' client(be64); its
+ * version field holds the index of the session's last update, its value seq(be64),
+ * status(be32, two's complement), result(be64), time_ms(be64). */
+#define SESSION_KEY_LEN 10u
+#define SESSION_VAL_LEN 28u
+
+static void session_key(uint8_t *kb, uint32_t shard, uint64_t client, MDB_val *k)
+{
+    uint8_t key[SESSION_KEY_LEN];
+
+    key[0] = KV_RESERVED;
+    key[1] = 'S';
+    put_be64(key + 2, client);
+    make_key(kb, shard, key, sizeof key, k);
+}
+
+/* Is op a copy of an update its session already applied?  Fills op's result if so. */
+static int session_check(struct dn_kv *kv, MDB_txn *txn, struct dn_kv_op *op)
+{
+    uint8_t kb[SHARD_BYTES + SESSION_KEY_LEN];
+    const uint8_t *p;
+    MDB_val k, v;
+    uint64_t seq;
+    int rc;
+
+    session_key(kb, op->shard, op->client, &k);
+    rc = mdb_get(txn, kv->dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return from_mdb(rc, "session get");
+    if (v.mv_size != VERSION_BYTES + SESSION_VAL_LEN) {
+        log_error(TAG, "session record of %u bytes in shard %u", (unsigned)v.mv_size,
+                  op->shard);
+        return CAIRN_EIO;
+    }
+    p = (const uint8_t *)v.mv_data + VERSION_BYTES;
+    seq = get_be64(p);
+    if (op->seq > seq)
+        return 0;
+    op->dup = true;
+    if (op->seq < seq) {
+        op->status = CAIRN_ECANCELED;
+        op->result = 0;
+        return 0;
+    }
+    op->status = (int32_t)(((uint32_t)p[8] << 24) | ((uint32_t)p[9] << 16) |
+                           ((uint32_t)p[10] << 8) | p[11]);
+    op->result = get_be64(p + 12);
+    if (op->status == CAIRN_ECONFLICT)
+        op->cur_version = op->result;
+    return 0;
+}
+
+static int session_put(struct dn_kv *kv, MDB_txn *txn, const struct dn_kv_op *op,
+                       uint64_t index)
+{
+    uint8_t kb[SHARD_BYTES + SESSION_KEY_LEN], *p;
+    uint32_t st = (uint32_t)op->status;
+    MDB_val k, v = {.mv_size = VERSION_BYTES + SESSION_VAL_LEN};
+    int rc;
+
+    session_key(kb, op->shard, op->client, &k);
+    rc = mdb_put(txn, kv->dbi, &k, &v, MDB_RESERVE);
+    if (rc)
+        return from_mdb(rc, "session put");
+    p = v.mv_data;
+    put_be64(p, index);
+    put_be64(p + 8, op->seq);
+    p[16] = (uint8_t)(st >> 24);
+    p[17] = (uint8_t)(st >> 16);
+    p[18] = (uint8_t)(st >> 8);
+    p[19] = (uint8_t)st;
+    put_be64(p + 20, op->result);
+    put_be64(p + 28, op->time_ms);
+    return 0;
+}
+
+/* Forget the shard's sessions idle for KV_SESSION_TTL_MS by the clock of the entry being
+ * applied (a retry comes within seconds; a session is one C-node thread's cluster view, and
+ * views come and go with processes). */
+static int session_sweep(struct dn_kv *kv, MDB_txn *txn, uint32_t shard, uint64_t now_ms)
+{
+    uint8_t kb[SHARD_BYTES + SESSION_KEY_LEN];
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if (now_ms < KV_SESSION_TTL_MS)
+        return 0;
+    session_key(kb, shard, 0, &k);
+    rc = mdb_cursor_open(txn, kv->dbi, &cur);
+    if (rc)
+        return from_mdb(rc, "session sweep");
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *kp = k.mv_data;
+
+        if (k.mv_size != SHARD_BYTES + SESSION_KEY_LEN || memcmp(kp, kb, SHARD_BYTES + 2) != 0)
+            break;
+        if (v.mv_size == VERSION_BYTES + SESSION_VAL_LEN &&
+            get_be64((const uint8_t *)v.mv_data + VERSION_BYTES + 20) + KV_SESSION_TTL_MS >=
+                now_ms)
+            continue;
+        rc = mdb_cursor_del(cur, 0);
+        if (rc)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : from_mdb(rc, "session sweep");
+}
+
 int dn_kv_round_apply(struct dn_kv *kv, uint32_t group, uint64_t index, struct dn_kv_op *op)
 {
     MDB_txn *txn = NULL;
@@ -744,8 +861,25 @@ int dn_kv_round_apply(struct dn_kv *kv, uint32_t group, uint64_t index, struct d
         return rc;
     op->shard = group;
     op->new_version = index;
-    rc = apply_in_txn(kv, txn, op);
-    if (rc)
+    op->dup = false;
+    op->result = 0;
+    if (op->client) {
+        rc = session_check(kv, txn, op);
+        if (rc)
+            return rc;
+    }
+    if (!op->dup) {
+        rc = apply_in_txn(kv, txn, op);
+        if (rc)
+            return rc;
+        op->result = op->status == CAIRN_ECONFLICT ? op->cur_version
+                     : op->status == 0 && op->kind == DN_KV_PUT ? index
+                                                                 : 0;
+        if (op->client && (rc = session_put(kv, txn, op, index)) != 0)
+            return rc;
+    }
+    if (op->time_ms && index % KV_SESSION_SWEEP == 0 &&
+        (rc = session_sweep(kv, txn, group, op->time_ms)) != 0)
         return rc;
     return applied_put(kv, group, index);
 }

@@ -34,6 +34,12 @@ struct dn_kv;
 #define KV_MAX_SCAN 1000u           /* entries per scan call */
 #define KV_MAX_SCAN_BYTES (4u << 20) /* total key + value bytes per scan call */
 #define DN_KV_DEFAULT_MAP (4ull << 30) /* initial LMDB map; it doubles when 3/4 full */
+/* Keys whose first byte is KV_RESERVED are the store's own, kept in the shard beside its
+ * records (so a shard's dump carries them): writer sessions.  Clients cannot name them, and
+ * scans never list them. */
+#define KV_RESERVED 0xFFu
+#define KV_SESSION_TTL_MS (10u * 60u * 1000u) /* an idle writer session is forgotten after */
+#define KV_SESSION_SWEEP 1024u /* a shard looks for idle sessions every this many entries */
 
 /* One scanned record; key and value point into the result's own memory. */
 struct dn_kv_entry {
@@ -91,6 +97,15 @@ struct dn_kv_op {
     uint64_t new_version; /* put only */
     int status;           /* out: 0 or the error dn_kv_put / dn_kv_del would return */
     uint64_t cur_version; /* out: the current version on CAIRN_ECONFLICT */
+    /* dn_kv_round_apply only: */
+    uint64_t client;      /* in: the writer's session (0: none) */
+    uint64_t seq;         /* in: its update number; copies of one update share it */
+    uint64_t time_ms;     /* in: the proposer's clock (session expiry; the same everywhere) */
+    bool dup;             /* out: a copy of an update this session already made (or an older
+                           * one): nothing was applied; status and result are the first
+                           * copy's (CAIRN_ECANCELED for a copy older than the session's last) */
+    uint64_t result;      /* out: the version the update answers with: the record's new one
+                           * (put), its current one (CAIRN_ECONFLICT), else 0 */
 };
 
 /* Group commit: apply ops[0..n) in order, each with its own condition as if applied alone
@@ -141,7 +156,12 @@ int dn_kv_applied_get(struct dn_kv *kv, uint32_t group, uint64_t *applied);
 /* Apply op (put or delete, with its condition) to shard group as the command at index: the
  * record's new version is index.  op->status gets the op's own result; the return value is
  * 0 or a store failure (the round is then unusable).  The applied index moves to index
- * either way: a failed condition is a command that was applied and changed nothing. */
+ * either way: a failed condition is a command that was applied and changed nothing.
+ *
+ * Writer sessions make retries exactly-once: an op with a client id is applied only if its
+ * seq is newer than the last one that client applied in this shard; the shard keeps that
+ * seq with the op's result and answers a copy of it with the same result (op->dup).  A
+ * writer has one update in flight, so anything older is a stray copy and is dropped. */
 int dn_kv_round_apply(struct dn_kv *kv, uint32_t group, uint64_t index, struct dn_kv_op *op);
 /* Move the applied index without a record change (a command that is not a record op). */
 int dn_kv_round_applied(struct dn_kv *kv, uint32_t group, uint64_t index);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/cairn.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "consensus/cs.h"
 
@@ -314,10 +315,13 @@ static int h_apply(void *arg, uint32_t group, uint64_t index, const void *cmd, s
     kop.val = op->value.data;
     kop.val_len = op->value.len;
     kop.expect = op->expect;
+    kop.client = op->client;
+    kop.seq = op->seq;
+    kop.time_ms = op->time_ms;
     rc = dn_kv_round_apply(s->cfg.kv, group, index, &kop);
     r->status = kop.status;
-    r->version = kop.status ? kop.cur_version : (kop.kind == DN_KV_PUT ? index : 0);
-    if (!rc && !kop.status && group == MAP_GROUP && kop.kind == DN_KV_PUT &&
+    r->version = kop.result;
+    if (!rc && !kop.status && !kop.dup && group == MAP_GROUP && kop.kind == DN_KV_PUT &&
         op->key.len == strlen(MAP_KEY) && memcmp(op->key.data, MAP_KEY, op->key.len) == 0) {
         /* A new map: ours once this round is durable. */
         uint8_t *copy = malloc(op->value.len ? op->value.len : 1);
@@ -433,6 +437,7 @@ static struct cs_group *shard_group(struct dn_shards *s, struct tp_req *req,
     /* Bad input first: a clear error whatever the sender's epoch or our role. */
     if (h->key.len > KV_MAX_KEY || h->end_key.len > KV_MAX_KEY ||
         (h->op != CAIRN__OP__OP_KV_SCAN && h->key.len == 0) ||
+        (h->key.len && h->key.data[0] == KV_RESERVED) ||
         h->payload_len > (h->op == CAIRN__OP__OP_KV_PUT ? KV_MAX_VALUE : 0)) {
         reply(s, req, CAIRN_EINVAL, 0);
         return NULL;
@@ -523,6 +528,9 @@ static void kv_write(struct dn_shards *s, struct tp_req *req, const Cairn__Reque
     op.op = h->op;
     op.key = h->key;
     op.expect = h->expect_version;
+    op.client = h->client;
+    op.seq = h->seq;
+    op.time_ms = (uint64_t)(cairn_wall_ns() / 1000000);
     if (h->op == CAIRN__OP__OP_KV_PUT) {
         op.value.data = tp_req_payload(req);
         op.value.len = h->payload_len;

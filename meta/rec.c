@@ -310,33 +310,14 @@ void meta_rec_get_many(struct cl_cluster *cl, struct meta_get *gets, unsigned n)
     free(calls);
 }
 
-/* The record's version, read after everything its shard's log may still hold (a barrier
- * read): 0 with *version, CAIRN_ENOENT (absent: *version 0), or an error. */
-static int settled_version(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
-                           uint64_t *version)
-{
-    struct call c = {0};
-    Cairn__Request req;
-    int rc;
-
-    req_init(&req, CAIRN__OP__OP_KV_GET, shard, key, klen);
-    req.barrier = true;
-    rc = route(cl, shard, &req, NULL, 0, &c, NULL);
-    if (!rc && c.status == CAIRN_EUNKNOWN)
-        rc = CAIRN_EUNREACH;
-    if (!rc)
-        rc = c.status;
-    *version = rc == 0 ? c.version : 0;
-    return rc;
-}
-
-/* Resolutions of an unknown outcome before giving it to the caller. */
+/* Sends of one update before it is reported unknown. */
 #define RESOLVE_TRIES 8u
 
 static int rec_write(struct cl_cluster *cl, Cairn__Op op, uint32_t shard, const void *key,
                      size_t klen, uint64_t expect, const void *val, uint32_t len,
                      uint64_t *version)
 {
+    uint64_t deadline = cairn_now_ms() + cl_cluster_leader_wait_ms(cl);
     Cairn__Request req;
 
     if (klen == 0 || klen > META_REC_MAX_KEY || !cl_cluster_shards(cl))
@@ -346,35 +327,29 @@ static int rec_write(struct cl_cluster *cl, Cairn__Op op, uint32_t shard, const 
     shard = meta_rec_shard(cl, shard);
     req_init(&req, op, shard, key, klen);
     req.expect_version = expect;
-    for (unsigned tries = 0;; tries++) {
+    /* Every copy of this update carries the view's session and this number: the shard
+     * applies the first copy that reaches its log and answers every other with its result. */
+    req.client = cl_cluster_session(cl);
+    req.seq = cl_cluster_next_seq(cl);
+    for (unsigned tries = 1;; tries++) {
         struct call c = {0};
-        uint64_t cur = 0;
         bool sent;
         int rc = route(cl, shard, &req, val, len, &c, &sent);
 
         if (!rc && c.status != CAIRN_EUNKNOWN) {
+            if (c.status == CAIRN_ECANCELED)
+                return CAIRN_EUNREACH; /* the shard saw a newer update of ours: cannot be */
             if (!c.status && version)
                 *version = c.version;
             return c.status;
         }
         if (rc && !sent)
             return rc;
-        /* The update may be in the log.  Once a barrier read shows the record as it was,
-         * the update can never land, and trying again is safe; if the record changed, it may
-         * be ours or another writer's: the caller must look (CAIRN_EUNREACH). */
-        if (tries == RESOLVE_TRIES)
+        /* The update may be in some log, applied or not yet: sending it again is safe. */
+        if (tries == RESOLVE_TRIES || cairn_now_ms() >= deadline)
             return CAIRN_EUNREACH;
-        rc = settled_version(cl, shard, key, klen, &cur);
-        if (rc && rc != CAIRN_ENOENT)
-            return CAIRN_EUNREACH;
-        if (expect == META_ANY) {
-            if (op == CAIRN__OP__OP_KV_DEL && rc == CAIRN_ENOENT)
-                return 0; /* gone, as asked: by us or by another delete */
-            continue;     /* an unconditional put may land twice: the same value, twice */
-        }
-        if (cur != expect)
-            return CAIRN_EUNREACH;
-        log_debug(TAG, "an update's outcome was unknown; it did not land: sending it again");
+        log_debug(TAG, "an update's outcome was unknown: sending it again (session %016llx, "
+                  "update %llu)", (unsigned long long)req.client, (unsigned long long)req.seq);
     }
 }
 

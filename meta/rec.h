@@ -19,8 +19,13 @@
  * version 0 again).
  *
  * Unknown outcomes.  An update whose leader stopped answering, or lost its place, after the
- * update was sent may have been committed or not: the call returns CAIRN_EUNREACH, and the
- * caller reads the record back before it frees anything the update may have referenced.
+ * update was sent may have been committed or not.  Every update carries the view's writer
+ * session and its own number (client/cluster.h); the shard applies the first copy that
+ * reaches its log and answers later copies with that copy's result, so the call simply sends
+ * it again, to whichever D-node leads the shard now, and reports the one outcome.  Only when
+ * no leader answers for the view's leader wait does it return CAIRN_EUNREACH: the update may
+ * still land, and the caller reads the record back before it frees anything the update may
+ * have referenced.
  */
 #ifndef CAIRN_META_REC_H
 #define CAIRN_META_REC_H

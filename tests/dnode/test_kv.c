@@ -661,3 +661,94 @@ Test(kv, concurrent_cas_loses_nothing)
     }
     expect_record(5, "ctr", "400", 401);
 }
+
+static struct dn_kv_op session_op(const char *key, const char *val, uint64_t expect,
+                                  uint64_t client, uint64_t seq, uint64_t time_ms)
+{
+    return (struct dn_kv_op){.kind = DN_KV_PUT, .key = key, .key_len = strlen(key),
+                             .val = val, .val_len = strlen(val), .expect = expect,
+                             .client = client, .seq = seq, .time_ms = time_ms};
+}
+
+/* A writer session applies each update once: a copy (a retry after a lost answer) gets the
+ * first copy's result and changes nothing, a stray copy of an older update is dropped, and
+ * the next update applies. */
+Test(kv, sessions_apply_each_update_once)
+{
+    struct dn_kv_op op = session_op("r", "one", KV_ANY, 42, 7, 1000);
+
+    cr_assert_eq(dn_kv_round_apply(kv, 3, 10, &op), 0);
+    cr_assert(!op.dup);
+    cr_assert_eq(op.status, 0);
+    cr_assert_eq(op.result, 10);
+    cr_assert_eq(dn_kv_round_commit(kv), 0);
+
+    /* Another writer overwrites it; then the first writer's retry of update 7 arrives. */
+    op = session_op("r", "two", KV_ANY, 99, 1, 1001);
+    cr_assert_eq(dn_kv_round_apply(kv, 3, 11, &op), 0);
+    cr_assert_eq(op.status, 0);
+    op = session_op("r", "one", KV_ANY, 42, 7, 1002);
+    cr_assert_eq(dn_kv_round_apply(kv, 3, 12, &op), 0);
+    cr_assert(op.dup, "a copy of an applied update must not apply again");
+    cr_assert_eq(op.status, 0);
+    cr_assert_eq(op.result, 10, "the copy answers with the first copy's version");
+    cr_assert_eq(dn_kv_round_commit(kv), 0);
+    expect_record(3, "r", "two", 11);
+
+    /* A conditional update that lost: its copy reports the same conflict. */
+    op = session_op("r", "three", 10, 42, 8, 1003);
+    cr_assert_eq(dn_kv_round_apply(kv, 3, 13, &op), 0);
+    cr_assert_eq(op.status, CAIRN_ECONFLICT);
+    cr_assert_eq(op.result, 11);
+    op = session_op("r", "three", 11, 42, 8, 1004); /* even if it could win now */
+    cr_assert_eq(dn_kv_round_apply(kv, 3, 14, &op), 0);
+    cr_assert(op.dup);
+    cr_assert_eq(op.status, CAIRN_ECONFLICT);
+    cr_assert_eq(op.cur_version, 11);
+
+    /* A stray copy of an older update is dropped. */
+    op = session_op("r", "old", KV_ANY, 42, 5, 1005);
+    cr_assert_eq(dn_kv_round_apply(kv, 3, 15, &op), 0);
+    cr_assert(op.dup);
+    cr_assert_eq(op.status, CAIRN_ECANCELED);
+
+    /* The next update applies; sessions are per shard and never listed. */
+    op = session_op("r", "four", 11, 42, 9, 1006);
+    cr_assert_eq(dn_kv_round_apply(kv, 3, 16, &op), 0);
+    cr_assert(!op.dup);
+    cr_assert_eq(op.status, 0);
+    cr_assert_eq(dn_kv_round_commit(kv), 0);
+    expect_record(3, "r", "four", 16);
+    struct dn_kv_scan scan = {0};
+    cr_assert_eq(dn_kv_scan(kv, 3, "", 0, NULL, 0, 10, &scan), 0);
+    cr_assert_eq(scan.count, 1, "the session records are not listed");
+    dn_kv_scan_free(&scan);
+
+    /* The store's own keys cannot be written by a client. */
+    op = session_op("\xffS12345678", "x", KV_ANY, 0, 0, 0);
+    cr_assert_eq(dn_kv_round_apply(kv, 3, 17, &op), 0);
+    cr_assert_eq(op.status, CAIRN_EINVAL);
+    cr_assert_eq(dn_kv_round_commit(kv), 0);
+}
+
+/* Sessions idle for KV_SESSION_TTL_MS (by the entries' clock) are forgotten at a sweep. */
+Test(kv, idle_sessions_are_forgotten)
+{
+    uint64_t t0 = 5000000;
+    struct dn_kv_op op = session_op("a", "one", KV_ANY, 7, 1, t0);
+
+    cr_assert_eq(dn_kv_round_apply(kv, 4, 5, &op), 0);
+    op = session_op("b", "x", KV_ANY, 8, 1, t0 + KV_SESSION_TTL_MS - 1);
+    cr_assert_eq(dn_kv_round_apply(kv, 4, 6, &op), 0);
+    /* A sweep at an index that is a multiple of KV_SESSION_SWEEP, after the TTL of session 7
+     * only: session 7's copy then applies as new, session 8's is still recognised. */
+    op = session_op("c", "y", KV_ANY, 9, 1, t0 + KV_SESSION_TTL_MS + 1);
+    cr_assert_eq(dn_kv_round_apply(kv, 4, KV_SESSION_SWEEP, &op), 0);
+    op = session_op("b", "x", KV_ANY, 8, 1, t0 + KV_SESSION_TTL_MS + 2);
+    cr_assert_eq(dn_kv_round_apply(kv, 4, KV_SESSION_SWEEP + 1, &op), 0);
+    cr_assert(op.dup, "a session within its TTL is kept");
+    op = session_op("a", "one", KV_ANY, 7, 1, t0 + KV_SESSION_TTL_MS + 3);
+    cr_assert_eq(dn_kv_round_apply(kv, 4, KV_SESSION_SWEEP + 2, &op), 0);
+    cr_assert(!op.dup, "an idle session is forgotten");
+    cr_assert_eq(dn_kv_round_commit(kv), 0);
+}

@@ -160,6 +160,16 @@ static void bad_requests(void)
     rc = call(&req, NULL, 0, buf, 1u << 20);
     CHECK(rc == CAIRN_EINVAL, "KV_SCAN with a 600-byte start key: %s", cairn_strerror(rc));
 
+    cairn__request__init(&req);
+    req.op = CAIRN__OP__OP_KV_PUT; /* a key of the D-node's own (writer sessions) */
+    {
+        uint8_t own[10] = {0xff, 'S', 1, 2, 3, 4, 5, 6, 7, 8};
+        req.key.data = own;
+        req.key.len = sizeof(own);
+        rc = call(&req, "v", 1, NULL, 0);
+    }
+    CHECK(rc == CAIRN_EINVAL, "KV_PUT of a reserved key: %s", cairn_strerror(rc));
+
     /* A sender with an older map (0: none) is told so, and nothing changes. */
     cairn__request__init(&req);
     req.op = CAIRN__OP__OP_KV_PUT;
