@@ -54,6 +54,9 @@ struct cl_cluster {
     uint32_t leader_wait_ms;
     uint64_t session;  /* this view's writer session on the D-nodes (random, never 0) */
     uint64_t seq;      /* its last update number */
+    unsigned last_voter_groups; /* from the last cl_cluster_ping that succeeded */
+    unsigned last_moving_groups;
+    int map_leader;             /* the map group's leader hint (-1: unknown) */
     struct {
         uint32_t k, m;
         struct ec_codec *c;
@@ -166,6 +169,7 @@ int cl_cluster_open(const struct cl_cluster_config *cfg, struct cl_cluster **out
     cl->layout = (struct ec_layout){.k = cfg->k, .m = cfg->m, .frag_size = cfg->frag_size};
     cl->depth = cfg->depth ? cfg->depth : CL_DEFAULT_DEPTH;
     cl->leader_wait_ms = cfg->leader_wait_ms ? cfg->leader_wait_ms : CL_DEFAULT_LEADER_WAIT_MS;
+    cl->map_leader = -1;
     /* A session id nobody else has: the shards tell its retries apart by it. */
     while (!cl->session)
         if (getrandom(&cl->session, sizeof cl->session, 0) != sizeof cl->session)
@@ -293,9 +297,21 @@ int cl_cluster_ping(struct cl_cluster *cl, unsigned i, uint64_t *dev_size, uint6
             *dev_used = s.resp->dev_used;
         if (frags)
             *frags = s.resp->frag_count;
+        cl->last_voter_groups = s.resp->voter_groups;
+        cl->last_moving_groups = s.resp->moving_groups;
     }
     tp_sync_fini(&s);
     return rc;
+}
+
+unsigned cl_cluster_last_voter_groups(const struct cl_cluster *cl)
+{
+    return cl->last_voter_groups;
+}
+
+unsigned cl_cluster_last_moving_groups(const struct cl_cluster *cl)
+{
+    return cl->last_moving_groups;
 }
 
 static bool node_down(const struct cl_cluster *cl, unsigned i)
@@ -443,7 +459,18 @@ unsigned cl_cluster_shard_nodes(const struct cl_cluster *cl, uint32_t shard, uns
     const Cairn__ShardPlace *p;
     unsigned n = 0;
 
-    if (!cl->map || shard >= cl->map->shards)
+    if (!cl->map)
+        return 0;
+    if (shard == MAP_GROUP) {
+        for (size_t i = 0; i < cl->map->n_map_group && n < MAP_MAX_REPLICAS; i++) {
+            int idx = cl_cluster_node_index(cl, cl->map->map_group[i]);
+
+            if (idx >= 0)
+                nodes[n++] = (unsigned)idx;
+        }
+        return n;
+    }
+    if (shard >= cl->map->shards)
         return 0;
     p = cl->map->place[shard];
     for (size_t i = 0; i < p->n_nodes && n < MAP_MAX_REPLICAS; i++) {
@@ -472,6 +499,8 @@ uint64_t cl_cluster_next_seq(struct cl_cluster *cl)
 
 int cl_cluster_leader_hint(const struct cl_cluster *cl, uint32_t shard)
 {
+    if (shard == MAP_GROUP)
+        return cl->map_leader;
     if (!cl->map || shard >= cl->map->shards)
         return -1;
     return cl->leader[shard];
@@ -479,8 +508,12 @@ int cl_cluster_leader_hint(const struct cl_cluster *cl, uint32_t shard)
 
 void cl_cluster_set_leader_hint(struct cl_cluster *cl, uint32_t shard, int node)
 {
-    if (cl->map && shard < cl->map->shards)
-        cl->leader[shard] = node >= 0 && (unsigned)node < cl->n ? node : -1;
+    int v = node >= 0 && (unsigned)node < cl->n ? node : -1;
+
+    if (shard == MAP_GROUP)
+        cl->map_leader = v;
+    else if (cl->map && shard < cl->map->shards)
+        cl->leader[shard] = v;
 }
 
 struct map_call {
@@ -651,6 +684,7 @@ static int adopt(struct cl_cluster *cl, const uint8_t *buf, size_t len, bool fir
     cl->slot = slot;
     cl->ids = ids;
     cl->leader = leader;
+    cl->map_leader = -1;
     cl->map = m;
     return 0;
 out:
@@ -688,6 +722,58 @@ int cl_cluster_refresh(struct cl_cluster *cl)
     rc = fetch_map(cl, nodes, n, &buf, &len);
     if (!rc)
         rc = adopt(cl, buf, len, false);
+    free(buf);
+    return rc;
+}
+
+int cl_cluster_probe_addr(struct cl_cluster *cl, const char *addr, uint64_t *id, char *domain,
+                          size_t cap)
+{
+    Cairn__Request req = CAIRN__REQUEST__INIT;
+    struct tp_sync sy = {0};
+    uint64_t peer;
+    int rc = tp_peer_add(cl->tp, addr, &peer);
+
+    if (rc)
+        return rc;
+    req.op = CAIRN__OP__OP_PING;
+    rc = tp_call_sync(cl->tp, peer, &req, NULL, 0, NULL, 0, &sy);
+    if (!rc)
+        rc = sy.status ? sy.status : sy.resp->status;
+    if (!rc) {
+        *id = sy.resp->node_id;
+        snprintf(domain, cap, "%s", sy.resp->domain ? sy.resp->domain : "");
+        if (!*id)
+            rc = CAIRN_EPROTO;
+    }
+    tp_sync_fini(&sy);
+    return rc;
+}
+
+int cl_cluster_give_map(struct cl_cluster *cl, const char *addr)
+{
+    Cairn__Request req = CAIRN__REQUEST__INIT;
+    struct tp_sync sy = {0};
+    uint64_t peer;
+    uint8_t *buf;
+    size_t len;
+    int rc;
+
+    if (!cl->map)
+        return CAIRN_ENOENT;
+    rc = tp_peer_add(cl->tp, addr, &peer);
+    if (rc)
+        return rc;
+    len = cairn__cluster_map__get_packed_size(cl->map);
+    buf = malloc(len ? len : 1);
+    if (!buf)
+        return CAIRN_ENOMEM;
+    cairn__cluster_map__pack(cl->map, buf);
+    req.op = CAIRN__OP__OP_MAP_SET;
+    rc = tp_call_sync(cl->tp, peer, &req, buf, (uint32_t)len, NULL, 0, &sy);
+    if (!rc)
+        rc = sy.status ? sy.status : sy.resp->status;
+    tp_sync_fini(&sy);
     free(buf);
     return rc;
 }

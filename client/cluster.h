@@ -79,7 +79,8 @@ uint64_t cl_cluster_epoch(const struct cl_cluster *cl);
 /* Metadata shards of the cluster (0 without a map). */
 uint32_t cl_cluster_shards(const struct cl_cluster *cl);
 /* The replicas of a metadata shard as D-node indexes, in the map's order; returns how many
- * (at most MAP_MAX_REPLICAS), 0 for a shard the map does not have. */
+ * (at most MAP_MAX_REPLICAS), 0 for a shard the map does not have; MAP_GROUP: the map
+ * group's members. */
 unsigned cl_cluster_shard_nodes(const struct cl_cluster *cl, uint32_t shard, unsigned *nodes);
 /* The index of the D-node with id, or -1. */
 int cl_cluster_node_index(const struct cl_cluster *cl, uint64_t id);
@@ -100,6 +101,14 @@ void cl_cluster_set_leader_hint(struct cl_cluster *cl, uint32_t shard, int node)
  * error with the view unchanged. */
 int cl_cluster_refresh(struct cl_cluster *cl);
 
+/* A D-node not in the view, by HOST:PORT: its id and failure domain (PING).  Returns 0,
+ * CAIRN_EUNREACH / CAIRN_ETIMEDOUT, CAIRN_EPROTO (no id). */
+int cl_cluster_probe_addr(struct cl_cluster *cl, const char *addr, uint64_t *id, char *domain,
+                          size_t cap);
+/* Give the view's map to the D-node at HOST:PORT (MAP_SET), for a D-node joining the
+ * cluster: one that holds a map already refuses (CAIRN_EEXIST) and learns newer maps from
+ * the map group. */
+int cl_cluster_give_map(struct cl_cluster *cl, const char *addr);
 /* Create the cluster: ask every listed D-node for its id and failure domain, build the first
  * map (map_build) with the view's code and shards metadata shards (0: the default), and give
  * it to each of them; then the view adopts it.  A view opened with no_map does this.  Returns
@@ -110,6 +119,10 @@ int cl_cluster_map_init(struct cl_cluster *cl, uint32_t shards);
 /* Ping D-node i; on success fills the stats the D-node reports (any may be NULL). */
 int cl_cluster_ping(struct cl_cluster *cl, unsigned i, uint64_t *dev_size, uint64_t *dev_used,
                     uint64_t *frags);
+/* From the last successful cl_cluster_ping: the Raft groups the D-node votes in (its own
+ * view), and those it leads whose membership is still moving toward the map. */
+unsigned cl_cluster_last_voter_groups(const struct cl_cluster *cl);
+unsigned cl_cluster_last_moving_groups(const struct cl_cluster *cl);
 
 /* Ping every D-node at once and mark those that do not answer down, so that the next
  * operations skip them instead of each waiting out a deadline.  Returns how many are down. */

@@ -140,6 +140,7 @@ static void handle_ping(struct dnode *dn, struct tp_req *req)
     resp.node_id = dn_store_id(dn->store);
     resp.epoch = dn_shards_epoch(dn->shards);
     resp.domain = (char *)dn->domain;
+    dn_shards_counts(dn->shards, &resp.voter_groups, &resp.moving_groups);
     tp_reply(req, &resp, NULL, 0, NULL, NULL);
 }
 

@@ -515,13 +515,40 @@ static void write_done(void *arg, int status, uint64_t index, void *result)
     free(w);
 }
 
+/* A write to the map group is the next map, or nothing: a conditional put of MAP_KEY whose
+ * value is a valid map of the next epoch with the same shards and code (every D-node installs
+ * what this group commits). */
+static bool map_write_ok(const struct dn_shards *s, struct tp_req *req, const Cairn__Request *h)
+{
+    Cairn__ClusterMap *m;
+    bool ok;
+
+    if (h->op != CAIRN__OP__OP_KV_PUT || h->key.len != strlen(MAP_KEY) ||
+        memcmp(h->key.data, MAP_KEY, h->key.len) != 0 || h->expect_version == KV_ANY ||
+        h->expect_version == KV_ABSENT)
+        return false;
+    m = map_decode(tp_req_payload(req), h->payload_len);
+    if (!m)
+        return false;
+    ok = m->epoch == s->map->epoch + 1 && m->shards == s->map->shards && m->k == s->map->k &&
+         m->m == s->map->m;
+    cairn__cluster_map__free_unpacked(m, NULL);
+    return ok;
+}
+
 static void kv_write(struct dn_shards *s, struct tp_req *req, const Cairn__Request *h)
 {
-    struct cs_group *g = leader_group(s, req, h);
+    struct cs_group *g;
     Cairn__KvOp op = CAIRN__KV_OP__INIT;
     struct write_wait *w;
     uint8_t *cmd;
     size_t len;
+
+    if (h->shard == MAP_GROUP && s->map && !map_write_ok(s, req, h)) {
+        reply(s, req, CAIRN_EINVAL, 0); /* bad input first, whoever leads */
+        return;
+    }
+    g = leader_group(s, req, h);
 
     if (!g)
         return;
@@ -983,6 +1010,47 @@ int dn_shards_timeout_ms(struct dn_shards *s)
     if (!s->map)
         return t;
     return t < 0 ? conv : CAIRN_MIN(t, conv);
+}
+
+/* The replicas the map names for group id (NULL if the map has no such group). */
+static const uint64_t *map_target(const struct dn_shards *s, uint32_t id, size_t *n)
+{
+    if (id == MAP_GROUP) {
+        *n = s->map->n_map_group;
+        return s->map->map_group;
+    }
+    if (id < s->map->shards) {
+        *n = s->map->place[id]->n_nodes;
+        return s->map->place[id]->nodes;
+    }
+    *n = 0;
+    return NULL;
+}
+
+void dn_shards_counts(struct dn_shards *s, unsigned *voter, unsigned *moving)
+{
+    uint64_t members[CS_MAX_SERVERS];
+    unsigned roles[CS_MAX_SERVERS];
+
+    *voter = *moving = 0;
+    for (size_t i = 0; i < s->n_groups && s->map; i++) {
+        struct cs_group *g = cs_group_find(s->cs, s->groups[i]);
+        unsigned nm = g ? cs_group_members(g, members, roles, CS_MAX_SERVERS) : 0, voters = 0;
+        size_t nt;
+        const uint64_t *target = map_target(s, s->groups[i], &nt);
+        bool same = target != NULL && nm <= CS_MAX_SERVERS;
+
+        for (unsigned j = 0; j < nm && j < CS_MAX_SERVERS; j++) {
+            if (members[j] == s->cfg.self && roles[j] == CS_VOTER)
+                (*voter)++;
+            if (roles[j] == CS_VOTER) {
+                voters++;
+                same = same && ids_have(target, nt, members[j]);
+            }
+        }
+        if (g && cs_group_is_leader(g) && (!same || voters != nt))
+            (*moving)++;
+    }
 }
 
 uint64_t dn_shards_epoch(const struct dn_shards *s)

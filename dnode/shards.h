@@ -65,5 +65,10 @@ void dn_shards_flush(struct dn_shards *s);
 int dn_shards_timeout_ms(struct dn_shards *s);
 
 uint64_t dn_shards_epoch(const struct dn_shards *s);
+/* voter: the groups this D-node hosts that count it as a voter (a replica placed on it
+ * becomes one once its group's leader added and promoted it; a removed replica may never
+ * hear of its removal, so this is its own view).  moving: the groups it leads whose voters
+ * are not yet the replicas the map names (membership changes still to make). */
+void dn_shards_counts(struct dn_shards *s, unsigned *voter, unsigned *moving);
 
 #endif

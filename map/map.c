@@ -137,8 +137,12 @@ static void place(const struct map_node_info *nodes, unsigned n, uint64_t item, 
     free(taken);
 }
 
-int map_build(const struct map_params *p, const struct map_node_info *nodes, unsigned n,
-              uint8_t **buf, size_t *len)
+/* Encode a map of nodes[0..n) at epoch with every shard placed by rendezvous; the map group
+ * is group (n_group ids) if given, else placed too.  Checks the result as every reader
+ * would. */
+static int assemble(const struct map_params *p, const struct map_node_info *nodes, unsigned n,
+                    uint64_t epoch, const uint64_t *group_in, size_t n_group, uint8_t **buf,
+                    size_t *len)
 {
     Cairn__ClusterMap map = CAIRN__CLUSTER_MAP__INIT;
     Cairn__MapNode *mn = NULL, **mnp = NULL;
@@ -151,7 +155,7 @@ int map_build(const struct map_params *p, const struct map_node_info *nodes, uns
 
     *buf = NULL;
     if (n == 0 || n > MAP_MAX_NODES || shards > MAP_MAX_SHARDS || p->k == 0 || p->m == 0 ||
-        p->k + p->m > n || p->frag_size == 0)
+        p->k + p->m > n || p->frag_size == 0 || n_group > MAP_MAX_REPLICAS)
         return CAIRN_EINVAL;
     for (unsigned i = 0; i < n; i++) {
         bool seen = false;
@@ -185,10 +189,16 @@ int map_build(const struct map_params *p, const struct map_node_info *nodes, uns
             sp[s].nodes[j] = nodes[idx[j]].id;
         spp[s] = &sp[s];
     }
-    place(nodes, n, 0x4d4150ull, r, idx);
-    for (unsigned j = 0; j < r; j++)
-        group[j] = nodes[idx[j]].id;
-    map.epoch = 1;
+    if (group_in) {
+        memcpy(group, group_in, n_group * sizeof *group);
+        map.n_map_group = n_group;
+    } else {
+        place(nodes, n, 0x4d4150ull, r, idx);
+        for (unsigned j = 0; j < r; j++)
+            group[j] = nodes[idx[j]].id;
+        map.n_map_group = r;
+    }
+    map.epoch = epoch;
     map.k = p->k;
     map.m = p->m;
     map.frag_size = p->frag_size;
@@ -198,7 +208,6 @@ int map_build(const struct map_params *p, const struct map_node_info *nodes, uns
     map.nodes = mnp;
     map.n_place = shards;
     map.place = spp;
-    map.n_map_group = r;
     map.map_group = group;
     *len = cairn__cluster_map__get_packed_size(&map);
     *buf = malloc(*len ? *len : 1);
@@ -220,5 +229,41 @@ out:
     free(sp);
     free(spp);
     free(ids);
+    return rc;
+}
+
+int map_build(const struct map_params *p, const struct map_node_info *nodes, unsigned n,
+              uint8_t **buf, size_t *len)
+{
+    return assemble(p, nodes, n, 1, NULL, 0, buf, len);
+}
+
+int map_add_node(const Cairn__ClusterMap *old, const struct map_node_info *node,
+                 uint8_t **buf, size_t *len)
+{
+    struct map_params p = {.k = old->k, .m = old->m, .frag_size = old->frag_size,
+                           .shards = old->shards};
+    struct map_node_info *all;
+    int rc;
+
+    *buf = NULL;
+    if (!node->id || !node->addr || !*node->addr)
+        return CAIRN_EINVAL;
+    for (size_t i = 0; i < old->n_nodes; i++)
+        if (old->nodes[i]->id == node->id || strcmp(old->nodes[i]->addr, node->addr) == 0)
+            return CAIRN_EEXIST;
+    if (old->n_nodes + 1 > MAP_MAX_NODES)
+        return CAIRN_EINVAL;
+    all = calloc(old->n_nodes + 1, sizeof *all);
+    if (!all)
+        return CAIRN_ENOMEM;
+    for (size_t i = 0; i < old->n_nodes; i++)
+        all[i] = (struct map_node_info){.id = old->nodes[i]->id, .addr = old->nodes[i]->addr,
+                                        .host = old->nodes[i]->host,
+                                        .rack = old->nodes[i]->rack};
+    all[old->n_nodes] = *node;
+    rc = assemble(&p, all, (unsigned)old->n_nodes + 1, old->epoch + 1, old->map_group,
+                  old->n_map_group, buf, len);
+    free(all);
     return rc;
 }

@@ -66,4 +66,13 @@ unsigned map_replicas(uint32_t m, unsigned hosts);
 int map_build(const struct map_params *p, const struct map_node_info *nodes, unsigned n,
               uint8_t **buf, size_t *len);
 
+/* The map after old with one more D-node: epoch + 1, the node appended (the data's placement
+ * order keeps the old nodes where they were), every shard placed again by the same
+ * rendezvous rule over the larger set, so a shard changes only the replicas the new node
+ * outranks (about replicas / nodes of all shards gain it and drop one other), and the map
+ * group unchanged.  Returns 0 with *buf (malloc'd, the caller frees it), CAIRN_EEXIST (its id
+ * or address is in old already), CAIRN_EINVAL, CAIRN_ENOMEM. */
+int map_add_node(const Cairn__ClusterMap *old, const struct map_node_info *node,
+                 uint8_t **buf, size_t *len);
+
 #endif

@@ -162,6 +162,8 @@ static int route(struct cl_cluster *cl, uint32_t shard, const Cairn__Request *re
         c->node = (unsigned)node;
         if (issue(cl, c, req, payload, len))
             wait_calls(cl, &outstanding);
+        log_debug(TAG, "shard %u: D-node %d answered %s / %s", shard, node,
+                  cairn_strerror(c->tstatus), cairn_strerror(c->status));
         if (c->tstatus == CAIRN_ETIMEDOUT || c->tstatus == CAIRN_EUNREACH) {
             /* It may have arrived and be in the log: an update's outcome is unknown. */
             cl_cluster_note(cl, c->node, c->tstatus);
@@ -313,18 +315,14 @@ void meta_rec_get_many(struct cl_cluster *cl, struct meta_get *gets, unsigned n)
 /* Sends of one update before it is reported unknown. */
 #define RESOLVE_TRIES 8u
 
-static int rec_write(struct cl_cluster *cl, Cairn__Op op, uint32_t shard, const void *key,
-                     size_t klen, uint64_t expect, const void *val, uint32_t len,
-                     uint64_t *version)
+/* An update of a record of the cluster's shard (a shard index, or MAP_GROUP). */
+static int write_at(struct cl_cluster *cl, Cairn__Op op, uint32_t shard, const void *key,
+                    size_t klen, uint64_t expect, const void *val, uint32_t len,
+                    uint64_t *version)
 {
     uint64_t deadline = cairn_now_ms() + cl_cluster_leader_wait_ms(cl);
     Cairn__Request req;
 
-    if (klen == 0 || klen > META_REC_MAX_KEY || !cl_cluster_shards(cl))
-        return CAIRN_EINVAL;
-    if (len > META_REC_MAX_VAL)
-        return CAIRN_ETOOBIG;
-    shard = meta_rec_shard(cl, shard);
     req_init(&req, op, shard, key, klen);
     req.expect_version = expect;
     /* Every copy of this update carries the view's session and this number: the shard
@@ -351,6 +349,43 @@ static int rec_write(struct cl_cluster *cl, Cairn__Op op, uint32_t shard, const 
         log_debug(TAG, "an update's outcome was unknown: sending it again (session %016llx, "
                   "update %llu)", (unsigned long long)req.client, (unsigned long long)req.seq);
     }
+}
+
+static int rec_write(struct cl_cluster *cl, Cairn__Op op, uint32_t shard, const void *key,
+                     size_t klen, uint64_t expect, const void *val, uint32_t len,
+                     uint64_t *version)
+{
+    if (klen == 0 || klen > META_REC_MAX_KEY || !cl_cluster_shards(cl))
+        return CAIRN_EINVAL;
+    if (len > META_REC_MAX_VAL)
+        return CAIRN_ETOOBIG;
+    return write_at(cl, op, meta_rec_shard(cl, shard), key, klen, expect, val, len, version);
+}
+
+int meta_map_get(struct cl_cluster *cl, struct meta_rec *out)
+{
+    struct call c = {.cap = tp_ctx_max_payload(cl_cluster_tp(cl))};
+    Cairn__Request req;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    c.buf = malloc(c.cap);
+    if (!c.buf)
+        return CAIRN_ENOMEM;
+    req_init(&req, CAIRN__OP__OP_KV_GET, MAP_GROUP, MAP_KEY, strlen(MAP_KEY));
+    rc = route(cl, MAP_GROUP, &req, NULL, 0, &c, NULL);
+    if (!rc)
+        rc = take(&c, out);
+    free(c.buf);
+    return rc;
+}
+
+int meta_map_put(struct cl_cluster *cl, uint64_t expect, const void *map, uint32_t len)
+{
+    if (expect == META_ANY || expect == 0)
+        return CAIRN_EINVAL;
+    return write_at(cl, CAIRN__OP__OP_KV_PUT, MAP_GROUP, MAP_KEY, strlen(MAP_KEY), expect, map,
+                    len, NULL);
 }
 
 int meta_rec_put(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,

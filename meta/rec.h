@@ -103,6 +103,14 @@ int meta_rec_scan(struct cl_cluster *cl, uint32_t shard, const void *start, size
                   const void *end, size_t elen, unsigned limit, struct meta_scan *out);
 void meta_scan_fini(struct meta_scan *s);
 
+/* The cluster map as its group holds it (MAP_GROUP, MAP_KEY): the encoded map and the
+ * record's version, what meta_map_put must expect.  Errors as meta_rec_get. */
+int meta_map_get(struct cl_cluster *cl, struct meta_rec *out);
+/* Replace the map by the next one (map.h: its epoch must follow the current map's; the
+ * D-nodes refuse anything else), if the record still has version expect.  Returns 0,
+ * CAIRN_ECONFLICT (another change won: read again), CAIRN_EINVAL, CAIRN_EUNREACH. */
+int meta_map_put(struct cl_cluster *cl, uint64_t expect, const void *map, uint32_t len);
+
 /* The shard key of a 64-bit item (an inode number). */
 uint32_t meta_shard_of_u64(uint64_t item);
 /* The shard key of a key given as bytes (a name, an access key). */

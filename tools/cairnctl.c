@@ -13,7 +13,10 @@
  *   cairnctl bucket public BUCKET on|off   allow or refuse anonymous reads of a bucket
  *   cairnctl map init [--shards N]      create the cluster: give the listed D-nodes their
  *                                       first cluster map (map/map.h)
- *   cairnctl map show                   the cluster map: epoch, D-nodes, shard placement
+ *   cairnctl map show                   the cluster map: epoch, D-nodes, shard placement,
+ *                                       and the groups each D-node votes in now
+ *   cairnctl map add HOST:PORT          add a running D-node to the cluster: the next map
+ *                                       (its shards' replicas move to it by agreement)
  *
  * A stripe object is its fragments plus a StripeManifest record under the key "stripe/NAME",
  * kept in the metadata shards on the D-nodes (meta/rec.h: Raft groups, compare-and-set).
@@ -59,7 +62,8 @@ static void usage(void)
             "  user del ACCESS\n"
             "  bucket public BUCKET on|off\n"
             "  map init [--shards N]\n"
-            "  map show\n");
+            "  map show\n"
+            "  map add HOST:PORT\n");
 }
 
 static int fail(const char *what, int rc)
@@ -184,9 +188,73 @@ static int cmd_map_show(struct cl_cluster *cl)
                 held += m->place[s]->nodes[j] == n->id;
         for (size_t j = 0; j < m->n_map_group; j++)
             in_group |= m->map_group[j] == n->id;
-        printf("dnode %zu %016" PRIx64 " %s domain=%s state=%d shards=%u%s\n", i, n->id, n->addr,
-               n->host, (int)n->state, held, in_group ? " map-group" : "");
+        int idx = cl_cluster_node_index(cl, n->id);
+        char voting[48] = "voting=? moving=?";
+
+        if (idx >= 0 && cl_cluster_ping(cl, (unsigned)idx, NULL, NULL, NULL) == 0)
+            snprintf(voting, sizeof voting, "voting=%u moving=%u",
+                     cl_cluster_last_voter_groups(cl), cl_cluster_last_moving_groups(cl));
+        printf("dnode %zu %016" PRIx64 " %s domain=%s state=%d shards=%u %s%s\n", i, n->id,
+               n->addr, n->host, (int)n->state, held, voting, in_group ? " map-group" : "");
     }
+    return 0;
+}
+
+/* Add the D-node at addr: write the next map into the map group (compare-and-set on the
+ * map record, so two changes cannot both win), then give the D-node that map.  Its shards'
+ * leaders then add it and drop the replicas it replaces, one membership change at a time. */
+static int cmd_map_add(struct cl_cluster *cl, const char *addr)
+{
+    char domain[256];
+    uint64_t id = 0, epoch = 0;
+    int rc = cl_cluster_probe_addr(cl, addr, &id, domain, sizeof domain);
+
+    if (rc)
+        return fail(addr, rc);
+    for (unsigned tries = 0;; tries++) {
+        struct meta_rec rec = {0};
+        struct map_node_info info = {.id = id, .addr = addr, .host = domain};
+        Cairn__ClusterMap *cur;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+
+        rc = meta_map_get(cl, &rec);
+        if (rc)
+            return fail("read the cluster map", rc);
+        cur = map_decode(rec.val, rec.len);
+        free(rec.val);
+        if (!cur)
+            return fail("read the cluster map", CAIRN_EPROTO);
+        if (map_node_index(cur, id) >= 0) {
+            epoch = cur->epoch; /* already in (a retry of this command) */
+            cairn__cluster_map__free_unpacked(cur, NULL);
+            break;
+        }
+        rc = map_add_node(cur, &info, &buf, &len);
+        epoch = cur->epoch + 1;
+        cairn__cluster_map__free_unpacked(cur, NULL);
+        if (rc)
+            return fail("the next map", rc);
+        rc = meta_map_put(cl, rec.version, buf, (uint32_t)len);
+        free(buf);
+        if (rc == CAIRN_ECONFLICT && tries < 20)
+            continue; /* another change won: build on it */
+        if (rc)
+            return fail("write the next map", rc);
+        break;
+    }
+    /* The map group's members install it when they apply it; read it back from them. */
+    for (unsigned i = 0; i < 100 && cl_cluster_epoch(cl) < epoch; i++) {
+        if (cl_cluster_refresh(cl) != 0 || cl_cluster_epoch(cl) < epoch)
+            usleep(100 * 1000);
+    }
+    if (cl_cluster_epoch(cl) < epoch)
+        return fail("read the new map back", CAIRN_EUNREACH);
+    rc = cl_cluster_give_map(cl, addr);
+    if (rc && rc != CAIRN_EEXIST)
+        return fail("give the D-node its map", rc);
+    printf("D-node %s (%016" PRIx64 ", domain %s) is in the cluster: map epoch %" PRIu64
+           ", %u D-nodes\n", addr, id, domain, cl_cluster_epoch(cl), cl_cluster_dnodes(cl));
     return 0;
 }
 
@@ -490,6 +558,8 @@ int main(int argc, char **argv)
         rc = cmd_user(cl, argc, argv);
     } else if (strcmp(argv[0], "map") == 0 && argc == 2 && !strcmp(argv[1], "show")) {
         rc = cmd_map_show(cl);
+    } else if (strcmp(argv[0], "map") == 0 && argc == 3 && !strcmp(argv[1], "add")) {
+        rc = cmd_map_add(cl, argv[2]);
     } else if (strcmp(argv[0], "bucket") == 0 && argc >= 2) {
         cl_cluster_probe(cl);
         rc = cmd_bucket(cl, argc, argv);

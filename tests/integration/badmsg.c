@@ -170,6 +170,19 @@ static void bad_requests(void)
     }
     CHECK(rc == CAIRN_EINVAL, "KV_PUT of a reserved key: %s", cairn_strerror(rc));
 
+    /* The map group takes only the next map, by compare-and-set. */
+    cairn__request__init(&req);
+    req.op = CAIRN__OP__OP_KV_PUT;
+    req.shard = UINT32_MAX; /* MAP_GROUP */
+    req.key.data = (uint8_t *)"map";
+    req.key.len = 3;
+    req.expect_version = 5;
+    rc = call(&req, "not a map", 9, NULL, 0);
+    CHECK(rc == CAIRN_EINVAL, "KV_PUT of junk as the cluster map: %s", cairn_strerror(rc));
+    req.op = CAIRN__OP__OP_KV_DEL;
+    rc = call(&req, NULL, 0, NULL, 0);
+    CHECK(rc == CAIRN_EINVAL, "KV_DEL of the cluster map: %s", cairn_strerror(rc));
+
     /* A sender with an older map (0: none) is told so, and nothing changes. */
     cairn__request__init(&req);
     req.op = CAIRN__OP__OP_KV_PUT;

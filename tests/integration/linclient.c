@@ -64,6 +64,7 @@ struct worker {
     uint64_t rng;
     uint64_t seq;
     char seen[MAX_KEYS][VAL_MAX]; /* last value this thread saw per key; "" = absent */
+    uint64_t epoch;               /* the view's map epoch when it ended */
     int rc;
 };
 
@@ -247,6 +248,7 @@ static void *work(void *arg)
         else
             op_cas(w, cl, id, k);
     }
+    w->epoch = cl_cluster_epoch(cl);
     cl_cluster_close(cl);
     return NULL;
 }
@@ -361,6 +363,9 @@ int main(int argc, char **argv)
         pthread_join(w[i].th, NULL);
         if (w[i].rc)
             rc = 1;
+        /* A view follows map changes by itself (refused with a stale epoch, it reads the
+         * map again): the test checks this line. */
+        printf("thread %u ended at map epoch %" PRIu64 "\n", w[i].id, w[i].epoch);
     }
     free(w);
 done:

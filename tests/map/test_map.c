@@ -163,3 +163,59 @@ Test(map, readers_refuse_inconsistent_maps)
             cairn__cluster_map__free_unpacked(m, NULL); /* may decode: then it passed checks */
     }
 }
+
+/* Adding a D-node: a new epoch, the old nodes in their order, the map group as it was, and
+ * each shard changes at most the one replica the new node outranks; the new node gets about
+ * its share of the shards. */
+Test(map, adding_a_node_moves_only_what_it_takes)
+{
+    struct map_node_info n[MAXN];
+    struct map_params p = {.k = 4, .m = 2, .frag_size = 1 << 20, .shards = 1024};
+    Cairn__ClusterMap *old, *next;
+    uint8_t *buf;
+    size_t len;
+    unsigned gained = 0;
+
+    nodes_init(n, 7, 7);
+    old = build(&p, n, 6);
+    cr_assert_eq(map_add_node(old, &n[6], &buf, &len), 0);
+    next = map_decode(buf, len);
+    free(buf);
+    cr_assert_not_null(next);
+    cr_assert_eq(next->epoch, old->epoch + 1);
+    cr_assert_eq(next->n_nodes, 7);
+    for (unsigned i = 0; i < 6; i++)
+        cr_assert_eq(next->nodes[i]->id, old->nodes[i]->id, "old nodes keep their order");
+    cr_assert_eq(next->nodes[6]->id, n[6].id);
+    cr_assert_eq(next->n_map_group, old->n_map_group);
+    for (size_t i = 0; i < old->n_map_group; i++)
+        cr_assert_eq(next->map_group[i], old->map_group[i]);
+    for (uint32_t s = 0; s < p.shards; s++) {
+        const Cairn__ShardPlace *a = old->place[s], *b = next->place[s];
+        unsigned kept = 0;
+        bool has_new = false;
+
+        cr_assert_eq(b->n_nodes, a->n_nodes);
+        for (size_t i = 0; i < b->n_nodes; i++) {
+            bool in_old = false;
+
+            for (size_t j = 0; j < a->n_nodes; j++)
+                in_old |= a->nodes[j] == b->nodes[i];
+            kept += in_old;
+            has_new |= b->nodes[i] == n[6].id;
+        }
+        cr_assert(kept == b->n_nodes || (kept == b->n_nodes - 1 && has_new),
+                  "shard %u changed %u replicas", s, (unsigned)(b->n_nodes - kept));
+        gained += has_new;
+    }
+    /* 5 replicas of 7 nodes: the new node holds about 5/7 of the shards. */
+    cr_assert(gained > p.shards * 5 / 7 * 8 / 10 && gained < p.shards * 5 / 7 * 12 / 10,
+              "the new node holds %u of %u shards", gained, p.shards);
+    /* Its id or address already in the map: refused. */
+    cr_assert_eq(map_add_node(next, &n[6], &buf, &len), CAIRN_EEXIST);
+    struct map_node_info twin = n[6];
+    twin.id = 0xabcdef;
+    cr_assert_eq(map_add_node(next, &twin, &buf, &len), CAIRN_EEXIST);
+    cairn__cluster_map__free_unpacked(old, NULL);
+    cairn__cluster_map__free_unpacked(next, NULL);
+}
