@@ -332,8 +332,8 @@ int fs_key_remove(struct fs_ctx *c, uint64_t bucket, const char *key, size_t kle
         ino = d->ino;
         cairn__dirent__free_unpacked(d, NULL);
         rc = meta_dirent_del(c->cl, dir, last, ll, false, ver);
-        if (rc == CAIRN_ECONFLICT)
-            continue;
+        if (rc == CAIRN_ECONFLICT || rc == CAIRN_ENOENT)
+            continue; /* changed or removed meanwhile (another delete won): look again */
         if (rc)
             return rc;
         rc = fs_unlink_inode(c, ino, NULL);
