@@ -229,17 +229,14 @@ static int take(struct call *c, struct meta_rec *out)
     return 0;
 }
 
-int meta_rec_get(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
-                 struct meta_rec *out)
+/* A record of the cluster's shard (a shard index, or MAP_GROUP), from its leader. */
+static int get_at(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                  struct meta_rec *out)
 {
     struct call c = {.cap = tp_ctx_max_payload(cl_cluster_tp(cl))};
     Cairn__Request req;
     int rc;
 
-    memset(out, 0, sizeof(*out));
-    if (klen == 0 || klen > META_REC_MAX_KEY || !cl_cluster_shards(cl))
-        return CAIRN_EINVAL;
-    shard = meta_rec_shard(cl, shard);
     c.buf = malloc(c.cap);
     if (!c.buf)
         return CAIRN_ENOMEM;
@@ -249,6 +246,15 @@ int meta_rec_get(struct cl_cluster *cl, uint32_t shard, const void *key, size_t 
         rc = take(&c, out);
     free(c.buf);
     return rc;
+}
+
+int meta_rec_get(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
+                 struct meta_rec *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (klen == 0 || klen > META_REC_MAX_KEY || !cl_cluster_shards(cl))
+        return CAIRN_EINVAL;
+    return get_at(cl, meta_rec_shard(cl, shard), key, klen, out);
 }
 
 /* Records per wave of meta_rec_get_many, and the answer buffer of each of its calls: room for
@@ -364,20 +370,8 @@ static int rec_write(struct cl_cluster *cl, Cairn__Op op, uint32_t shard, const 
 
 int meta_map_get(struct cl_cluster *cl, struct meta_rec *out)
 {
-    struct call c = {.cap = tp_ctx_max_payload(cl_cluster_tp(cl))};
-    Cairn__Request req;
-    int rc;
-
     memset(out, 0, sizeof(*out));
-    c.buf = malloc(c.cap);
-    if (!c.buf)
-        return CAIRN_ENOMEM;
-    req_init(&req, CAIRN__OP__OP_KV_GET, MAP_GROUP, MAP_KEY, strlen(MAP_KEY));
-    rc = route(cl, MAP_GROUP, &req, NULL, 0, &c, NULL);
-    if (!rc)
-        rc = take(&c, out);
-    free(c.buf);
-    return rc;
+    return get_at(cl, MAP_GROUP, MAP_KEY, strlen(MAP_KEY), out);
 }
 
 int meta_map_put(struct cl_cluster *cl, uint64_t expect, const void *map, uint32_t len)
