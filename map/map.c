@@ -99,16 +99,26 @@ static bool same_domain(const struct map_node_info *a, const struct map_node_inf
     return la == lb && memcmp(da, db, la) == 0;
 }
 
-/* Rendezvous placement of item over the nodes, one per domain: out gets want node indexes,
- * highest score first. */
-static void place(const struct map_node_info *nodes, unsigned n, uint64_t item, unsigned want,
-                  unsigned *out)
+/* May the node hold shard replicas? */
+static bool eligible(const struct map_node_info *n)
 {
-    unsigned got = 0;
+    return n->state != CAIRN__NODE_STATE__NODE_OUT &&
+           n->state != CAIRN__NODE_STATE__NODE_DRAINING;
+}
+
+/* Rendezvous placement of item over the eligible nodes, one per domain: out gets want node
+ * indexes, highest score first; out[0..got) on entry (got may be 0) are taken already. */
+static unsigned place_more(const struct map_node_info *nodes, unsigned n, uint64_t item,
+                           unsigned want, unsigned *out, unsigned got)
+{
     bool *taken = calloc(n, sizeof *taken);
 
     if (!taken)
-        return;
+        return got;
+    for (unsigned j = 0; j < got; j++)
+        taken[out[j]] = true;
+    for (unsigned i = 0; i < n; i++)
+        taken[i] |= !eligible(&nodes[i]);
     while (got < want) {
         unsigned best = n;
         uint64_t best_score = 0;
@@ -135,6 +145,21 @@ static void place(const struct map_node_info *nodes, unsigned n, uint64_t item, 
         out[got++] = best;
     }
     free(taken);
+    return got;
+}
+
+static void place(const struct map_node_info *nodes, unsigned n, uint64_t item, unsigned want,
+                  unsigned *out)
+{
+    place_more(nodes, n, item, want, out, 0);
+}
+
+static int node_of(const struct map_node_info *nodes, unsigned n, uint64_t id)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (nodes[i].id == id)
+            return (int)i;
+    return -1;
 }
 
 /* Encode a map of nodes[0..n) at epoch with every shard placed by rendezvous; the map group
@@ -148,7 +173,7 @@ static int assemble(const struct map_params *p, const struct map_node_info *node
     Cairn__MapNode *mn = NULL, **mnp = NULL;
     Cairn__ShardPlace *sp = NULL, **spp = NULL;
     uint64_t *ids = NULL, group[MAP_MAX_REPLICAS];
-    unsigned hosts = 0, r, idx[MAP_MAX_REPLICAS];
+    unsigned hosts = 0, usable = 0, r, idx[MAP_MAX_REPLICAS];
     uint32_t shards = p->shards ? p->shards : MAP_DEFAULT_SHARDS;
     Cairn__ClusterMap *check;
     int rc = CAIRN_ENOMEM;
@@ -160,10 +185,15 @@ static int assemble(const struct map_params *p, const struct map_node_info *node
     for (unsigned i = 0; i < n; i++) {
         bool seen = false;
 
+        if (!eligible(&nodes[i]))
+            continue;
+        usable++;
         for (unsigned j = 0; j < i && !seen; j++)
-            seen = same_domain(&nodes[i], &nodes[j]);
+            seen = eligible(&nodes[j]) && same_domain(&nodes[i], &nodes[j]);
         hosts += !seen;
     }
+    if (p->k + p->m > usable)
+        return CAIRN_EINVAL;
     r = map_replicas(p->m, hosts);
     mn = calloc(n, sizeof *mn);
     mnp = calloc(n, sizeof *mnp);
@@ -178,6 +208,7 @@ static int assemble(const struct map_params *p, const struct map_node_info *node
         mn[i].addr = (char *)nodes[i].addr;
         mn[i].host = (char *)(nodes[i].host ? nodes[i].host : "");
         mn[i].rack = (char *)(nodes[i].rack ? nodes[i].rack : "");
+        mn[i].state = nodes[i].state;
         mnp[i] = &mn[i];
     }
     for (uint32_t s = 0; s < shards; s++) {
@@ -190,8 +221,27 @@ static int assemble(const struct map_params *p, const struct map_node_info *node
         spp[s] = &sp[s];
     }
     if (group_in) {
-        memcpy(group, group_in, n_group * sizeof *group);
-        map.n_map_group = n_group;
+        /* Members stay, but for those that may no longer hold replicas: the next in the
+         * group's rendezvous order replace them. */
+        unsigned kept = 0;
+
+        for (size_t j = 0; j < n_group && kept < r; j++) {
+            int i = node_of(nodes, n, group_in[j]);
+            bool clash = false;
+
+            if (i < 0 || !eligible(&nodes[i]))
+                continue;
+            for (unsigned q = 0; q < kept && !clash; q++)
+                clash = same_domain(&nodes[idx[q]], &nodes[i]);
+            if (!clash)
+                idx[kept++] = (unsigned)i;
+        }
+        unsigned want = CAIRN_MAX(kept, (unsigned)CAIRN_MIN(n_group, (size_t)r));
+
+        kept = place_more(nodes, n, 0x4d4150ull, want, idx, kept);
+        for (unsigned j = 0; j < kept; j++)
+            group[j] = nodes[idx[j]].id;
+        map.n_map_group = kept;
     } else {
         place(nodes, n, 0x4d4150ull, r, idx);
         for (unsigned j = 0; j < r; j++)
@@ -260,9 +310,36 @@ int map_add_node(const Cairn__ClusterMap *old, const struct map_node_info *node,
     for (size_t i = 0; i < old->n_nodes; i++)
         all[i] = (struct map_node_info){.id = old->nodes[i]->id, .addr = old->nodes[i]->addr,
                                         .host = old->nodes[i]->host,
-                                        .rack = old->nodes[i]->rack};
+                                        .rack = old->nodes[i]->rack,
+                                        .state = old->nodes[i]->state};
     all[old->n_nodes] = *node;
     rc = assemble(&p, all, (unsigned)old->n_nodes + 1, old->epoch + 1, old->map_group,
+                  old->n_map_group, buf, len);
+    free(all);
+    return rc;
+}
+
+int map_set_state(const Cairn__ClusterMap *old, uint64_t id, Cairn__NodeState state,
+                  uint8_t **buf, size_t *len)
+{
+    struct map_params p = {.k = old->k, .m = old->m, .frag_size = old->frag_size,
+                           .shards = old->shards};
+    struct map_node_info *all;
+    int rc;
+
+    *buf = NULL;
+    if (map_node_index(old, id) < 0)
+        return CAIRN_ENOENT;
+    all = calloc(old->n_nodes, sizeof *all);
+    if (!all)
+        return CAIRN_ENOMEM;
+    for (size_t i = 0; i < old->n_nodes; i++)
+        all[i] = (struct map_node_info){.id = old->nodes[i]->id, .addr = old->nodes[i]->addr,
+                                        .host = old->nodes[i]->host,
+                                        .rack = old->nodes[i]->rack,
+                                        .state = old->nodes[i]->id == id ? state
+                                                                         : old->nodes[i]->state};
+    rc = assemble(&p, all, (unsigned)old->n_nodes, old->epoch + 1, old->map_group,
                   old->n_map_group, buf, len);
     free(all);
     return rc;

@@ -36,6 +36,7 @@ struct map_node_info {
     const char *addr; /* HOST:PORT of its fabric endpoint */
     const char *host; /* failure domains (NULL or "": the address's host part) */
     const char *rack;
+    Cairn__NodeState state; /* NODE_OUT and NODE_DRAINING get no shard replicas */
 };
 
 struct map_params {
@@ -74,5 +75,15 @@ int map_build(const struct map_params *p, const struct map_node_info *nodes, uns
  * or address is in old already), CAIRN_EINVAL, CAIRN_ENOMEM. */
 int map_add_node(const Cairn__ClusterMap *old, const struct map_node_info *node,
                  uint8_t **buf, size_t *len);
+
+/* The map after old with D-node id in state: epoch + 1, every shard placed again over the
+ * D-nodes that may hold replicas (up or down; not out or draining), so taking a node out
+ * moves only the replicas it held (each to the next node in that shard's rendezvous order),
+ * and the map group keeps its members but for one that is out or draining, replaced the same
+ * way.  The node keeps its place in the list (the data's placement order).  Returns 0 with
+ * *buf (malloc'd), CAIRN_ENOENT (no such node), CAIRN_EINVAL (fewer than k + m nodes would
+ * remain), CAIRN_ENOMEM. */
+int map_set_state(const Cairn__ClusterMap *old, uint64_t id, Cairn__NodeState state,
+                  uint8_t **buf, size_t *len);
 
 #endif

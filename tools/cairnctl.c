@@ -17,6 +17,9 @@
  *                                       and the groups each D-node votes in now
  *   cairnctl map add HOST:PORT          add a running D-node to the cluster: the next map
  *                                       (its shards' replicas move to it by agreement)
+ *   cairnctl map out|drain|in NODE      take a D-node (HOST:PORT or id) out of shard placement
+ *                                       (out: leaving; drain: being emptied), or back in: the
+ *                                       next map; its replicas move by agreement
  *
  * A stripe object is its fragments plus a StripeManifest record under the key "stripe/NAME",
  * kept in the metadata shards on the D-nodes (meta/rec.h: Raft groups, compare-and-set).
@@ -63,7 +66,8 @@ static void usage(void)
             "  bucket public BUCKET on|off\n"
             "  map init [--shards N]\n"
             "  map show\n"
-            "  map add HOST:PORT\n");
+            "  map add HOST:PORT\n"
+            "  map out|drain|in NODE\n");
 }
 
 static int fail(const char *what, int rc)
@@ -194,8 +198,11 @@ static int cmd_map_show(struct cl_cluster *cl)
         if (idx >= 0 && cl_cluster_ping(cl, (unsigned)idx, NULL, NULL, NULL) == 0)
             snprintf(voting, sizeof voting, "voting=%u moving=%u",
                      cl_cluster_last_voter_groups(cl), cl_cluster_last_moving_groups(cl));
-        printf("dnode %zu %016" PRIx64 " %s domain=%s state=%d shards=%u %s%s\n", i, n->id,
-               n->addr, n->host, (int)n->state, held, voting, in_group ? " map-group" : "");
+        static const char *const states[] = {"up", "down", "out", "draining"};
+        const char *state = (unsigned)n->state < 4 ? states[n->state] : "?";
+
+        printf("dnode %zu %016" PRIx64 " %s domain=%s state=%s shards=%u %s%s\n", i, n->id,
+               n->addr, n->host, state, held, voting, in_group ? " map-group" : "");
     }
     return 0;
 }
@@ -255,6 +262,68 @@ static int cmd_map_add(struct cl_cluster *cl, const char *addr)
         return fail("give the D-node its map", rc);
     printf("D-node %s (%016" PRIx64 ", domain %s) is in the cluster: map epoch %" PRIu64
            ", %u D-nodes\n", addr, id, domain, cl_cluster_epoch(cl), cl_cluster_dnodes(cl));
+    return 0;
+}
+
+/* Set a D-node's state in the next map (map_set_state): compare-and-set on the map record,
+ * like cmd_map_add; the shards' leaders then move replicas off (or onto) it. */
+static int cmd_map_state(struct cl_cluster *cl, const char *node, Cairn__NodeState state)
+{
+    uint64_t id = 0, epoch = 0;
+    const char *addr = node;
+    char *end;
+
+    for (unsigned tries = 0;; tries++) {
+        struct meta_rec rec = {0};
+        Cairn__ClusterMap *cur;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int rc = meta_map_get(cl, &rec), i;
+
+        if (rc)
+            return fail("read the cluster map", rc);
+        cur = map_decode(rec.val, rec.len);
+        free(rec.val);
+        if (!cur)
+            return fail("read the cluster map", CAIRN_EPROTO);
+        for (i = 0; i < (int)cur->n_nodes; i++)
+            if (strcmp(cur->nodes[i]->addr, node) == 0 ||
+                (cur->nodes[i]->id == strtoull(node, &end, 16) && *end == 0))
+                break;
+        if (i == (int)cur->n_nodes) {
+            cairn__cluster_map__free_unpacked(cur, NULL);
+            return fail(node, CAIRN_ENOENT);
+        }
+        id = cur->nodes[i]->id;
+        if (cur->nodes[i]->state == state) {
+            epoch = cur->epoch; /* already so (a retry of this command) */
+            cairn__cluster_map__free_unpacked(cur, NULL);
+            break;
+        }
+        rc = map_set_state(cur, id, state, &buf, &len);
+        epoch = cur->epoch + 1;
+        cairn__cluster_map__free_unpacked(cur, NULL);
+        if (rc)
+            return fail("the next map", rc);
+        rc = meta_map_put(cl, rec.version, buf, (uint32_t)len);
+        free(buf);
+        if (rc == CAIRN_ECONFLICT && tries < 20)
+            continue;
+        if (rc)
+            return fail("write the next map", rc);
+        break;
+    }
+    for (unsigned i = 0; i < 100 && cl_cluster_epoch(cl) < epoch; i++) {
+        if (cl_cluster_refresh(cl) != 0 || cl_cluster_epoch(cl) < epoch)
+            usleep(100 * 1000);
+    }
+    if (cl_cluster_epoch(cl) < epoch)
+        return fail("read the new map back", CAIRN_EUNREACH);
+    printf("D-node %s (%016" PRIx64 ") is %s: map epoch %" PRIu64 "\n", addr, id,
+           state == CAIRN__NODE_STATE__NODE_OUT        ? "out"
+           : state == CAIRN__NODE_STATE__NODE_DRAINING ? "draining"
+                                                        : "in",
+           cl_cluster_epoch(cl));
     return 0;
 }
 
@@ -560,6 +629,12 @@ int main(int argc, char **argv)
         rc = cmd_map_show(cl);
     } else if (strcmp(argv[0], "map") == 0 && argc == 3 && !strcmp(argv[1], "add")) {
         rc = cmd_map_add(cl, argv[2]);
+    } else if (strcmp(argv[0], "map") == 0 && argc == 3 && !strcmp(argv[1], "out")) {
+        rc = cmd_map_state(cl, argv[2], CAIRN__NODE_STATE__NODE_OUT);
+    } else if (strcmp(argv[0], "map") == 0 && argc == 3 && !strcmp(argv[1], "drain")) {
+        rc = cmd_map_state(cl, argv[2], CAIRN__NODE_STATE__NODE_DRAINING);
+    } else if (strcmp(argv[0], "map") == 0 && argc == 3 && !strcmp(argv[1], "in")) {
+        rc = cmd_map_state(cl, argv[2], CAIRN__NODE_STATE__NODE_UP);
     } else if (strcmp(argv[0], "bucket") == 0 && argc >= 2) {
         cl_cluster_probe(cl);
         rc = cmd_bucket(cl, argc, argv);

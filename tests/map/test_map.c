@@ -219,3 +219,101 @@ Test(map, adding_a_node_moves_only_what_it_takes)
     cairn__cluster_map__free_unpacked(old, NULL);
     cairn__cluster_map__free_unpacked(next, NULL);
 }
+
+static Cairn__ClusterMap *with_state(const Cairn__ClusterMap *old, uint64_t id,
+                                     Cairn__NodeState state)
+{
+    uint8_t *buf;
+    size_t len;
+    Cairn__ClusterMap *m;
+
+    cr_assert_eq(map_set_state(old, id, state, &buf, &len), 0);
+    m = map_decode(buf, len);
+    free(buf);
+    cr_assert_not_null(m);
+    return m;
+}
+
+static bool holds(const uint64_t *ids, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+/* Taking a node out moves only the replicas it held, each to one other node, and its place in
+ * the map group; it stays in the list (the data's placement order); back in, it may take
+ * replicas again.  Too few nodes left for the code: refused. */
+Test(map, taking_a_node_out_moves_only_what_it_held)
+{
+    struct map_node_info n[MAXN];
+    struct map_params p = {.k = 4, .m = 2, .frag_size = 1 << 20, .shards = 1024};
+    Cairn__ClusterMap *old, *out, *back;
+    uint64_t gone;
+    uint8_t *buf;
+    size_t len;
+
+    nodes_init(n, 8, 8);
+    old = build(&p, n, 8);
+    gone = old->map_group[0]; /* a map group member, so its seat must move too */
+    out = with_state(old, gone, CAIRN__NODE_STATE__NODE_OUT);
+    cr_assert_eq(out->epoch, old->epoch + 1);
+    cr_assert_eq(out->n_nodes, old->n_nodes, "the node keeps its place in the list");
+    for (size_t i = 0; i < out->n_nodes; i++) {
+        cr_assert_eq(out->nodes[i]->id, old->nodes[i]->id);
+        cr_assert_eq(out->nodes[i]->state, out->nodes[i]->id == gone
+                                               ? CAIRN__NODE_STATE__NODE_OUT
+                                               : CAIRN__NODE_STATE__NODE_UP);
+    }
+    cr_assert_eq(out->n_map_group, old->n_map_group);
+    cr_assert_not(holds(out->map_group, out->n_map_group, gone));
+    for (size_t i = 1; i < old->n_map_group; i++)
+        cr_assert(holds(out->map_group, out->n_map_group, old->map_group[i]),
+                  "a map group member that stays lost its seat");
+    for (uint32_t s = 0; s < p.shards; s++) {
+        const Cairn__ShardPlace *a = old->place[s], *b = out->place[s];
+        bool had = holds(a->nodes, a->n_nodes, gone);
+        unsigned kept = 0;
+
+        cr_assert_eq(b->n_nodes, a->n_nodes, "shard %u lost a replica", s);
+        cr_assert_not(holds(b->nodes, b->n_nodes, gone), "shard %u still on the node", s);
+        for (size_t i = 0; i < b->n_nodes; i++)
+            kept += holds(a->nodes, a->n_nodes, b->nodes[i]);
+        cr_assert_eq(kept, b->n_nodes - (had ? 1 : 0), "shard %u changed %u replicas", s,
+                     (unsigned)(b->n_nodes - kept));
+    }
+    /* Draining holds no replicas either; adding a node keeps the state of the others. */
+    struct map_node_info extra = n[8 - 1];
+    extra.id = 0x9999;
+    extra.addr = "10.0.0.99:7000";
+    extra.host = "h99";
+    cr_assert_eq(map_add_node(out, &extra, &buf, &len), 0);
+    Cairn__ClusterMap *grown = map_decode(buf, len);
+    free(buf);
+    cr_assert_not_null(grown);
+    cr_assert_eq(grown->nodes[map_node_index(grown, gone)]->state, CAIRN__NODE_STATE__NODE_OUT);
+    for (uint32_t s = 0; s < p.shards; s++)
+        cr_assert_not(holds(grown->place[s]->nodes, grown->place[s]->n_nodes, gone));
+    cairn__cluster_map__free_unpacked(grown, NULL);
+    /* Back in: placement is the first map's again. */
+    back = with_state(out, gone, CAIRN__NODE_STATE__NODE_UP);
+    for (uint32_t s = 0; s < p.shards; s++)
+        for (size_t i = 0; i < old->place[s]->n_nodes; i++)
+            cr_assert(holds(back->place[s]->nodes, back->place[s]->n_nodes,
+                            old->place[s]->nodes[i]));
+    /* Unknown node; and two out of 8 leave 6 = k + m, a third would leave too few. */
+    cr_assert_eq(map_set_state(out, 0x4242, CAIRN__NODE_STATE__NODE_OUT, &buf, &len),
+                 CAIRN_ENOENT);
+    Cairn__ClusterMap *two = with_state(out, old->nodes[1]->id == gone ? old->nodes[2]->id
+                                                                          : old->nodes[1]->id,
+                                        CAIRN__NODE_STATE__NODE_DRAINING);
+    cr_assert_eq(map_set_state(two, old->nodes[3]->id == gone ? old->nodes[4]->id
+                                                               : old->nodes[3]->id,
+                               CAIRN__NODE_STATE__NODE_OUT, &buf, &len),
+                 CAIRN_EINVAL);
+    cairn__cluster_map__free_unpacked(two, NULL);
+    cairn__cluster_map__free_unpacked(back, NULL);
+    cairn__cluster_map__free_unpacked(out, NULL);
+    cairn__cluster_map__free_unpacked(old, NULL);
+}
