@@ -12,11 +12,14 @@
  *     batch of incoming messages and ticks (terms, votes, log entries, snapshots, applied
  *     state) goes to the host's store as part of the current round, and cs_node_flush() makes
  *     the round durable with one host commit (one fsync for all groups).  Nothing leaves the
- *     node before the writes it depends on are durable: outgoing messages, acknowledgements
- *     of proposals and the callbacks libraft waits for are all released by cs_node_flush()
- *     after the commit.  So a vote is never sent before it is on disk, a follower never
- *     acknowledges entries it could still lose, and a client is never told of an update a
- *     crash could undo.
+ *     node before the writes it depends on are durable: outgoing messages and the callbacks
+ *     libraft waits for are released by cs_node_flush() after the commit.  So a vote is never
+ *     sent before it is on disk and a follower never acknowledges entries it could still
+ *     lose.  A proposal's result goes out once its entry is committed (durable on a
+ *     majority) and applied, before the commit that makes the applied state durable: a crash
+ *     then only replays the entry from the log, so a client is still never told of an
+ *     update a crash could undo, and nothing reads the store before that commit (reads come
+ *     in a later round of the same thread).
  *   - A state machine that lives on disk.  The host applies committed commands to its own
  *     store in the same round as the log writes and records the applied index with them.  A
  *     restarted node replays only entries after that index, and a snapshot is the host's

@@ -1586,6 +1586,12 @@ void cs_node_flush(struct cs_node *n)
             pending_finish(p, 0);
             group_check(g);
         }
+        /* Results of what was just applied go out before the commit that makes the applied
+         * state durable: the entries are committed (on a majority's flash), so the state is
+         * rebuilt from the log after a crash, and nothing reads this node's store before the
+         * loop above commits it (reads come in a later round of the one thread).  This takes
+         * one commit off every update's latency. */
+        deliver_done(n, false);
     }
     send_all(n);
     deliver_done(n, false);

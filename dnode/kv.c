@@ -249,54 +249,119 @@ static int current_version(struct dn_kv *kv, MDB_txn *txn, MDB_val *k, uint64_t 
 /* Apply one write inside txn.  A failed condition or a bad argument is the op's own result
  * (op->status; the transaction is untouched and goes on); an LMDB error is returned, and
  * then the transaction is unusable. */
-static int apply_in_txn(struct dn_kv *kv, MDB_txn *txn, struct dn_kv_op *op)
+/* Check op against txn without writing: its limits, then its condition.  Fills op->status
+ * (and cur_version on CAIRN_ECONFLICT); on 0, *k (in kb) is its LMDB key. */
+static int op_check(struct dn_kv *kv, MDB_txn *txn, struct dn_kv_op *op, uint8_t *kb, MDB_val *k)
 {
-    uint8_t kb[SHARD_BYTES + KV_MAX_KEY];
     uint64_t cur;
-    MDB_val k, v;
     int rc;
 
     op->status = 0;
     op->cur_version = 0;
     if (op->key_len == 0 || ((const uint8_t *)op->key)[0] == KV_RESERVED ||
-        make_key(kb, op->shard, op->key, op->key_len, &k) ||
-        (op->kind == DN_KV_PUT &&
+        make_key(kb, op->shard, op->key, op->key_len, k) ||
+        (op->kind != DN_KV_DEL &&
          (op->val_len > KV_MAX_VALUE || (op->val_len && !op->val) || op->new_version == 0 ||
-          op->new_version == KV_ANY))) {
+          op->new_version == KV_ANY)) ||
+        (op->kind == DN_KV_STAMP &&
+         (op->val_len == 0 || op->val_len % 8 || op->val_len > 8 * KV_STAMP_MAX))) {
         op->status = CAIRN_EINVAL;
         return 0;
     }
-    rc = current_version(kv, txn, &k, &cur);
+    rc = current_version(kv, txn, k, &cur);
     if (rc)
         return rc;
-    if (op->kind == DN_KV_DEL) {
+    if (op->kind == DN_KV_STAMP && cur) {
+        MDB_val v;
+
+        rc = mdb_get(txn, kv->dbi, k, &v);
+        if (rc)
+            return from_mdb(rc, "stamp: get");
+        if (v.mv_size < VERSION_BYTES + op->val_len) {
+            op->status = CAIRN_EINVAL; /* the record has no such lanes */
+            return 0;
+        }
+    }
+    if (op->kind == DN_KV_DEL || op->kind == DN_KV_STAMP) {
         if (cur == 0) {
             op->status = CAIRN_ENOENT;
-            return 0;
-        }
-        if (op->expect != KV_ANY && op->expect != cur) {
+        } else if (op->expect != KV_ANY && op->expect != cur) {
             op->cur_version = cur;
             op->status = CAIRN_ECONFLICT;
-            return 0;
+        } else if (op->kind == DN_KV_STAMP && op->new_version <= cur) {
+            op->cur_version = cur;
+            op->status = CAIRN_ECONFLICT;
         }
-        rc = mdb_del(txn, kv->dbi, &k, NULL);
-        return rc ? from_mdb(rc, "del") : 0;
+        return 0;
     }
     if ((op->expect != KV_ANY && op->expect != cur) || op->new_version <= cur) {
         op->cur_version = cur;
         op->status = CAIRN_ECONFLICT;
-        return 0;
     }
+    return 0;
+}
+
+/* A stamp: the record's lanes raised, written back whole with the new version. */
+static int stamp_write(struct dn_kv *kv, MDB_txn *txn, const struct dn_kv_op *op, MDB_val *k)
+{
+    MDB_val v;
+    uint8_t *copy;
+    int rc = mdb_get(txn, kv->dbi, k, &v);
+
+    if (rc)
+        return from_mdb(rc, "stamp: get");
+    /* v points into the map; the put below may move pages: work on a copy */
+    copy = malloc(v.mv_size);
+    if (!copy)
+        return CAIRN_ENOMEM;
+    memcpy(copy, v.mv_data, v.mv_size);
+    for (size_t i = 0; i < op->val_len; i += 8) {
+        uint64_t have = get_be64(copy + VERSION_BYTES + i);
+        uint64_t want = get_be64((const uint8_t *)op->val + i);
+
+        if (want > have)
+            put_be64(copy + VERSION_BYTES + i, want);
+    }
+    put_be64(copy, op->new_version);
+    v.mv_data = copy;
+    rc = mdb_put(txn, kv->dbi, k, &v, 0);
+    free(copy);
+    return rc ? from_mdb(rc, "stamp: put") : 0;
+}
+
+/* Write a checked op (op_check said 0) at its key k. */
+static int op_write(struct dn_kv *kv, MDB_txn *txn, const struct dn_kv_op *op, MDB_val *k)
+{
+    MDB_val v;
+    int rc;
+
+    if (op->kind == DN_KV_DEL) {
+        rc = mdb_del(txn, kv->dbi, k, NULL);
+        return rc ? from_mdb(rc, "del") : 0;
+    }
+    if (op->kind == DN_KV_STAMP)
+        return stamp_write(kv, txn, op, k);
     /* MDB_RESERVE: LMDB hands us the value's place in the page; we write version + bytes
      * there directly instead of assembling a temporary copy. */
     v.mv_size = VERSION_BYTES + op->val_len;
-    rc = mdb_put(txn, kv->dbi, &k, &v, MDB_RESERVE);
+    rc = mdb_put(txn, kv->dbi, k, &v, MDB_RESERVE);
     if (rc)
         return from_mdb(rc, "put");
     put_be64(v.mv_data, op->new_version);
     if (op->val_len)
         memcpy((uint8_t *)v.mv_data + VERSION_BYTES, op->val, op->val_len);
     return 0;
+}
+
+static int apply_in_txn(struct dn_kv *kv, MDB_txn *txn, struct dn_kv_op *op)
+{
+    uint8_t kb[SHARD_BYTES + KV_MAX_KEY];
+    MDB_val k;
+    int rc = op_check(kv, txn, op, kb, &k);
+
+    if (rc || op->status)
+        return rc;
+    return op_write(kv, txn, op, &k);
 }
 
 void dn_kv_apply(struct dn_kv *kv, struct dn_kv_op *ops, size_t n)
@@ -880,6 +945,76 @@ int dn_kv_round_apply(struct dn_kv *kv, uint32_t group, uint64_t index, struct d
     }
     if (op->time_ms && index % KV_SESSION_SWEEP == 0 &&
         (rc = session_sweep(kv, txn, group, op->time_ms)) != 0)
+        return rc;
+    return applied_put(kv, group, index);
+}
+
+/* All of ops or none: every condition is checked first, against the state before any of them
+ * (the keys are distinct, so no op's condition depends on another's write). */
+static int txn_apply(struct dn_kv *kv, MDB_txn *txn, uint32_t group, uint64_t index,
+                     struct dn_kv_op *head, struct dn_kv_op *ops, size_t n)
+{
+    uint8_t kb[SHARD_BYTES + KV_MAX_KEY];
+    MDB_val k;
+    int rc;
+
+    head->status = 0;
+    head->result = 0;
+    if (n == 0 || n > KV_TXN_MAX) {
+        head->status = CAIRN_EINVAL;
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ops[i].shard = group;
+        ops[i].new_version = index;
+        for (size_t j = 0; j < i; j++)
+            if (ops[j].key_len == ops[i].key_len &&
+                memcmp(ops[j].key, ops[i].key, ops[i].key_len) == 0) {
+                head->status = CAIRN_EINVAL;
+                return 0;
+            }
+        if ((rc = op_check(kv, txn, &ops[i], kb, &k)) != 0)
+            return rc;
+        if (ops[i].status) {
+            head->status = ops[i].status;
+            head->result = ops[i].status == CAIRN_ECONFLICT ? ops[i].cur_version : 0;
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = op_check(kv, txn, &ops[i], kb, &k)) != 0)
+            return rc;
+        if (ops[i].status)
+            return CAIRN_EIO; /* checked a moment ago: the store itself is wrong */
+        if ((rc = op_write(kv, txn, &ops[i], &k)) != 0)
+            return rc;
+    }
+    head->result = index;
+    return 0;
+}
+
+int dn_kv_round_apply_txn(struct dn_kv *kv, uint32_t group, uint64_t index, struct dn_kv_op *head,
+                          struct dn_kv_op *ops, size_t n)
+{
+    MDB_txn *txn = NULL;
+    int rc = round_txn(kv, &txn);
+
+    if (rc)
+        return rc;
+    head->shard = group;
+    head->new_version = index;
+    head->dup = false;
+    head->result = 0;
+    if (head->client && (rc = session_check(kv, txn, head)) != 0)
+        return rc;
+    if (!head->dup) {
+        if ((rc = txn_apply(kv, txn, group, index, head, ops, n)) != 0)
+            return rc;
+        if (head->client && (rc = session_put(kv, txn, head, index)) != 0)
+            return rc;
+    }
+    if (head->time_ms && index % KV_SESSION_SWEEP == 0 &&
+        (rc = session_sweep(kv, txn, group, head->time_ms)) != 0)
         return rc;
     return applied_put(kv, group, index);
 }

@@ -40,6 +40,7 @@ struct dn_kv;
 #define KV_RESERVED 0xFFu
 #define KV_SESSION_TTL_MS (10u * 60u * 1000u) /* an idle writer session is forgotten after */
 #define KV_SESSION_SWEEP 1024u /* a shard looks for idle sessions every this many entries */
+#define KV_TXN_MAX 8u /* ops of one all-or-nothing update (dn_kv_round_apply_txn) */
 
 /* One scanned record; key and value point into the result's own memory. */
 struct dn_kv_entry {
@@ -85,14 +86,20 @@ int dn_kv_del(struct dn_kv *kv, uint32_t shard, const void *key, size_t key_len,
 
 /* One conditional write of a batch, with the meaning of dn_kv_put / dn_kv_del.  key and val
  * are borrowed for the call. */
-enum dn_kv_kind { DN_KV_PUT, DN_KV_DEL };
+/* DN_KV_STAMP (all-or-nothing updates only, dn_kv_round_apply_txn): val is 1..KV_STAMP_MAX
+ * big-endian u64 lanes, and the existing record's value, which must be at least that long,
+ * gets each of its leading lanes raised to at least the given one (the rest kept) and the
+ * new version.  Stamps commute, so writers that only need "at least this" never conflict:
+ * a directory's mtime and ctime, kept at the front of its inode record (meta/ns.c). */
+enum dn_kv_kind { DN_KV_PUT, DN_KV_DEL, DN_KV_STAMP };
+#define KV_STAMP_MAX 4u /* lanes of one stamp */
 struct dn_kv_op {
     enum dn_kv_kind kind;
     uint32_t shard;
     const void *key;
     size_t key_len;
-    const void *val;      /* put only */
-    size_t val_len;       /* put only */
+    const void *val;      /* put and stamp only */
+    size_t val_len;       /* put and stamp only */
     uint64_t expect;
     uint64_t new_version; /* put only */
     int status;           /* out: 0 or the error dn_kv_put / dn_kv_del would return */
@@ -163,6 +170,14 @@ int dn_kv_applied_get(struct dn_kv *kv, uint32_t group, uint64_t *applied);
  * seq with the op's result and answers a copy of it with the same result (op->dup).  A
  * writer has one update in flight, so anything older is a stray copy and is dropped. */
 int dn_kv_round_apply(struct dn_kv *kv, uint32_t group, uint64_t index, struct dn_kv_op *op);
+/* One all-or-nothing update: ops[0..n) (puts and deletes of distinct keys of group, at most
+ * KV_TXN_MAX) are applied at index only if every one's condition holds, else none is.  head
+ * carries the session (client, seq, time_ms) and gets the outcome as dn_kv_round_apply gives
+ * it: dup, status (0, or the first failing op's: CAIRN_ECONFLICT, CAIRN_ENOENT for a delete of
+ * an absent record, CAIRN_EINVAL for bad ops) and result (index on success, the failing op's
+ * current version on CAIRN_ECONFLICT, else 0); every put's record gets version index. */
+int dn_kv_round_apply_txn(struct dn_kv *kv, uint32_t group, uint64_t index, struct dn_kv_op *head,
+                          struct dn_kv_op *ops, size_t n);
 /* Move the applied index without a record change (a command that is not a record op). */
 int dn_kv_round_applied(struct dn_kv *kv, uint32_t group, uint64_t index);
 

@@ -13,6 +13,8 @@
 
 #define TAG "shards"
 #define PEER_INFLIGHT_MAX 64u /* Raft calls in flight to one peer; beyond, batches are dropped */
+/* An all-or-nothing update's encoding beyond its values: keys and framing of KV_TXN_MAX ops */
+#define TXN_OVERHEAD (KV_TXN_MAX * (KV_MAX_KEY + 64u))
 
 struct peer {
     uint64_t id;
@@ -283,6 +285,42 @@ static int h_commit(void *arg)
     return dn_kv_round_commit(s->cfg.kv);
 }
 
+/* An all-or-nothing update: its ops as the store's.  Ops that are not puts, deletes or stamps
+ * make the whole of it CAIRN_EPROTO, applied as nothing, everywhere alike. */
+static int apply_txn(struct dn_shards *s, uint32_t group, uint64_t index, const Cairn__KvOp *op,
+                     struct apply_result *r)
+{
+    struct dn_kv_op head = {0}, ops[KV_TXN_MAX];
+    int rc;
+
+    memset(ops, 0, sizeof ops);
+    for (size_t i = 0; i < op->n_ops && i < KV_TXN_MAX; i++) {
+        const Cairn__KvOp *o = op->ops[i];
+
+        if (o->op != CAIRN__OP__OP_KV_PUT && o->op != CAIRN__OP__OP_KV_DEL &&
+            o->op != CAIRN__OP__OP_KV_STAMP) {
+            r->status = CAIRN_EPROTO;
+            return dn_kv_round_applied(s->cfg.kv, group, index);
+        }
+        ops[i].kind = o->op == CAIRN__OP__OP_KV_PUT   ? DN_KV_PUT
+                      : o->op == CAIRN__OP__OP_KV_DEL ? DN_KV_DEL
+                                                      : DN_KV_STAMP;
+        ops[i].key = o->key.data;
+        ops[i].key_len = o->key.len;
+        ops[i].val = o->value.data;
+        ops[i].val_len = o->value.len;
+        ops[i].expect = o->expect;
+    }
+    head.client = op->client;
+    head.seq = op->seq;
+    head.time_ms = op->time_ms;
+    /* more than KV_TXN_MAX ops: refused by the store before it reads any */
+    rc = dn_kv_round_apply_txn(s->cfg.kv, group, index, &head, ops, op->n_ops);
+    r->status = head.status;
+    r->version = head.result;
+    return rc;
+}
+
 static int h_apply(void *arg, uint32_t group, uint64_t index, const void *cmd, size_t len,
                    void **result)
 {
@@ -301,6 +339,11 @@ static int h_apply(void *arg, uint32_t group, uint64_t index, const void *cmd, s
     if (op && op->op == CAIRN__OP__OP_PING) { /* a barrier */
         cairn__kv_op__free_unpacked(op, NULL);
         return dn_kv_round_applied(s->cfg.kv, group, index);
+    }
+    if (op && op->op == CAIRN__OP__OP_KV_TXN) {
+        rc = apply_txn(s, group, index, op, r);
+        cairn__kv_op__free_unpacked(op, NULL);
+        return rc;
     }
     if (!op || (op->op != CAIRN__OP__OP_KV_PUT && op->op != CAIRN__OP__OP_KV_DEL)) {
         /* Not a command of ours (a proposer's bug): applied as nothing, everywhere alike. */
@@ -436,9 +479,11 @@ static struct cs_group *shard_group(struct dn_shards *s, struct tp_req *req,
 
     /* Bad input first: a clear error whatever the sender's epoch or our role. */
     if (h->key.len > KV_MAX_KEY || h->end_key.len > KV_MAX_KEY ||
-        (h->op != CAIRN__OP__OP_KV_SCAN && h->key.len == 0) ||
+        (h->op != CAIRN__OP__OP_KV_SCAN && h->op != CAIRN__OP__OP_KV_TXN && h->key.len == 0) ||
         (h->key.len && h->key.data[0] == KV_RESERVED) ||
-        h->payload_len > (h->op == CAIRN__OP__OP_KV_PUT ? KV_MAX_VALUE : 0)) {
+        h->payload_len > (h->op == CAIRN__OP__OP_KV_PUT   ? KV_MAX_VALUE
+                          : h->op == CAIRN__OP__OP_KV_TXN ? KV_MAX_VALUE + TXN_OVERHEAD
+                                                          : 0)) {
         reply(s, req, CAIRN_EINVAL, 0);
         return NULL;
     }
@@ -569,6 +614,78 @@ static void kv_write(struct dn_shards *s, struct tp_req *req, const Cairn__Reque
         cairn__kv_op__pack(&op, cmd); /* op points into the request: copy it out first */
         w->later = tp_req_later(req); /* the request buffer goes back now */
     }
+    if (!cmd || !w || !w->later) {
+        free(cmd);
+        free(w);
+        reply(s, req, CAIRN_ENOMEM, 0);
+        return;
+    }
+    w->s = s;
+    propose(s, g, cmd, len, write_done, w);
+    free(cmd);
+}
+
+/* Is an all-or-nothing update well formed?  1..KV_TXN_MAX puts, deletes and stamps of
+ * distinct, valid keys, values only on puts and stamps (1..KV_STAMP_MAX lanes) and
+ * KV_MAX_VALUE bytes of them in all, nothing else set. */
+static bool txn_ok(const Cairn__KvOp *t)
+{
+    size_t bytes = 0;
+
+    if (t->op != CAIRN__OP__OP_KV_TXN || t->n_ops == 0 || t->n_ops > KV_TXN_MAX ||
+        t->key.len || t->value.len || t->client || t->seq || t->time_ms)
+        return false;
+    for (size_t i = 0; i < t->n_ops; i++) {
+        const Cairn__KvOp *o = t->ops[i];
+
+        if ((o->op != CAIRN__OP__OP_KV_PUT && o->op != CAIRN__OP__OP_KV_DEL &&
+             o->op != CAIRN__OP__OP_KV_STAMP) ||
+            o->key.len == 0 || o->key.len > KV_MAX_KEY || o->key.data[0] == KV_RESERVED ||
+            (o->op == CAIRN__OP__OP_KV_DEL && o->value.len) ||
+            (o->op == CAIRN__OP__OP_KV_STAMP &&
+             (o->value.len == 0 || o->value.len % 8 || o->value.len > 8 * KV_STAMP_MAX)) ||
+            o->n_ops || o->client || o->seq || o->time_ms)
+            return false;
+        bytes += o->value.len;
+        for (size_t j = 0; j < i; j++)
+            if (t->ops[j]->key.len == o->key.len &&
+                memcmp(t->ops[j]->key.data, o->key.data, o->key.len) == 0)
+                return false;
+    }
+    return bytes <= KV_MAX_VALUE;
+}
+
+/* OP_KV_TXN: the payload is the update; checked here, so a bad one changes nothing anywhere. */
+static void kv_txn(struct dn_shards *s, struct tp_req *req, const Cairn__Request *h)
+{
+    Cairn__KvOp *t = cairn__kv_op__unpack(NULL, h->payload_len, tp_req_payload(req));
+    struct cs_group *g;
+    struct write_wait *w = NULL;
+    uint8_t *cmd = NULL;
+    size_t len;
+
+    if (!t || !txn_ok(t) || h->shard == MAP_GROUP) {
+        if (t)
+            cairn__kv_op__free_unpacked(t, NULL);
+        reply(s, req, CAIRN_EINVAL, 0);
+        return;
+    }
+    g = leader_group(s, req, h);
+    if (!g) {
+        cairn__kv_op__free_unpacked(t, NULL);
+        return;
+    }
+    t->client = h->client;
+    t->seq = h->seq;
+    t->time_ms = (uint64_t)(cairn_wall_ns() / 1000000);
+    len = cairn__kv_op__get_packed_size(t);
+    cmd = malloc(len);
+    w = calloc(1, sizeof *w);
+    if (cmd && w) {
+        cairn__kv_op__pack(t, cmd);
+        w->later = tp_req_later(req);
+    }
+    cairn__kv_op__free_unpacked(t, NULL);
     if (!cmd || !w || !w->later) {
         free(cmd);
         free(w);
@@ -785,6 +902,9 @@ bool dn_shards_serve(struct dn_shards *s, struct tp_req *req)
     case CAIRN__OP__OP_KV_PUT:
     case CAIRN__OP__OP_KV_DEL:
         kv_write(s, req, h);
+        return true;
+    case CAIRN__OP__OP_KV_TXN:
+        kv_txn(s, req, h);
         return true;
     case CAIRN__OP__OP_KV_GET:
         if (h->barrier)

@@ -111,7 +111,16 @@ static int msg_put(struct cl_cluster *cl, uint32_t shard, const void *key, size_
     return rc;
 }
 
-/* ---- inodes ---- */
+/* ---- inodes ----
+ *
+ * An inode record is INODE_HDR bytes of times, then the encoded Inode: mtime_ns and ctime_ns
+ * as big-endian lanes that a stamp (meta/rec.h) can raise without reading the record, so
+ * every change of a directory's entries stamps its times in the same update, with no
+ * compare-and-set on the one directory record that all its creators share.  The header wins
+ * over the Inode's own fields.  A lane is the time with its sign bit flipped, so the lanes'
+ * unsigned order is the times' order, negative ones included. */
+
+#define INODE_HDR 16u
 
 static size_t inode_key(uint8_t *k, uint64_t ino)
 {
@@ -120,13 +129,67 @@ static size_t inode_key(uint8_t *k, uint64_t ino)
     return 9;
 }
 
+static uint64_t time_lane(int64_t t)
+{
+    return (uint64_t)t ^ (1ull << 63);
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* The record for in, malloc'd; *len gets its size. */
+static uint8_t *inode_pack(const Cairn__Inode *in, size_t *len)
+{
+    size_t n = cairn__inode__get_packed_size(in);
+    uint8_t *b = malloc(INODE_HDR + n);
+
+    if (!b)
+        return NULL;
+    be64(b, time_lane(in->mtime_ns));
+    be64(b + 8, time_lane(in->ctime_ns));
+    cairn__inode__pack(in, b + INODE_HDR);
+    *len = INODE_HDR + n;
+    return b;
+}
+
+static Cairn__Inode *inode_unpack(const uint8_t *b, size_t len)
+{
+    Cairn__Inode *in;
+
+    if (len < INODE_HDR)
+        return NULL;
+    in = cairn__inode__unpack(NULL, len - INODE_HDR, b + INODE_HDR);
+    if (in) {
+        in->mtime_ns = (int64_t)(get_be64(b) ^ (1ull << 63));
+        in->ctime_ns = (int64_t)(get_be64(b + 8) ^ (1ull << 63));
+    }
+    return in;
+}
+
 int meta_inode_get(struct cl_cluster *cl, uint64_t ino, Cairn__Inode **out, uint64_t *version)
 {
     uint8_t k[9];
     size_t kl = inode_key(k, ino);
+    struct meta_rec r;
+    int rc = meta_rec_get(cl, meta_shard_of_u64(ino), k, kl, &r);
 
-    return msg_get(cl, meta_shard_of_u64(ino), k, kl, &cairn__inode__descriptor,
-                   (ProtobufCMessage **)out, version);
+    if (version)
+        *version = r.version;
+    if (rc)
+        return rc;
+    *out = inode_unpack(r.val, r.len);
+    free(r.val);
+    if (!*out) {
+        log_error(TAG, "undecodable Inode record");
+        return CAIRN_EPROTO;
+    }
+    return 0;
 }
 
 void meta_inode_get_many(struct cl_cluster *cl, unsigned n, const uint64_t *inos,
@@ -154,9 +217,34 @@ int meta_inode_put(struct cl_cluster *cl, uint64_t ino, const Cairn__Inode *in, 
                    uint64_t *version)
 {
     uint8_t k[9];
-    size_t kl = inode_key(k, ino);
+    size_t kl = inode_key(k, ino), len;
+    uint8_t *b = inode_pack(in, &len);
+    int rc;
 
-    return msg_put(cl, meta_shard_of_u64(ino), k, kl, &in->base, expect, version);
+    if (!b)
+        return CAIRN_ENOMEM;
+    rc = len > META_REC_MAX_VAL ? CAIRN_ETOOBIG
+                                : meta_rec_put(cl, meta_shard_of_u64(ino), k, kl, expect, b,
+                                               (uint32_t)len, version);
+    free(b);
+    return rc;
+}
+
+/* The stamp op raising dir's times to t (lanes in lane[16]). */
+static struct meta_op dir_stamp_op(uint8_t *key, uint8_t *lane, uint64_t dir, int64_t t)
+{
+    be64(lane, time_lane(t));
+    be64(lane + 8, time_lane(t));
+    return (struct meta_op){.kind = META_OP_STAMP, .key = key, .klen = inode_key(key, dir),
+                            .expect = META_ANY, .val = lane, .len = INODE_HDR};
+}
+
+int meta_dir_stamp(struct cl_cluster *cl, uint64_t dir, int64_t t)
+{
+    uint8_t k[9], lane[INODE_HDR];
+    struct meta_op op = dir_stamp_op(k, lane, dir, t);
+
+    return meta_rec_txn(cl, meta_shard_of_u64(dir), &op, 1, NULL);
 }
 
 int meta_inode_del(struct cl_cluster *cl, uint64_t ino, uint64_t expect)
@@ -241,7 +329,7 @@ void meta_read_many(struct cl_cluster *cl, struct meta_read *r, unsigned n)
         if (r[i].kind == META_READ_DIRENT)
             r[i].dirent = cairn__dirent__unpack(NULL, x->rec.len, x->rec.val);
         else
-            r[i].inode = cairn__inode__unpack(NULL, x->rec.len, x->rec.val);
+            r[i].inode = inode_unpack(x->rec.val, x->rec.len);
         free(x->rec.val);
         if (!r[i].dirent && !r[i].inode) {
             log_error(TAG, "undecodable %s record",
@@ -290,6 +378,86 @@ int meta_dirent_del(struct cl_cluster *cl, uint64_t dir, const char *name, size_
         return CAIRN_EINVAL;
     kl = dirent_key(k, dir, name, len, is_dir);
     return meta_rec_del(cl, meta_shard_of_u64(dir), k, kl, expect);
+}
+
+/* A fresh inode number whose record shares dir's shard, or 0 (none found: cannot happen with
+ * fewer than tens of thousands of shards). */
+static uint64_t ino_beside(const struct cl_cluster *cl, uint64_t dir)
+{
+    uint32_t want = meta_rec_shard(cl, meta_shard_of_u64(dir));
+
+    for (unsigned i = 0; i < (1u << 20); i++) {
+        uint64_t n = meta_new_ino();
+
+        if (meta_rec_shard(cl, meta_shard_of_u64(n)) == want)
+            return n;
+    }
+    return 0;
+}
+
+int meta_entry_create(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
+                      Cairn__Dirent *nd, uint64_t expect, const Cairn__Inode *in, int64_t stamp,
+                      uint64_t *ino)
+{
+    uint8_t dk[META_DIRENT_KEY_MAX], ik[9], sk[9], lane[INODE_HDR];
+    struct meta_op ops[3];
+    uint8_t *ib = NULL, *db = NULL;
+    size_t il, dl;
+    uint64_t n;
+    int rc;
+
+    if (!meta_name_valid(name, len) || !nd || !in || !cl_cluster_shards(cl))
+        return CAIRN_EINVAL;
+    n = ino_beside(cl, dir);
+    if (!n)
+        return CAIRN_EAGAIN;
+    nd->ino = n; /* before the sizes: the entry's encoding holds it */
+    dl = protobuf_c_message_get_packed_size(&nd->base);
+    ib = inode_pack(in, &il);
+    db = malloc(dl ? dl : 1);
+    if (!ib || !db) {
+        rc = CAIRN_ENOMEM;
+        goto out;
+    }
+    if (il + dl > META_REC_MAX_VAL) {
+        rc = CAIRN_ETOOBIG;
+        goto out;
+    }
+    protobuf_c_message_pack(&nd->base, db);
+    ops[0] = (struct meta_op){.key = dk,
+                              .klen = dirent_key(dk, dir, name, len,
+                                                 nd->type == CAIRN__FILE_TYPE__FT_DIR),
+                              .expect = expect, .val = db, .len = (uint32_t)dl};
+    ops[1] = (struct meta_op){.key = ik, .klen = inode_key(ik, n), .expect = 0, .val = ib,
+                              .len = (uint32_t)il};
+    if (stamp)
+        ops[2] = dir_stamp_op(sk, lane, dir, stamp);
+    rc = meta_rec_txn(cl, meta_shard_of_u64(dir), ops, stamp ? 3 : 2, NULL);
+    if (!rc || rc == CAIRN_EUNREACH)
+        *ino = n;
+out:
+    free(ib);
+    free(db);
+    return rc;
+}
+
+int meta_entry_remove(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
+                      bool is_dir, uint64_t dver, uint64_t ino, uint64_t iver, int64_t stamp)
+{
+    uint8_t dk[META_DIRENT_KEY_MAX], ik[9], sk[9], lane[INODE_HDR];
+    struct meta_op ops[3];
+
+    if (!meta_name_valid(name, len) || !cl_cluster_shards(cl))
+        return CAIRN_EINVAL;
+    if (meta_rec_shard(cl, meta_shard_of_u64(ino)) != meta_rec_shard(cl, meta_shard_of_u64(dir)))
+        return CAIRN_ENOTSUP;
+    ops[0] = (struct meta_op){.kind = META_OP_DEL, .key = dk,
+                              .klen = dirent_key(dk, dir, name, len, is_dir), .expect = dver};
+    ops[1] = (struct meta_op){.kind = META_OP_DEL, .key = ik, .klen = inode_key(ik, ino),
+                              .expect = iver};
+    if (stamp)
+        ops[2] = dir_stamp_op(sk, lane, dir, stamp);
+    return meta_rec_txn(cl, meta_shard_of_u64(dir), ops, stamp ? 3 : 2, NULL);
 }
 
 int meta_lookup(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len, uint64_t *ino,
@@ -365,18 +533,13 @@ int meta_mkdir(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len
         in.mtime_ns = in.ctime_ns = in.btime_ns = cairn_wall_ns();
         in.explicit_dir = explicit_dir;
         in.parent = dir;
-        rc = meta_inode_create(cl, &in, &new_ino);
-        if (rc)
-            return rc;
-        nd.ino = new_ino;
         nd.type = CAIRN__FILE_TYPE__FT_DIR;
-        rc = meta_dirent_put(cl, dir, name, len, &nd, ver, NULL);
+        rc = meta_entry_create(cl, dir, name, len, &nd, ver, &in, 0, &new_ino);
         if (rc == 0) {
             *ino = new_ino;
             return 0;
         }
-        /* Someone else made it first (or the put failed): drop our inode and look again. */
-        meta_inode_del(cl, new_ino, META_ANY);
+        /* Someone else made it first: look again. */
         if (rc != CAIRN_ECONFLICT)
             return rc;
     }

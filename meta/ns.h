@@ -7,7 +7,8 @@
  *
  * Record keys (binary, big-endian numbers) and the shard each lives in:
  *
- *     'I' ino                          inode (cairn.Inode)       shard of ino
+ *     'I' ino                          inode (16 bytes of times, shard of ino
+ *                                      then cairn.Inode; ns.c)
  *     'D' dir name ['/']               directory entry (Dirent)  shard of dir
  *     'U' access-key                   S3 user (User)            shard of the key bytes
  *     'M' upload-id                    multipart upload (Upload) shard of the upload id
@@ -24,7 +25,10 @@
  * never contain '/' or NUL, so the forms cannot collide; creating one form checks the other.
  *
  * Inode numbers are random 63-bit values (> 1) claimed with a create-if-absent, so C-nodes
- * allocate them with no coordination.
+ * allocate them with no coordination.  A new file's or directory's number is drawn until it
+ * falls in its parent directory's shard (meta_entry_create): the inode and the entry naming
+ * it are then one all-or-nothing update of one shard (meta_rec_txn), one log entry instead
+ * of two with an undo between them, and a remove can take both away the same way.
  */
 #ifndef CAIRN_META_NS_H
 #define CAIRN_META_NS_H
@@ -66,6 +70,25 @@ int meta_inode_del(struct cl_cluster *cl, uint64_t ino, uint64_t expect);
 int meta_inode_create(struct cl_cluster *cl, const Cairn__Inode *in, uint64_t *ino);
 
 /* ---- directory entries ---- */
+
+/* A new inode in, named name in dir by entry *nd (its ino is set here), in one update: the
+ * entry must have version expect (0: absent) or nothing happens.  stamp (0: none) raises dir's
+ * mtime and ctime to at least that time in the same update (dir must exist then).  *ino gets
+ * the new number.  Returns 0, CAIRN_ECONFLICT (the entry changed: someone else made the
+ * name), CAIRN_ENOENT (dir is gone), CAIRN_EUNREACH (unknown: all or nothing happened), or
+ * another error (nothing happened). */
+int meta_entry_create(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
+                      Cairn__Dirent *nd, uint64_t expect, const Cairn__Inode *in, int64_t stamp,
+                      uint64_t *ino);
+/* Remove the entry name (the is_dir form) of dir at version dver and the inode ino it names at
+ * version iver, stamping dir as meta_entry_create does, in one update, if the inode lives in
+ * dir's shard (meta_entry_create made it): else CAIRN_ENOTSUP and nothing happens.  Other
+ * returns as meta_rec_txn. */
+int meta_entry_remove(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
+                      bool is_dir, uint64_t dver, uint64_t ino, uint64_t iver, int64_t stamp);
+/* Raise directory dir's mtime and ctime to at least t (never lowers them; no read, never a
+ * conflict).  Returns 0, CAIRN_ENOENT (no such inode), CAIRN_EUNREACH (unknown). */
+int meta_dir_stamp(struct cl_cluster *cl, uint64_t dir, int64_t t);
 
 /* One record of a meta_read_many() batch: an inode (id = its number) or a directory entry
  * (id = the directory, name/len, dir_form for the "name/" form).  Out: rc and version as the

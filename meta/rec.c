@@ -368,6 +368,50 @@ static int rec_write(struct cl_cluster *cl, Cairn__Op op, uint32_t shard, const 
     return write_at(cl, op, meta_rec_shard(cl, shard), key, klen, expect, val, len, version);
 }
 
+int meta_rec_txn(struct cl_cluster *cl, uint32_t shard, const struct meta_op *ops, unsigned n,
+                 uint64_t *version)
+{
+    Cairn__KvOp t = CAIRN__KV_OP__INIT, sub[META_TXN_MAX], *subp[META_TXN_MAX];
+    size_t bytes = 0, len;
+    uint8_t *buf;
+    int rc;
+
+    if (n == 0 || n > META_TXN_MAX || !cl_cluster_shards(cl))
+        return CAIRN_EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        if (ops[i].klen == 0 || ops[i].klen > META_REC_MAX_KEY ||
+            (ops[i].kind == META_OP_DEL && ops[i].len) ||
+            (ops[i].kind == META_OP_STAMP &&
+             (ops[i].len == 0 || ops[i].len % 8 || ops[i].len > 8 * META_STAMP_MAX)))
+            return CAIRN_EINVAL;
+        bytes += ops[i].len;
+        cairn__kv_op__init(&sub[i]);
+        sub[i].op = ops[i].kind == META_OP_DEL     ? CAIRN__OP__OP_KV_DEL
+                    : ops[i].kind == META_OP_STAMP ? CAIRN__OP__OP_KV_STAMP
+                                                   : CAIRN__OP__OP_KV_PUT;
+        sub[i].key.data = (uint8_t *)ops[i].key;
+        sub[i].key.len = ops[i].klen;
+        sub[i].value.data = (uint8_t *)ops[i].val;
+        sub[i].value.len = ops[i].len;
+        sub[i].expect = ops[i].expect;
+        subp[i] = &sub[i];
+    }
+    if (bytes > META_REC_MAX_VAL)
+        return CAIRN_ETOOBIG;
+    t.op = CAIRN__OP__OP_KV_TXN;
+    t.ops = subp;
+    t.n_ops = n;
+    len = cairn__kv_op__get_packed_size(&t);
+    buf = malloc(len);
+    if (!buf)
+        return CAIRN_ENOMEM;
+    cairn__kv_op__pack(&t, buf);
+    rc = write_at(cl, CAIRN__OP__OP_KV_TXN, meta_rec_shard(cl, shard), NULL, 0, 0, buf,
+                  (uint32_t)len, version);
+    free(buf);
+    return rc;
+}
+
 int meta_map_get(struct cl_cluster *cl, struct meta_rec *out)
 {
     memset(out, 0, sizeof(*out));

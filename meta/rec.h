@@ -80,6 +80,33 @@ int meta_rec_put(struct cl_cluster *cl, uint32_t shard, const void *key, size_t 
 int meta_rec_del(struct cl_cluster *cl, uint32_t shard, const void *key, size_t klen,
                  uint64_t expect);
 
+/* One op of an all-or-nothing update (meta_rec_txn).  A stamp raises the record's leading
+ * big-endian u64 lanes to at least val's (1..META_STAMP_MAX lanes; the record must exist and
+ * be that long): stamps never conflict with each other, so many writers can say "the
+ * directory changed at t" without a read or a retry. */
+enum meta_op_kind { META_OP_PUT, META_OP_DEL, META_OP_STAMP };
+#define META_STAMP_MAX 4u
+
+struct meta_op {
+    enum meta_op_kind kind;
+    const void *key; /* borrowed for the call */
+    size_t klen;
+    uint64_t expect; /* as for meta_rec_put / meta_rec_del; META_ANY for most stamps */
+    const void *val; /* put and stamp; borrowed */
+    uint32_t len;
+};
+
+#define META_TXN_MAX 8u /* ops of one meta_rec_txn (the D-nodes' KV_TXN_MAX) */
+
+/* Puts, deletes and stamps of n distinct records of one shard (shard key), in one log entry: applied
+ * together if every op's condition holds, else none is (META_REC_MAX_VAL bytes of values in
+ * all).  On success *version (may be NULL) gets the version every put record now has.
+ * Returns 0, CAIRN_ECONFLICT (some record changed: nothing was applied), CAIRN_ENOENT (a
+ * delete or stamp found no record: nothing was applied), CAIRN_EUNREACH (the outcome is unknown, as
+ * for meta_rec_put), CAIRN_EINVAL / CAIRN_ETOOBIG (limits). */
+int meta_rec_txn(struct cl_cluster *cl, uint32_t shard, const struct meta_op *ops, unsigned n,
+                 uint64_t *version);
+
 struct meta_entry {
     uint8_t *key; /* owned by the scan */
     uint32_t klen;

@@ -108,48 +108,33 @@ int fs_dir_empty(struct fs_ctx *c, uint64_t dir, bool *empty)
 
 /* ---- the directory's mtime ---- */
 
-/* Many clients creating in one directory all touch its one inode record, and a compare-and-set
- * retried until it wins makes that record the bottleneck.  A touch that loses to another change
- * of the mtime made after our entry change need not retry: that mtime already tells clients the
- * listing changed, and any listing read after it shows our entry.  "After our change" is known
- * only from a read made after it, i.e. from the second attempt on; the first attempt uses the
- * directory as the caller loaded it before the change, when it has it. */
+/* Many clients creating in one directory all change its one inode record.  A change of its
+ * entries stamps its mtime and ctime (meta_dir_stamp: raise them to at least now) instead of
+ * reading the inode and writing it back by compare-and-set: stamps never conflict, need no
+ * read, and creates and removes carry theirs in the same update as the entry
+ * (meta_entry_create / meta_entry_remove).  What the caller reports as the directory after the
+ * change is the directory as it loaded it before, with the stamp applied. */
+static Cairn__Inode *stamped(struct fs_ctx *c, const struct fs_dir *hint, int64_t t)
+{
+    Cairn__Inode *in = hint->in ? fs_inode_copy(hint->in) : NULL;
+
+    if (!in && meta_inode_get(c->cl, hint->ino, &in, NULL) != 0)
+        return NULL;
+    if (in->mtime_ns < t)
+        in->mtime_ns = t;
+    if (in->ctime_ns < t)
+        in->ctime_ns = t;
+    return in;
+}
+
 void fs_touch_dir(struct fs_ctx *c, const struct fs_dir *hint, Cairn__Inode **after)
 {
-    int64_t seen_mtime = 0;
-    bool seen = false;
+    int64_t now = cairn_wall_ns();
 
     if (after)
         *after = NULL;
-    for (int attempt = 0; attempt < RETRIES; attempt++) {
-        Cairn__Inode *in = NULL;
-        uint64_t ver = 0;
-        int rc;
-
-        if (attempt == 0 && hint->in && hint->version && (in = fs_inode_copy(hint->in))) {
-            ver = hint->version;
-        } else if ((rc = meta_inode_get(c->cl, hint->ino, &in, &ver))) {
-            return;
-        } else if (seen && in->mtime_ns != seen_mtime) {
-            if (after)
-                *after = in;
-            else
-                fs_inode_free(in);
-            return; /* covered by a later touch */
-        } else {
-            seen = true;
-            seen_mtime = in->mtime_ns;
-        }
-        in->mtime_ns = in->ctime_ns = cairn_wall_ns();
-        rc = meta_inode_put(c->cl, hint->ino, in, ver, NULL);
-        if (rc == 0 && after) {
-            *after = in;
-            return;
-        }
-        fs_inode_free(in);
-        if (rc != CAIRN_ECONFLICT)
-            return;
-    }
+    if (meta_dir_stamp(c->cl, hint->ino, now) == 0 && after)
+        *after = stamped(c, hint, now);
 }
 
 int fs_mkdir_at(struct fs_ctx *c, uint64_t dir, const char *name, size_t len, bool explicit_dir,
@@ -200,6 +185,7 @@ int fs_create(struct fs_ctx *c, const struct fs_dir *d, const char *name, size_t
 {
     Cairn__Dirent nd = CAIRN__DIRENT__INIT;
     uint64_t vd, vf;
+    int64_t now;
     char nbuf[FS_NAME_MAX + 1];
     struct meta_read r[2];
     int rc;
@@ -223,33 +209,30 @@ int fs_create(struct fs_ctx *c, const struct fs_dir *d, const char *name, size_t
     nbuf[len] = 0;
     in->parent = d->ino;
     in->name = nbuf;
-    in->btime_ns = in->mtime_ns = in->ctime_ns = cairn_wall_ns();
-    rc = meta_inode_create(c->cl, in, ino);
-    in->name = NULL;
-    if (rc)
-        return rc;
-    nd.ino = *ino;
+    now = cairn_wall_ns();
+    in->btime_ns = in->mtime_ns = in->ctime_ns = now;
     nd.type = in->type;
     nd.size = in->size;
     nd.mtime_ns = in->mtime_ns;
-    /* The entry must be new: a racing creator of the same name wins, we undo. */
-    rc = meta_dirent_put(c->cl, d->ino, name, len, &nd, fs_is_dir(in) ? vd : vf, NULL);
+    /* Inode, entry and the directory's stamp in one update; the entry must be new: a racing
+     * creator of the same name wins, and then nothing of ours exists. */
+    rc = meta_entry_create(c->cl, d->ino, name, len, &nd, fs_is_dir(in) ? vd : vf, in, now, ino);
+    in->name = NULL;
     if (!rc && cairn_fault("fs.create.unknown"))
         rc = CAIRN_EUNREACH; /* tests: it landed, but the caller was not told */
     if (fs_unknown(rc)) {
         int is = fs_entry_is(c, d->ino, name, len, fs_is_dir(in), *ino);
 
         if (is < 0)
-            return rc; /* the entry may name the inode: leave both */
+            return rc; /* not known yet: all or nothing will be there */
         rc = is ? 0 : CAIRN_EEXIST;
     }
     if (rc == CAIRN_ECONFLICT)
         rc = CAIRN_EEXIST;
-    if (rc) {
-        meta_inode_del(c->cl, *ino, META_ANY);
-        return rc;
-    }
-    fs_touch_dir(c, d, dir_after);
+    if (rc)
+        return rc; /* CAIRN_ENOENT: the directory is gone */
+    if (dir_after)
+        *dir_after = stamped(c, d, now);
     return 0;
 }
 
@@ -312,6 +295,45 @@ static int sticky_check(struct fs_ctx *c, const struct fs_dir *d, const struct f
     return rc;
 }
 
+/* Entry, inode and the directory's stamp in one update, when the inode lives in the
+ * directory's shard (meta_entry_create made it) and this is its last name; CAIRN_ENOTSUP
+ * otherwise (nothing done: the caller takes them away one after the other).  On success the
+ * inode's data is queued for freeing; on an unknown outcome nothing is (the records may still
+ * be there). */
+static int remove_together(struct fs_ctx *c, const struct fs_dir *d, const char *name,
+                           size_t len, bool is_dir, uint64_t dver, uint64_t victim, bool *last,
+                           Cairn__Inode **dir_after)
+{
+    int64_t now = cairn_wall_ns();
+    Cairn__Inode *in;
+    uint64_t iver;
+    int rc = meta_inode_get(c->cl, victim, &in, &iver);
+
+    if (rc == CAIRN_ENOENT)
+        return CAIRN_ENOTSUP; /* a name without its inode: the entry alone goes */
+    if (rc)
+        return rc;
+    if (!is_dir && in->nlink > 1) {
+        fs_inode_free(in);
+        return CAIRN_ENOTSUP;
+    }
+    rc = meta_entry_remove(c->cl, d->ino, name, len, is_dir, dver, victim, iver, now);
+    if (rc) {
+        fs_inode_free(in);
+        /* gone meanwhile (the entry, the inode, or the directory): look again */
+        return rc == CAIRN_ENOENT ? CAIRN_ECONFLICT : rc;
+    }
+    if (last)
+        *last = true;
+    if (is_dir)
+        fs_inode_free(in);
+    else
+        fs_defer_inode(c, in); /* its data goes later: readers may hold it */
+    if (dir_after)
+        *dir_after = stamped(c, d, now);
+    return 0;
+}
+
 int fs_remove(struct fs_ctx *c, const struct fs_dir *d, const struct fs_cred *cr,
               const char *name, size_t len, bool want_dir, uint64_t *ino, bool *last,
               Cairn__Inode **dir_after)
@@ -345,6 +367,14 @@ int fs_remove(struct fs_ctx *c, const struct fs_dir *d, const struct fs_cred *cr
         rc = sticky_check(c, d, cr, victim);
         if (rc)
             return rc;
+        rc = remove_together(c, d, name, len, is_dir, ver, victim, last, dir_after);
+        if (rc == CAIRN_ECONFLICT)
+            continue;
+        if (rc != CAIRN_ENOTSUP) {
+            if (!rc && ino)
+                *ino = victim;
+            return rc;
+        }
         /* The entry first: a crash after it leaves an unreferenced inode, never a dangling
          * name. */
         rc = meta_dirent_del(c->cl, d->ino, name, len, is_dir, ver);

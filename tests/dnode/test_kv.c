@@ -1,7 +1,7 @@
 /*
  * Metadata shard store tests: round trips and limits, compare-and-set conflicts, shard
- * isolation, ordered paged scans, restart, durability under kill -9, and two processes racing
- * on one record.
+ * isolation, ordered paged scans, restart, durability under kill -9, two processes racing
+ * on one record, writer sessions, and all-or-nothing updates with their stamps.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -751,4 +751,370 @@ Test(kv, idle_sessions_are_forgotten)
     cr_assert_eq(dn_kv_round_apply(kv, 4, KV_SESSION_SWEEP + 2, &op), 0);
     cr_assert(!op.dup, "an idle session is forgotten");
     cr_assert_eq(dn_kv_round_commit(kv), 0);
+}
+
+/* ---- all-or-nothing updates (dn_kv_round_apply_txn) ---- */
+
+static struct dn_kv_op txn_put(const char *key, const void *val, size_t len, uint64_t expect)
+{
+    return (struct dn_kv_op){.kind = DN_KV_PUT, .key = key, .key_len = strlen(key), .val = val,
+                             .val_len = len, .expect = expect};
+}
+
+static struct dn_kv_op txn_del(const char *key, uint64_t expect)
+{
+    return (struct dn_kv_op){.kind = DN_KV_DEL, .key = key, .key_len = strlen(key),
+                             .expect = expect};
+}
+
+static struct dn_kv_op txn_stamp(const char *key, const uint8_t *lanes, size_t len,
+                                 uint64_t expect)
+{
+    return (struct dn_kv_op){.kind = DN_KV_STAMP, .key = key, .key_len = strlen(key),
+                             .val = lanes, .val_len = len, .expect = expect};
+}
+
+static void be64_to(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/* A value of two big-endian lanes followed by tail (the shape of an inode record's times). */
+static size_t lanes2(uint8_t *b, uint64_t a, uint64_t c, const char *tail)
+{
+    be64_to(b, a);
+    be64_to(b + 8, c);
+    memcpy(b + 16, tail, strlen(tail));
+    return 16 + strlen(tail);
+}
+
+/* Record key of shard is exactly len bytes of want, at version ver. */
+static void expect_bytes(uint32_t shard, const char *key, const void *want, size_t len,
+                         uint64_t ver)
+{
+    void *v = NULL;
+    size_t got_len = 0;
+    uint64_t got = 0;
+
+    cr_assert_eq(dn_kv_get(kv, shard, key, strlen(key), &v, &got_len, &got), 0, "get %s", key);
+    cr_assert_eq(got_len, len, "%s: length %zu, want %zu", key, got_len, len);
+    cr_assert(memcmp(v, want, len) == 0, "%s: value differs", key);
+    cr_assert_eq(got, ver, "%s: version %llu, want %llu", key, (unsigned long long)got,
+                 (unsigned long long)ver);
+    free(v);
+}
+
+static void expect_absent(uint32_t shard, const char *key)
+{
+    void *v = NULL;
+    size_t len = 0;
+    uint64_t ver = 0;
+
+    cr_assert_eq(dn_kv_get(kv, shard, key, strlen(key), &v, &len, &ver), CAIRN_ENOENT,
+                 "%s must not exist", key);
+}
+
+/* Apply one txn at index and commit it; the store itself must not fail. */
+static struct dn_kv_op apply_txn(uint32_t group, uint64_t index, struct dn_kv_op *ops, size_t n)
+{
+    struct dn_kv_op head = {0};
+
+    cr_assert_eq(dn_kv_round_apply_txn(kv, group, index, &head, ops, n), 0, "txn at %llu",
+                 (unsigned long long)index);
+    cr_assert_eq(dn_kv_round_commit(kv), 0);
+    return head;
+}
+
+/* Every op of a txn lands at the entry's index, which is also what it answers with: the
+ * caller learns each put record's new version from one number. */
+Test(kv, txn_applies_every_op_at_its_index)
+{
+    struct dn_kv_op ops[3];
+    struct dn_kv_op head;
+    uint64_t applied = 0;
+
+    cr_assert_eq(put(6, "kept", "k1", KV_ABSENT, 5, NULL), 0);
+    cr_assert_eq(put(6, "gone", "g1", KV_ABSENT, 5, NULL), 0);
+    ops[0] = txn_put("new", "N", 1, KV_ABSENT);
+    ops[1] = txn_put("kept", "k2", 2, 5);
+    ops[2] = txn_del("gone", 5);
+    head = apply_txn(6, 10, ops, 3);
+    cr_assert(!head.dup);
+    cr_assert_eq(head.status, 0, "txn: %s", cairn_strerror(head.status));
+    cr_assert_eq(head.result, 10);
+    expect_record(6, "new", "N", 10);
+    expect_record(6, "kept", "k2", 10);
+    expect_absent(6, "gone");
+    cr_assert_eq(dn_kv_applied_get(kv, 6, &applied), 0);
+    cr_assert_eq(applied, 10);
+    /* Other groups' records of the same name are not the txn's. */
+    expect_absent(7, "new");
+
+    /* KV_TXN_MAX ops is still one txn. */
+    struct dn_kv_op many[KV_TXN_MAX];
+    char keys[KV_TXN_MAX][8];
+
+    for (unsigned i = 0; i < KV_TXN_MAX; i++) {
+        snprintf(keys[i], sizeof keys[i], "m%u", i);
+        many[i] = txn_put(keys[i], "v", 1, KV_ABSENT);
+    }
+    head = apply_txn(6, 11, many, KV_TXN_MAX);
+    cr_assert_eq(head.status, 0, "%u ops: %s", KV_TXN_MAX, cairn_strerror(head.status));
+    for (unsigned i = 0; i < KV_TXN_MAX; i++)
+        expect_record(6, keys[i], "v", 11);
+    reopen();
+    expect_record(6, "kept", "k2", 10);
+    expect_record(6, keys[KV_TXN_MAX - 1], "v", 11);
+}
+
+/* One failing condition, wherever it is, and none of the txn is applied; the entry itself
+ * still counts as applied (it changed nothing, the same on every replica). */
+Test(kv, txn_is_all_or_nothing)
+{
+    struct dn_kv_op ops[3];
+    struct dn_kv_op head;
+    uint64_t applied = 0;
+
+    cr_assert_eq(put(6, "x", "x3", KV_ABSENT, 3, NULL), 0);
+    cr_assert_eq(put(6, "y", "y4", KV_ABSENT, 4, NULL), 0);
+
+    /* The first op alone would succeed; the second's expectation is stale. */
+    ops[0] = txn_put("x", "new", 3, 3);
+    ops[1] = txn_put("y", "new", 3, 3);
+    ops[2] = txn_put("z", "new", 3, KV_ABSENT);
+    head = apply_txn(6, 10, ops, 3);
+    cr_assert_eq(head.status, CAIRN_ECONFLICT, "got %s", cairn_strerror(head.status));
+    cr_assert_eq(head.result, 4, "a conflict answers the failing record's current version");
+    expect_record(6, "x", "x3", 3);
+    expect_record(6, "y", "y4", 4);
+    expect_absent(6, "z");
+    cr_assert_eq(dn_kv_applied_get(kv, 6, &applied), 0);
+    cr_assert_eq(applied, 10);
+
+    /* A delete of an absent record fails the txn too. */
+    ops[0] = txn_put("x", "new", 3, 3);
+    ops[1] = txn_del("nope", KV_ANY);
+    head = apply_txn(6, 11, ops, 2);
+    cr_assert_eq(head.status, CAIRN_ENOENT, "got %s", cairn_strerror(head.status));
+    cr_assert_eq(head.result, 0);
+    expect_record(6, "x", "x3", 3);
+
+    /* A conditional delete that lost, behind a create that would have won. */
+    ops[0] = txn_put("z", "new", 3, KV_ABSENT);
+    ops[1] = txn_del("y", 3);
+    head = apply_txn(6, 12, ops, 2);
+    cr_assert_eq(head.status, CAIRN_ECONFLICT);
+    cr_assert_eq(head.result, 4);
+    expect_absent(6, "z");
+    expect_record(6, "y", "y4", 4);
+
+    /* A create of a record that exists (expect absent) fails the txn. */
+    ops[0] = txn_del("y", 4);
+    ops[1] = txn_put("x", "dup", 3, KV_ABSENT);
+    head = apply_txn(6, 13, ops, 2);
+    cr_assert_eq(head.status, CAIRN_ECONFLICT);
+    cr_assert_eq(head.result, 3);
+    expect_record(6, "y", "y4", 4);
+    reopen();
+    expect_record(6, "x", "x3", 3);
+    expect_absent(6, "z");
+}
+
+/* Shapes the store refuses whole: nothing of them is applied, even the ops that were fine. */
+Test(kv, txn_refuses_bad_shapes)
+{
+    struct dn_kv_op ops[KV_TXN_MAX + 1], head;
+    char keys[KV_TXN_MAX + 1][8];
+    uint8_t lanes[5 * 8] = {0};
+
+    /* The same key twice (the ops' conditions would each hold alone). */
+    ops[0] = txn_put("d", "1", 1, KV_ABSENT);
+    ops[1] = txn_put("e", "1", 1, KV_ABSENT);
+    ops[2] = txn_put("d", "2", 1, KV_ANY);
+    head = apply_txn(6, 10, ops, 3);
+    cr_assert_eq(head.status, CAIRN_EINVAL, "duplicate keys: %s", cairn_strerror(head.status));
+    expect_absent(6, "d");
+    expect_absent(6, "e");
+
+    /* More than KV_TXN_MAX ops. */
+    for (unsigned i = 0; i <= KV_TXN_MAX; i++) {
+        snprintf(keys[i], sizeof keys[i], "m%u", i);
+        ops[i] = txn_put(keys[i], "v", 1, KV_ABSENT);
+    }
+    head = apply_txn(6, 11, ops, KV_TXN_MAX + 1);
+    cr_assert_eq(head.status, CAIRN_EINVAL, "%u ops: %s", KV_TXN_MAX + 1,
+                 cairn_strerror(head.status));
+    for (unsigned i = 0; i <= KV_TXN_MAX; i++)
+        expect_absent(6, keys[i]);
+
+    /* No ops. */
+    head = apply_txn(6, 12, ops, 0);
+    cr_assert_eq(head.status, CAIRN_EINVAL, "no ops: %s", cairn_strerror(head.status));
+
+    /* A key of the store's own, behind a valid put. */
+    ops[0] = txn_put("ok", "1", 1, KV_ABSENT);
+    ops[1] = txn_put("\xffS12345678", "x", 1, KV_ANY);
+    head = apply_txn(6, 13, ops, 2);
+    cr_assert_eq(head.status, CAIRN_EINVAL, "reserved key: %s", cairn_strerror(head.status));
+    expect_absent(6, "ok");
+
+    /* Stamps of a size that is not whole lanes, of no lanes, and of too many. */
+    cr_assert_eq(put(6, "rec", "0123456789abcdef0123456789abcdef0123456789", KV_ABSENT, 2, NULL),
+                 0);
+    ops[0] = txn_put("ok", "1", 1, KV_ABSENT);
+    ops[1] = txn_stamp("rec", lanes, 12, KV_ANY);
+    head = apply_txn(6, 14, ops, 2);
+    cr_assert_eq(head.status, CAIRN_EINVAL, "12-byte stamp: %s", cairn_strerror(head.status));
+    ops[1] = txn_stamp("rec", lanes, 0, KV_ANY);
+    head = apply_txn(6, 15, ops, 2);
+    cr_assert_eq(head.status, CAIRN_EINVAL, "empty stamp: %s", cairn_strerror(head.status));
+    ops[1] = txn_stamp("rec", lanes, 8 * (KV_STAMP_MAX + 1), KV_ANY);
+    head = apply_txn(6, 16, ops, 2);
+    cr_assert_eq(head.status, CAIRN_EINVAL, "%u-lane stamp: %s", KV_STAMP_MAX + 1,
+                 cairn_strerror(head.status));
+    expect_absent(6, "ok");
+    expect_record(6, "rec", "0123456789abcdef0123456789abcdef0123456789", 2);
+}
+
+/* A stamp raises each given lane to at least its value, leaves higher lanes and the rest of
+ * the value alone, and never lowers anything: stamps commute. */
+Test(kv, stamp_raises_lanes_and_keeps_the_rest)
+{
+    uint8_t rec[64], want[64], st[32];
+    size_t rl, wl;
+    struct dn_kv_op ops[2], head;
+
+    rl = lanes2(rec, 5, 9, "xyz");
+    cr_assert_eq(dn_kv_put(kv, 6, "dir", 3, rec, rl, KV_ABSENT, 3, NULL), 0);
+
+    lanes2(st, 7, 3, "");
+    ops[0] = txn_stamp("dir", st, 16, KV_ANY);
+    head = apply_txn(6, 10, ops, 1);
+    cr_assert_eq(head.status, 0, "stamp: %s", cairn_strerror(head.status));
+    cr_assert_eq(head.result, 10);
+    wl = lanes2(want, 7, 9, "xyz");
+    expect_bytes(6, "dir", want, wl, 10);
+
+    /* Lower than both lanes: nothing rises, nothing falls; the record still gets the index. */
+    lanes2(st, 1, 2, "");
+    head = apply_txn(6, 11, ops, 1);
+    cr_assert_eq(head.status, 0);
+    expect_bytes(6, "dir", want, wl, 11);
+
+    /* One lane only: the second is value bytes the stamp does not touch. */
+    be64_to(st, 100);
+    ops[0] = txn_stamp("dir", st, 8, KV_ANY);
+    head = apply_txn(6, 12, ops, 1);
+    cr_assert_eq(head.status, 0);
+    wl = lanes2(want, 100, 9, "xyz");
+    expect_bytes(6, "dir", want, wl, 12);
+
+    /* Lanes are unsigned: the top bit set is larger, not negative. */
+    lanes2(st, 1ull << 63, 8, "");
+    ops[0] = txn_stamp("dir", st, 16, KV_ANY);
+    head = apply_txn(6, 13, ops, 1);
+    cr_assert_eq(head.status, 0);
+    wl = lanes2(want, 1ull << 63, 9, "xyz");
+    expect_bytes(6, "dir", want, wl, 13);
+
+    /* A stamp's condition is checked like any op's, and a stamp goes with the rest. */
+    lanes2(st, UINT64_MAX, UINT64_MAX, "");
+    ops[0] = txn_put("child", "c", 1, KV_ABSENT);
+    ops[1] = txn_stamp("dir", st, 16, 12);
+    head = apply_txn(6, 14, ops, 2);
+    cr_assert_eq(head.status, CAIRN_ECONFLICT, "stale stamp: %s", cairn_strerror(head.status));
+    cr_assert_eq(head.result, 13);
+    expect_absent(6, "child");
+    expect_bytes(6, "dir", want, wl, 13);
+    ops[1] = txn_stamp("dir", st, 16, 13);
+    head = apply_txn(6, 15, ops, 2);
+    cr_assert_eq(head.status, 0, "stamp with child: %s", cairn_strerror(head.status));
+    expect_record(6, "child", "c", 15);
+    wl = lanes2(want, UINT64_MAX, UINT64_MAX, "xyz");
+    expect_bytes(6, "dir", want, wl, 15);
+
+    /* No record to stamp: the txn fails whole. */
+    ops[0] = txn_put("child2", "c", 1, KV_ABSENT);
+    ops[1] = txn_stamp("nodir", st, 16, KV_ANY);
+    head = apply_txn(6, 16, ops, 2);
+    cr_assert_eq(head.status, CAIRN_ENOENT, "stamp of nothing: %s", cairn_strerror(head.status));
+    cr_assert_eq(head.result, 0);
+    expect_absent(6, "child2");
+    expect_absent(6, "nodir");
+
+    /* Lanes beyond the record's value: refused, the record unchanged. */
+    be64_to(rec, 1);
+    cr_assert_eq(dn_kv_put(kv, 6, "short", 5, rec, 8, KV_ABSENT, 4, NULL), 0);
+    lanes2(st, 9, 9, "");
+    ops[1] = txn_stamp("short", st, 16, KV_ANY);
+    head = apply_txn(6, 17, ops, 2);
+    cr_assert_eq(head.status, CAIRN_EINVAL, "stamp past the value: %s",
+                 cairn_strerror(head.status));
+    expect_absent(6, "child2");
+    expect_bytes(6, "short", rec, 8, 4);
+    reopen();
+    expect_bytes(6, "dir", want, wl, 15);
+}
+
+/* A txn with a writer session is applied once: a copy answers the first copy's outcome and
+ * changes nothing, even across a restart and even when it could now succeed. */
+Test(kv, txn_sessions_apply_each_update_once)
+{
+    struct dn_kv_op ops[2], head;
+
+    ops[0] = txn_put("s", "one", 3, KV_ANY);
+    ops[1] = txn_put("t", "one", 3, KV_ANY);
+    head = (struct dn_kv_op){.client = 42, .seq = 7, .time_ms = 1000};
+    cr_assert_eq(dn_kv_round_apply_txn(kv, 3, 10, &head, ops, 2), 0);
+    cr_assert(!head.dup);
+    cr_assert_eq(head.status, 0);
+    cr_assert_eq(head.result, 10);
+    cr_assert_eq(dn_kv_round_commit(kv), 0);
+    reopen();
+
+    /* The copy would apply again (KV_ANY) if the session did not stop it. */
+    head = (struct dn_kv_op){.client = 42, .seq = 7, .time_ms = 1001};
+    cr_assert_eq(dn_kv_round_apply_txn(kv, 3, 11, &head, ops, 2), 0);
+    cr_assert(head.dup, "a copy of an applied txn must not apply again");
+    cr_assert_eq(head.status, 0);
+    cr_assert_eq(head.result, 10, "the copy answers with the first copy's version");
+    cr_assert_eq(dn_kv_round_commit(kv), 0);
+    expect_record(3, "s", "one", 10);
+    expect_record(3, "t", "one", 10);
+
+    /* A txn that lost: its copy reports the same conflict though it would win now. */
+    ops[0] = txn_put("s", "two", 3, 9);
+    ops[1] = txn_put("t", "two", 3, 10);
+    head = (struct dn_kv_op){.client = 42, .seq = 8, .time_ms = 1002};
+    cr_assert_eq(dn_kv_round_apply_txn(kv, 3, 12, &head, ops, 2), 0);
+    cr_assert_eq(head.status, CAIRN_ECONFLICT);
+    cr_assert_eq(head.result, 10);
+    ops[0] = txn_put("s", "two", 3, 10);
+    head = (struct dn_kv_op){.client = 42, .seq = 8, .time_ms = 1003};
+    cr_assert_eq(dn_kv_round_apply_txn(kv, 3, 13, &head, ops, 2), 0);
+    cr_assert(head.dup);
+    cr_assert_eq(head.status, CAIRN_ECONFLICT);
+    cr_assert_eq(head.result, 10);
+
+    /* An older copy is dropped; the next update applies. */
+    head = (struct dn_kv_op){.client = 42, .seq = 6, .time_ms = 1004};
+    cr_assert_eq(dn_kv_round_apply_txn(kv, 3, 14, &head, ops, 2), 0);
+    cr_assert(head.dup);
+    cr_assert_eq(head.status, CAIRN_ECANCELED);
+    head = (struct dn_kv_op){.client = 42, .seq = 9, .time_ms = 1005};
+    cr_assert_eq(dn_kv_round_apply_txn(kv, 3, 15, &head, ops, 2), 0);
+    cr_assert(!head.dup);
+    cr_assert_eq(head.status, 0, "next txn: %s", cairn_strerror(head.status));
+    cr_assert_eq(dn_kv_round_commit(kv), 0);
+    expect_record(3, "s", "two", 15);
+    expect_record(3, "t", "two", 15);
+
+    /* Sessions of single ops and of txns are one sequence per writer. */
+    struct dn_kv_op op = session_op("s", "three", KV_ANY, 42, 9, 1006);
+
+    cr_assert_eq(dn_kv_round_apply(kv, 3, 16, &op), 0);
+    cr_assert(op.dup, "a single op with a txn's seq is a copy of it");
+    cr_assert_eq(dn_kv_round_commit(kv), 0);
+    expect_record(3, "s", "two", 15);
 }

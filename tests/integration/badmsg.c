@@ -5,8 +5,11 @@
  *
  * Part of test_bad_input.py, which starts the cluster and afterwards checks every D-node is
  * still alive.  Here: broken framing must be dropped (no reply address) without harming the
- * server; well-framed requests with bad contents must get the right error status; after all
- * of it, a fragment round trip and a ping still work.  Exits 0 when every check held.
+ * server; well-framed requests with bad contents must get the right error status; malformed
+ * all-or-nothing updates (OP_KV_TXN) are refused whole, sent to the shard's leader with the
+ * current map so that only their shape stops them, and a valid one still works after them;
+ * after all of it, a fragment round trip and a ping still work.  Exits 0 when every check
+ * held.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,7 @@
 #include <sys/random.h>
 
 #include "common/cairn.h"
+#include "dnode/kv.h" /* KV_TXN_MAX, KV_RESERVED: the limits the D-node enforces */
 #include "ec/ec.h"
 #include "transport/tp.h"
 
@@ -31,6 +35,7 @@ static int failures;
 
 static struct tp_ctx *ctx;
 static uint64_t peer;
+static const char *peer_addr;
 
 /* Issue req and return the D-node's status (or the transport error). */
 static int call(Cairn__Request *req, const void *payload, uint32_t len, void *rbuf, uint32_t rlen)
@@ -216,6 +221,330 @@ static void bad_requests(void)
     free(buf);
 }
 
+/* ---- all-or-nothing updates ---- */
+
+static Cairn__ClusterMap *map;
+static uint64_t lead;        /* the peer the next shard call goes to: the last leader seen */
+static size_t lead_at;       /* its place in map->nodes */
+static uint64_t session;     /* our writer session, for the valid updates */
+static uint64_t session_seq; /* its last update's number */
+
+struct answer {
+    uint64_t version;
+    uint32_t len; /* payload bytes in the caller's buffer */
+};
+
+/* A shard request (its epoch set here) to the group's leader, following the D-nodes' leader
+ * hints.  Retried on ENOTLEADER and EAGAIN only: mostly nothing was done then, and where a
+ * write may still land the valid ones carry our session, so a retry is a copy of it.
+ * Returns the D-node's status or the transport error. */
+static int kv_call(Cairn__Request *req, const void *payload, uint32_t len, void *rbuf,
+                   uint32_t rlen, struct answer *a)
+{
+    req->epoch = map->epoch;
+    for (int attempt = 0; attempt < 400; attempt++) {
+        struct tp_sync s;
+        uint64_t hint = 0;
+        int rc = tp_call_sync(ctx, lead, req, payload, len, rbuf, rlen, &s);
+
+        if (!rc) {
+            rc = s.status ? s.status : s.resp->status;
+            if (s.resp) {
+                hint = s.resp->leader;
+                if (a) {
+                    a->version = s.resp->version;
+                    a->len = s.resp->payload_len;
+                }
+            }
+        }
+        tp_sync_fini(&s);
+        if (rc != CAIRN_ENOTLEADER && rc != CAIRN_EAGAIN)
+            return rc;
+        if (rc == CAIRN_ENOTLEADER) {
+            /* to the leader it names, else to the next D-node (this one may not even be in
+             * the group) */
+            size_t next = (lead_at + 1) % map->n_nodes;
+
+            for (size_t i = 0; hint && i < map->n_nodes; i++)
+                if (map->nodes[i]->id == hint)
+                    next = i;
+            if (tp_peer_add(ctx, map->nodes[next]->addr, &lead) == 0)
+                lead_at = next;
+        }
+        tp_ctx_wait(ctx, 20);
+    }
+    return CAIRN_ETIMEDOUT;
+}
+
+static Cairn__KvOp sub(Cairn__Op op, const char *key, const void *val, size_t vlen,
+                       uint64_t expect)
+{
+    Cairn__KvOp o = CAIRN__KV_OP__INIT;
+
+    o.op = op;
+    o.key.data = (uint8_t *)key;
+    o.key.len = strlen(key);
+    o.value.data = (uint8_t *)val;
+    o.value.len = vlen;
+    o.expect = expect;
+    return o;
+}
+
+/* Send t (n ops in subs) as one OP_KV_TXN to shard; session: as a writer session's next
+ * update (a retry of the last one if again). */
+static int txn_send(uint32_t shard, Cairn__KvOp *t, Cairn__KvOp *subs, size_t n, bool in_session,
+                    bool again, struct answer *a)
+{
+    Cairn__KvOp *ptrs[KV_TXN_MAX + 2];
+    Cairn__Request req;
+    uint8_t buf[8192];
+    size_t len;
+
+    for (size_t i = 0; i < n; i++)
+        ptrs[i] = &subs[i];
+    t->ops = ptrs;
+    t->n_ops = n;
+    len = cairn__kv_op__get_packed_size(t);
+    if (len > sizeof buf)
+        exit(1);
+    cairn__kv_op__pack(t, buf);
+    t->ops = NULL;
+    t->n_ops = 0;
+    cairn__request__init(&req);
+    req.op = CAIRN__OP__OP_KV_TXN;
+    req.shard = shard;
+    if (in_session) {
+        req.client = session;
+        req.seq = again ? session_seq : ++session_seq;
+    }
+    return kv_call(&req, buf, (uint32_t)len, NULL, 0, a);
+}
+
+/* Record key of shard: its status, version and value (in val, up to cap bytes). */
+static int kv_get(uint32_t shard, const char *key, void *val, uint32_t cap, struct answer *a)
+{
+    Cairn__Request req;
+
+    cairn__request__init(&req);
+    req.op = CAIRN__OP__OP_KV_GET;
+    req.shard = shard;
+    req.key.data = (uint8_t *)key;
+    req.key.len = strlen(key);
+    memset(a, 0, sizeof *a);
+    return kv_call(&req, NULL, 0, val, cap, a);
+}
+
+static bool get_map(void)
+{
+    Cairn__Request req;
+    struct tp_sync s;
+    uint8_t *buf = malloc(1u << 20);
+    int rc;
+
+    if (!buf)
+        exit(1);
+    cairn__request__init(&req);
+    req.op = CAIRN__OP__OP_MAP_GET;
+    rc = tp_call_sync(ctx, peer, &req, NULL, 0, buf, 1u << 20, &s);
+    if (!rc)
+        rc = s.status ? s.status : s.resp->status;
+    if (!rc)
+        map = cairn__cluster_map__unpack(NULL, s.resp->payload_len, buf);
+    tp_sync_fini(&s);
+    free(buf);
+    CHECK(map && map->shards, "MAP_GET: %s", cairn_strerror(rc));
+    return map && map->shards;
+}
+
+static void bad_txns(void)
+{
+    enum { MAXK = 24 };
+    char keys[MAXK][40], ff[12] = {(char)KV_RESERVED, 'S', '1', '2', '3', '4', '5', '6', '7', '8'};
+    char absent[MAXK][40];
+    Cairn__KvOp t, subs[KV_TXN_MAX + 2], nested[1], *nestp[1];
+    uint8_t junk[64], lanes[16] = {0}, rec[19], back[64];
+    struct answer a;
+    uint32_t shard, tag;
+    uint64_t v1, v2;
+    unsigned na = 0;
+    int rc;
+
+    if (!get_map())
+        return;
+    if (getrandom(&tag, sizeof tag, 0) != sizeof tag ||
+        getrandom(&session, sizeof session, 0) != sizeof session)
+        exit(1);
+    session |= 1; /* 0 is no session */
+    shard = tag % map->shards;
+    lead = peer;
+    lead_at = 0;
+    for (size_t i = 0; i < map->n_nodes; i++)
+        if (strcmp(map->nodes[i]->addr, peer_addr) == 0)
+            lead_at = i;
+    for (unsigned i = 0; i < MAXK; i++)
+        snprintf(keys[i], sizeof keys[i], "txn-%08x-%u", tag, i);
+#define BAD(what, ...)                                                                         \
+    do {                                                                                       \
+        rc = (__VA_ARGS__);                                                                    \
+        CHECK(rc == CAIRN_EINVAL, "KV_TXN %s: %s, want EINVAL", what, cairn_strerror(rc));     \
+    } while (0)
+#define ABSENT(k) snprintf(absent[na++], sizeof absent[0], "%s", (k))
+
+    /* Payloads that are not a txn at all. */
+    {
+        Cairn__Request req;
+
+        memset(junk, 0xff, sizeof junk);
+        cairn__request__init(&req);
+        req.op = CAIRN__OP__OP_KV_TXN;
+        req.shard = shard;
+        BAD("garbage payload", kv_call(&req, junk, sizeof junk, NULL, 0, NULL));
+        BAD("empty payload", kv_call(&req, NULL, 0, NULL, 0, NULL));
+    }
+    cairn__kv_op__init(&t);
+    t.op = CAIRN__OP__OP_KV_PUT; /* a single put dressed as a txn */
+    t.key.data = (uint8_t *)keys[0];
+    t.key.len = strlen(keys[0]);
+    t.value.data = (uint8_t *)"v";
+    t.value.len = 1;
+    BAD("of a put", txn_send(shard, &t, subs, 0, false, false, NULL));
+    ABSENT(keys[0]);
+
+    cairn__kv_op__init(&t);
+    t.op = CAIRN__OP__OP_KV_TXN;
+    BAD("with no ops", txn_send(shard, &t, subs, 0, false, false, NULL));
+
+    for (unsigned i = 0; i <= KV_TXN_MAX; i++)
+        subs[i] = sub(CAIRN__OP__OP_KV_PUT, keys[1 + i], "v", 1, 0);
+    BAD("of KV_TXN_MAX + 1 ops", txn_send(shard, &t, subs, KV_TXN_MAX + 1, false, false, NULL));
+    ABSENT(keys[1]);
+    ABSENT(keys[1 + KV_TXN_MAX]);
+    /* (keys[1..9] are used up: the next cases start at 10) */
+
+    subs[0] = sub(CAIRN__OP__OP_KV_PUT, keys[10], "a", 1, 0);
+    subs[1] = sub(CAIRN__OP__OP_KV_PUT, keys[11], "b", 1, 0);
+    subs[2] = sub(CAIRN__OP__OP_KV_PUT, keys[10], "c", 1, UINT64_MAX);
+    BAD("with a key twice", txn_send(shard, &t, subs, 3, false, false, NULL));
+    ABSENT(keys[10]);
+    ABSENT(keys[11]);
+
+    subs[0] = sub(CAIRN__OP__OP_KV_PUT, keys[12], "a", 1, 0);
+    subs[1] = sub(CAIRN__OP__OP_KV_PUT, ff, "b", 1, UINT64_MAX);
+    BAD("with a reserved key", txn_send(shard, &t, subs, 2, false, false, NULL));
+    ABSENT(keys[12]);
+    subs[1] = sub(CAIRN__OP__OP_KV_PUT, "", "b", 1, UINT64_MAX);
+    BAD("with an empty key", txn_send(shard, &t, subs, 2, false, false, NULL));
+
+    /* A txn inside a txn, and ops hung under a put. */
+    nested[0] = sub(CAIRN__OP__OP_KV_PUT, keys[14], "n", 1, 0);
+    nestp[0] = &nested[0];
+    subs[0] = sub(CAIRN__OP__OP_KV_PUT, keys[13], "a", 1, 0);
+    cairn__kv_op__init(&subs[1]);
+    subs[1].op = CAIRN__OP__OP_KV_TXN;
+    subs[1].ops = nestp;
+    subs[1].n_ops = 1;
+    BAD("nested in a txn", txn_send(shard, &t, subs, 2, false, false, NULL));
+    subs[1] = sub(CAIRN__OP__OP_KV_PUT, keys[15], "b", 1, 0);
+    subs[1].ops = nestp;
+    subs[1].n_ops = 1;
+    BAD("with ops under a put", txn_send(shard, &t, subs, 2, false, false, NULL));
+    ABSENT(keys[13]);
+    ABSENT(keys[14]);
+    ABSENT(keys[15]);
+
+    /* Stamps are whole lanes; deletes carry no value. */
+    subs[0] = sub(CAIRN__OP__OP_KV_PUT, keys[16], "0123456789abcdef", 16, 0);
+    subs[1] = sub(CAIRN__OP__OP_KV_STAMP, keys[17], lanes, 12, UINT64_MAX);
+    BAD("with a 12-byte stamp", txn_send(shard, &t, subs, 2, false, false, NULL));
+    subs[1] = sub(CAIRN__OP__OP_KV_STAMP, keys[17], lanes, 0, UINT64_MAX);
+    BAD("with an empty stamp", txn_send(shard, &t, subs, 2, false, false, NULL));
+    subs[1] = sub(CAIRN__OP__OP_KV_DEL, keys[17], "x", 1, UINT64_MAX);
+    BAD("with a value on a delete", txn_send(shard, &t, subs, 2, false, false, NULL));
+    subs[1] = sub(CAIRN__OP__OP_KV_GET, keys[17], NULL, 0, 0);
+    BAD("with a get in it", txn_send(shard, &t, subs, 2, false, false, NULL));
+    ABSENT(keys[16]);
+
+    /* Session fields are the D-node's to set from the request, never the payload's. */
+    subs[0] = sub(CAIRN__OP__OP_KV_PUT, keys[18], "a", 1, 0);
+    t.client = 7;
+    t.seq = 1;
+    BAD("with client and seq in the payload", txn_send(shard, &t, subs, 1, false, false, NULL));
+    t.client = t.seq = 0;
+    t.time_ms = 1;
+    BAD("with time_ms in the payload", txn_send(shard, &t, subs, 1, false, false, NULL));
+    t.time_ms = 0;
+    subs[0].client = 7;
+    subs[0].seq = 1;
+    BAD("with a session on an op", txn_send(shard, &t, subs, 1, false, false, NULL));
+    ABSENT(keys[18]);
+
+    /* The map group holds the map alone. */
+    subs[0] = sub(CAIRN__OP__OP_KV_PUT, keys[19], "a", 1, 0);
+    BAD("to the map group", txn_send(UINT32_MAX, &t, subs, 1, false, false, NULL));
+    ABSENT(keys[19]);
+    subs[0] = sub(CAIRN__OP__OP_KV_PUT, "map", "a", 1, UINT64_MAX);
+    BAD("of the map record", txn_send(UINT32_MAX, &t, subs, 1, false, false, NULL));
+
+    /* A valid txn still works: two creates, then a delete and a stamp, each one entry. */
+    memset(rec, 0, sizeof rec);
+    rec[7] = 5;
+    rec[15] = 9;
+    memcpy(rec + 16, "xyz", 3);
+    subs[0] = sub(CAIRN__OP__OP_KV_PUT, keys[20], "one", 3, 0);
+    subs[1] = sub(CAIRN__OP__OP_KV_PUT, keys[21], rec, sizeof rec, 0);
+    memset(&a, 0, sizeof a);
+    rc = txn_send(shard, &t, subs, 2, true, false, &a);
+    CHECK(rc == 0 && a.version > 0, "valid KV_TXN after bad ones: %s", cairn_strerror(rc));
+    v1 = a.version;
+    rc = kv_get(shard, keys[20], back, sizeof back, &a);
+    CHECK(rc == 0 && a.version == v1 && a.len == 3 && memcmp(back, "one", 3) == 0,
+          "txn's first put: %s, version %llu of %llu", cairn_strerror(rc),
+          (unsigned long long)a.version, (unsigned long long)v1);
+    rc = kv_get(shard, keys[21], back, sizeof back, &a);
+    CHECK(rc == 0 && a.version == v1 && a.len == sizeof rec, "txn's second put: %s",
+          cairn_strerror(rc));
+
+    lanes[7] = 7;
+    lanes[15] = 3;
+    subs[0] = sub(CAIRN__OP__OP_KV_DEL, keys[20], NULL, 0, v1);
+    subs[1] = sub(CAIRN__OP__OP_KV_STAMP, keys[21], lanes, 16, v1);
+    rc = txn_send(shard, &t, subs, 2, true, false, &a);
+    CHECK(rc == 0 && a.version > v1, "KV_TXN delete and stamp: %s", cairn_strerror(rc));
+    v2 = a.version;
+    /* Its copy (a retry of the same seq) answers the same and applies nothing again. */
+    memset(&a, 0, sizeof a);
+    rc = txn_send(shard, &t, subs, 2, true, true, &a);
+    CHECK(rc == 0 && a.version == v2, "copy of a KV_TXN: %s, version %llu of %llu",
+          cairn_strerror(rc), (unsigned long long)a.version, (unsigned long long)v2);
+    rc = kv_get(shard, keys[20], back, sizeof back, &a);
+    CHECK(rc == CAIRN_ENOENT, "txn's delete: %s", cairn_strerror(rc));
+    rec[7] = 7; /* lane 1 raised to 7, lane 2 kept at 9, the tail kept */
+    rc = kv_get(shard, keys[21], back, sizeof back, &a);
+    CHECK(rc == 0 && a.version == v2 && a.len == sizeof rec && memcmp(back, rec, sizeof rec) == 0,
+          "stamped record: %s, version %llu of %llu", cairn_strerror(rc),
+          (unsigned long long)a.version, (unsigned long long)v2);
+
+    /* A stale condition fails it whole, and the answer names the current version. */
+    subs[0] = sub(CAIRN__OP__OP_KV_PUT, keys[22], "new", 3, 0);
+    subs[1] = sub(CAIRN__OP__OP_KV_DEL, keys[21], NULL, 0, v1);
+    rc = txn_send(shard, &t, subs, 2, true, false, &a);
+    CHECK(rc == CAIRN_ECONFLICT && a.version == v2, "stale KV_TXN: %s, version %llu of %llu",
+          cairn_strerror(rc), (unsigned long long)a.version, (unsigned long long)v2);
+    ABSENT(keys[22]);
+
+    /* Nothing of the refused ones is anywhere. */
+    for (unsigned i = 0; i < na; i++) {
+        rc = kv_get(shard, absent[i], back, sizeof back, &a);
+        CHECK(rc == CAIRN_ENOENT, "%s after a refused KV_TXN: %s", absent[i], cairn_strerror(rc));
+    }
+    rc = kv_get(UINT32_MAX, keys[19], back, sizeof back, &a);
+    CHECK(rc == CAIRN_ENOENT, "%s in the map group: %s", keys[19], cairn_strerror(rc));
+#undef BAD
+#undef ABSENT
+    cairn__cluster_map__free_unpacked(map, NULL);
+    map = NULL;
+}
+
 static void still_serving(void)
 {
     uint8_t *buf = aligned_alloc(CAIRN_BLOCK, 65536), *back = aligned_alloc(CAIRN_BLOCK, 65536);
@@ -256,12 +585,14 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg.provider = getenv("CAIRN_FABRIC_PROVIDER");
+    peer_addr = argv[1];
     if (tp_ctx_create(&cfg, &ctx) || tp_peer_add(ctx, argv[1], &peer)) {
         fprintf(stderr, "badmsg: cannot reach %s\n", argv[1]);
         return 1;
     }
     raw_junk();
     bad_requests();
+    bad_txns();
     raw_junk();
     still_serving();
     tp_ctx_destroy(ctx);

@@ -2,7 +2,8 @@
  * Namespace tests against three real D-nodes (2+1: two replicas per record; replication
  * itself is tested in test_rec.c): inodes, the two forms of a directory entry, mkdir
  * (idempotent, refused over a file, safe when two C-nodes race), directory listings in S3 key
- * order with paging over deleted entries, users, multipart uploads and their per-bucket index,
+ * order with paging over deleted entries, entries made and removed together with their inode
+ * and the directory's stamp, inode times, users, multipart uploads and their per-bucket index,
  * parts, cluster secrets, and the rules for a valid name.
  */
 #include <criterion/criterion.h>
@@ -254,6 +255,220 @@ Test(ns, racing_mkdirs_agree)
         cr_assert_eq(meta_lookup(cl, META_ROOT_INO, name, strlen(name), &ino, &type), 0);
         cr_assert_eq(ino, r[0].ino[i], "%s: the entry names another directory", name);
     }
+}
+
+/* ---- entries made and removed with their inode (meta_entry_create / _remove) ---- */
+
+static uint32_t shard_of_ino(uint64_t ino)
+{
+    return meta_rec_shard(cl, meta_shard_of_u64(ino));
+}
+
+/* Assert ino's times (from its record's header) and return its version. */
+static uint64_t expect_times(uint64_t ino, int64_t mtime, int64_t ctime)
+{
+    Cairn__Inode *in = NULL;
+    uint64_t ver = 0;
+    int rc = meta_inode_get(cl, ino, &in, &ver);
+
+    cr_assert_eq(rc, 0, "inode %llu: %s", (unsigned long long)ino, cairn_strerror(rc));
+    cr_assert_eq(in->mtime_ns, mtime, "mtime %lld, want %lld", (long long)in->mtime_ns,
+                 (long long)mtime);
+    cr_assert_eq(in->ctime_ns, ctime, "ctime %lld, want %lld", (long long)in->ctime_ns,
+                 (long long)ctime);
+    cairn__inode__free_unpacked(in, NULL);
+    return ver;
+}
+
+static void file_inode(Cairn__Inode *in, uint64_t parent)
+{
+    cairn__inode__init(in);
+    in->type = CAIRN__FILE_TYPE__FT_FILE;
+    in->mode = 0644;
+    in->size = 3;
+    in->parent = parent;
+    in->btime_ns = in->mtime_ns = in->ctime_ns = 12345;
+}
+
+/* A new directory and a time later than both of its own. */
+static uint64_t new_dir(const char *name, int64_t *later)
+{
+    Cairn__Inode *in = NULL;
+    uint64_t dir = 0;
+
+    cr_assert_eq(meta_mkdir(cl, META_ROOT_INO, name, strlen(name), true, 0, &dir), 0);
+    cr_assert_eq(meta_inode_get(cl, dir, &in, NULL), 0);
+    *later = (in->mtime_ns > in->ctime_ns ? in->mtime_ns : in->ctime_ns) + 1000000000;
+    cairn__inode__free_unpacked(in, NULL);
+    return dir;
+}
+
+/* The inode and its entry are one update in the directory's shard, with the directory's
+ * stamp: they carry one version, and a stamp only ever raises the directory's times. */
+Test(ns, entry_create_makes_inode_entry_and_stamp_together)
+{
+    Cairn__Inode in, *got = NULL;
+    Cairn__Dirent nd = CAIRN__DIRENT__INIT, nd2 = CAIRN__DIRENT__INIT, *d = NULL;
+    uint64_t dir, ino = 0, ino2 = 0, dv = 0, iv = 0, dirv;
+    int64_t t1;
+    int rc;
+
+    dir = new_dir("ec", &t1);
+    file_inode(&in, dir);
+    nd.type = CAIRN__FILE_TYPE__FT_FILE;
+    nd.size = 3;
+    rc = meta_entry_create(cl, dir, "f", 1, &nd, 0, &in, t1, &ino);
+    cr_assert_eq(rc, 0, "create: %s", cairn_strerror(rc));
+    cr_assert_eq(nd.ino, ino, "the entry names another number than the one returned");
+    cr_assert_eq(shard_of_ino(ino), shard_of_ino(dir), "the inode is not in its directory's shard");
+
+    cr_assert_eq(meta_dirent_get(cl, dir, "f", 1, false, &d, &dv), 0);
+    cr_assert(d->ino == ino && d->type == CAIRN__FILE_TYPE__FT_FILE && d->size == 3);
+    cairn__dirent__free_unpacked(d, NULL);
+    cr_assert_eq(meta_inode_get(cl, ino, &got, &iv), 0);
+    cr_assert(got->type == CAIRN__FILE_TYPE__FT_FILE && got->mode == 0644 && got->size == 3 &&
+              got->parent == dir);
+    cr_assert(got->mtime_ns == 12345 && got->ctime_ns == 12345 && got->btime_ns == 12345);
+    cairn__inode__free_unpacked(got, NULL);
+    cr_assert_eq(dv, iv, "entry and inode written by different updates");
+    dirv = expect_times(dir, t1, t1);
+    cr_assert_eq(dirv, dv, "the directory's stamp was not part of the update");
+    cr_assert_eq(meta_inode_get(cl, dir, &got, NULL), 0);
+    cr_assert(got->type == CAIRN__FILE_TYPE__FT_DIR && got->parent == META_ROOT_INO &&
+              got->explicit_dir, "the stamp changed more than the times");
+    cairn__inode__free_unpacked(got, NULL);
+
+    /* An older stamp lowers nothing; a newer one raises both. */
+    cr_assert_eq(meta_dir_stamp(cl, dir, t1 - 500000000), 0);
+    expect_times(dir, t1, t1);
+    cr_assert_eq(meta_dir_stamp(cl, dir, t1 + 7), 0);
+    expect_times(dir, t1 + 7, t1 + 7);
+
+    /* The same name again: the entry exists, so no inode, entry change or stamp lands. */
+    file_inode(&in, dir);
+    nd2.type = CAIRN__FILE_TYPE__FT_FILE;
+    rc = meta_entry_create(cl, dir, "f", 1, &nd2, 0, &in, t1 + 100, &ino2);
+    cr_assert_eq(rc, CAIRN_ECONFLICT, "second create: %s", cairn_strerror(rc));
+    cr_assert(nd2.ino != 0 && nd2.ino != ino, "no fresh number was tried");
+    cr_assert_eq(meta_inode_get(cl, nd2.ino, &got, NULL), CAIRN_ENOENT,
+                 "a failed create left its inode");
+    cr_assert_eq(meta_dirent_get(cl, dir, "f", 1, false, &d, &iv), 0);
+    cr_assert_eq(d->ino, ino);
+    cr_assert_eq(iv, dv);
+    cairn__dirent__free_unpacked(d, NULL);
+    expect_times(dir, t1 + 7, t1 + 7);
+
+    /* No directory to stamp: nothing is made. */
+    cairn__dirent__init(&nd2);
+    nd2.type = CAIRN__FILE_TYPE__FT_FILE;
+    rc = meta_entry_create(cl, 0x7e57d1e, "g", 1, &nd2, 0, &in, t1, &ino2);
+    cr_assert_eq(rc, CAIRN_ENOENT, "create in a missing directory: %s", cairn_strerror(rc));
+    cr_assert_eq(meta_inode_get(cl, nd2.ino, &got, NULL), CAIRN_ENOENT);
+    cr_assert_eq(meta_dirent_get(cl, 0x7e57d1e, "g", 1, false, &d, NULL), CAIRN_ENOENT);
+    cr_assert_eq(meta_dir_stamp(cl, 0x7e57d1e, t1), CAIRN_ENOENT);
+}
+
+/* A remove takes entry and inode together, with their versions as conditions, and stamps the
+ * directory; an inode elsewhere than the directory's shard is not its to take. */
+Test(ns, entry_remove_takes_both_or_nothing)
+{
+    Cairn__Inode in, *got = NULL;
+    Cairn__Dirent nd = CAIRN__DIRENT__INIT, *d = NULL;
+    uint64_t dir, ino = 0, other = 0, dv = 0, iv = 0, ov = 0, oiv = 0, v = 0;
+    int64_t t1;
+    int rc;
+
+    dir = new_dir("er", &t1);
+    file_inode(&in, dir);
+    nd.type = CAIRN__FILE_TYPE__FT_FILE;
+    cr_assert_eq(meta_entry_create(cl, dir, "f", 1, &nd, 0, &in, t1, &ino), 0);
+    cr_assert_eq(meta_dirent_get(cl, dir, "f", 1, false, &d, &dv), 0);
+    cairn__dirent__free_unpacked(d, NULL);
+    cr_assert_eq(meta_inode_get(cl, ino, &got, &iv), 0);
+    cairn__inode__free_unpacked(got, NULL);
+
+    /* A stale inode version, or the other form of the name: nothing goes, nothing stamped. */
+    rc = meta_entry_remove(cl, dir, "f", 1, false, dv, ino, iv + 1, t1 + 50);
+    cr_assert_eq(rc, CAIRN_ECONFLICT, "stale inode: %s", cairn_strerror(rc));
+    rc = meta_entry_remove(cl, dir, "f", 1, true, dv, ino, iv, t1 + 50);
+    cr_assert_eq(rc, CAIRN_ENOENT, "directory form of a file: %s", cairn_strerror(rc));
+    cr_assert_eq(meta_dirent_get(cl, dir, "f", 1, false, &d, &v), 0);
+    cairn__dirent__free_unpacked(d, NULL);
+    cr_assert_eq(v, dv);
+    cr_assert_eq(meta_inode_get(cl, ino, &got, &v), 0);
+    cairn__inode__free_unpacked(got, NULL);
+    cr_assert_eq(v, iv);
+    expect_times(dir, t1, t1);
+
+    rc = meta_entry_remove(cl, dir, "f", 1, false, dv, ino, iv, t1 + 100);
+    cr_assert_eq(rc, 0, "remove: %s", cairn_strerror(rc));
+    cr_assert_eq(meta_dirent_get(cl, dir, "f", 1, false, &d, NULL), CAIRN_ENOENT);
+    cr_assert_eq(meta_inode_get(cl, ino, &got, NULL), CAIRN_ENOENT);
+    expect_times(dir, t1 + 100, t1 + 100);
+
+    /* An inode made the old way, in another shard than the directory's. */
+    file_inode(&in, dir);
+    for (int i = 0; i < 200 && !other; i++) {
+        cr_assert_eq(meta_inode_create(cl, &in, &other), 0);
+        if (shard_of_ino(other) == shard_of_ino(dir)) {
+            cr_assert_eq(meta_inode_del(cl, other, META_ANY), 0);
+            other = 0;
+        }
+    }
+    cr_assert_neq(other, 0, "every inode landed in the directory's shard");
+    put_dirent(dir, "o", other, CAIRN__FILE_TYPE__FT_FILE);
+    cr_assert_eq(meta_dirent_get(cl, dir, "o", 1, false, &d, &ov), 0);
+    cairn__dirent__free_unpacked(d, NULL);
+    cr_assert_eq(meta_inode_get(cl, other, &got, &oiv), 0);
+    cairn__inode__free_unpacked(got, NULL);
+    rc = meta_entry_remove(cl, dir, "o", 1, false, ov, other, oiv, t1 + 200);
+    cr_assert_eq(rc, CAIRN_ENOTSUP, "inode in another shard: %s", cairn_strerror(rc));
+    cr_assert_eq(meta_dirent_get(cl, dir, "o", 1, false, &d, &v), 0);
+    cr_assert_eq(d->ino, other);
+    cairn__dirent__free_unpacked(d, NULL);
+    cr_assert_eq(v, ov);
+    cr_assert_eq(meta_inode_get(cl, other, &got, &v), 0);
+    cairn__inode__free_unpacked(got, NULL);
+    cr_assert_eq(v, oiv);
+    expect_times(dir, t1 + 100, t1 + 100);
+}
+
+/* Times live in the record's header as sign-flipped lanes: any time round-trips, and a stamp
+ * orders times as numbers, across zero too (a raw two's-complement lane would not). */
+Test(ns, inode_times_round_trip_and_stamps_order_across_zero)
+{
+    Cairn__Inode in = CAIRN__INODE__INIT, *got = NULL, *outs[1];
+    uint64_t ino = 0, v = 0;
+    int rcs[1];
+
+    in.type = CAIRN__FILE_TYPE__FT_DIR;
+    in.mtime_ns = -1234567890123;
+    in.ctime_ns = INT64_MAX;
+    in.btime_ns = -1;
+    cr_assert_eq(meta_inode_create(cl, &in, &ino), 0);
+    cr_assert_eq(meta_inode_get(cl, ino, &got, &v), 0);
+    cr_assert(got->mtime_ns == -1234567890123 && got->ctime_ns == INT64_MAX &&
+              got->btime_ns == -1, "times %lld %lld %lld", (long long)got->mtime_ns,
+              (long long)got->ctime_ns, (long long)got->btime_ns);
+    cr_assert_eq(got->type, CAIRN__FILE_TYPE__FT_DIR);
+    got->mtime_ns = INT64_MIN;
+    got->ctime_ns = -1;
+    cr_assert_eq(meta_inode_put(cl, ino, got, v, NULL), 0);
+    cairn__inode__free_unpacked(got, NULL);
+    expect_times(ino, INT64_MIN, -1);
+    meta_inode_get_many(cl, 1, &ino, outs, rcs);
+    cr_assert_eq(rcs[0], 0);
+    cr_assert(outs[0]->mtime_ns == INT64_MIN && outs[0]->ctime_ns == -1,
+              "a batched get read other times");
+    cairn__inode__free_unpacked(outs[0], NULL);
+
+    /* Among negatives, then across zero, then back below it. */
+    cr_assert_eq(meta_dir_stamp(cl, ino, -1000000000), 0);
+    expect_times(ino, -1000000000, -1);
+    cr_assert_eq(meta_dir_stamp(cl, ino, 3), 0);
+    expect_times(ino, 3, 3);
+    cr_assert_eq(meta_dir_stamp(cl, ino, -7), 0);
+    expect_times(ino, 3, 3);
 }
 
 /* A directory number whose entries share a shard with the next directory's, so that a

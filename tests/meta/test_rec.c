@@ -216,6 +216,192 @@ Test(rec, limits)
     free(big);
 }
 
+/* ---- all-or-nothing updates ---- */
+
+#define TXN_SHARD 11u /* the shard key of every record the txn tests touch */
+
+static struct meta_op op_put(const char *key, uint64_t expect, const char *val)
+{
+    return (struct meta_op){.kind = META_OP_PUT, .key = key, .klen = strlen(key),
+                            .expect = expect, .val = val, .len = (uint32_t)strlen(val)};
+}
+
+static struct meta_op op_del(const char *key, uint64_t expect)
+{
+    return (struct meta_op){.kind = META_OP_DEL, .key = key, .klen = strlen(key),
+                            .expect = expect};
+}
+
+/* Assert the record key of TXN_SHARD is len bytes of val at version ver (val NULL: absent). */
+static void assert_txn_record(struct cl_cluster *v, const char *key, const void *val,
+                              uint32_t len, uint64_t ver)
+{
+    struct meta_rec r;
+    int rc = meta_rec_get(v, TXN_SHARD, key, strlen(key), &r);
+
+    if (!val) {
+        cr_assert_eq(rc, CAIRN_ENOENT, "%s: %s, want ENOENT", key, cairn_strerror(rc));
+    } else {
+        cr_assert_eq(rc, 0, "%s: %s", key, cairn_strerror(rc));
+        cr_assert_eq(r.len, len, "%s: length %u, want %u", key, r.len, len);
+        cr_assert(memcmp(r.val, val, len) == 0, "%s: value differs", key);
+    }
+    cr_assert_eq(r.version, ver, "%s: version %llu, want %llu", key, (unsigned long long)r.version,
+                 (unsigned long long)ver);
+    free(r.val);
+}
+
+static void assert_txn_str(struct cl_cluster *v, const char *key, const char *val, uint64_t ver)
+{
+    assert_txn_record(v, key, val, val ? (uint32_t)strlen(val) : 0, ver);
+}
+
+/* A txn is one log entry: every record it writes has the entry's version, every replica
+ * applies it (the leader's death loses none of it), and one failing condition anywhere in it
+ * applies none of it. */
+Test(rec, txn_applies_all_or_nothing_on_every_replica)
+{
+    struct cl_cluster *v2;
+    struct meta_op ops[3];
+    uint64_t vc = 0, v = 0, vx = 0;
+    int leader;
+    int rc;
+
+    cr_assert_eq(meta_rec_put(cl, TXN_SHARD, "t-c", 3, 0, "c0", 2, &vc), 0);
+    ops[0] = op_put("t-a", 0, "A");
+    ops[1] = op_put("t-b", 0, "B");
+    ops[2] = op_del("t-c", vc);
+    rc = meta_rec_txn(cl, TXN_SHARD, ops, 3, &v);
+    cr_assert_eq(rc, 0, "txn: %s", cairn_strerror(rc));
+    cr_assert_gt(v, vc, "versions must grow");
+    open_view(&v2);
+    assert_txn_str(v2, "t-a", "A", v);
+    assert_txn_str(v2, "t-b", "B", v);
+    assert_txn_str(v2, "t-c", NULL, 0);
+
+    /* The first op would succeed alone; the second expects a version t-b never had. */
+    ops[0] = op_put("t-a", v, "A2");
+    ops[1] = op_put("t-b", vc, "B2");
+    ops[2] = op_put("t-new", 0, "N");
+    vx = 0;
+    cr_assert_eq(meta_rec_txn(cl, TXN_SHARD, ops, 3, &vx), CAIRN_ECONFLICT);
+    assert_txn_str(v2, "t-a", "A", v);
+    assert_txn_str(v2, "t-b", "B", v);
+    assert_txn_str(v2, "t-new", NULL, 0);
+
+    /* A delete of an absent record is the txn's failure too. */
+    ops[1] = op_del("t-c", META_ANY);
+    cr_assert_eq(meta_rec_txn(cl, TXN_SHARD, ops, 3, NULL), CAIRN_ENOENT);
+    assert_txn_str(v2, "t-a", "A", v);
+    assert_txn_str(v2, "t-new", NULL, 0);
+
+    /* A create expecting absence where the record exists. */
+    ops[1] = op_put("t-b", 0, "again");
+    cr_assert_eq(meta_rec_txn(cl, TXN_SHARD, ops, 3, NULL), CAIRN_ECONFLICT);
+    assert_txn_str(v2, "t-new", NULL, 0);
+
+    /* The leader goes right after acknowledging a txn: the next leader has all of it. */
+    ops[0] = op_put("t-a", v, "A3");
+    ops[1] = op_del("t-b", v);
+    ops[2] = op_put("t-new", 0, "N");
+    rc = meta_rec_txn(cl, TXN_SHARD, ops, 3, &vx);
+    cr_assert_eq(rc, 0, "txn: %s", cairn_strerror(rc));
+    cr_assert_gt(vx, v);
+    leader = cl_cluster_leader_hint(cl, meta_rec_shard(cl, TXN_SHARD));
+    cr_assert_geq(leader, 0, "no leader known after a call");
+    cr_assert_eq(dcluster_kill(dc, (unsigned)leader), 0);
+    assert_txn_str(v2, "t-a", "A3", vx);
+    assert_txn_str(v2, "t-b", NULL, 0);
+    assert_txn_str(v2, "t-new", "N", vx);
+    cl_cluster_close(v2);
+}
+
+/* Stamps raise lanes through the cluster; refused shapes change nothing. */
+Test(rec, txn_stamps_and_limits)
+{
+    uint8_t rec[19], st[16], want[19], lane12[12] = {0};
+    struct meta_op ops[META_TXN_MAX + 1];
+    char keys[META_TXN_MAX + 1][8];
+    uint8_t *big = calloc(1, META_REC_MAX_VAL + 1);
+    uint64_t v0 = 0, v = 0;
+    int rc;
+
+    cr_assert_not_null(big);
+    /* lanes [5, 9] and a tail; stamp [7, 3]: [7, 9] and the tail */
+    memset(rec, 0, 16);
+    rec[7] = 5;
+    rec[15] = 9;
+    memcpy(rec + 16, "xyz", 3);
+    cr_assert_eq(meta_rec_put(cl, TXN_SHARD, "t-dir", 5, 0, rec, sizeof rec, &v0), 0);
+    memset(st, 0, sizeof st);
+    st[7] = 7;
+    st[15] = 3;
+    ops[0] = (struct meta_op){.kind = META_OP_STAMP, .key = "t-dir", .klen = 5,
+                              .expect = META_ANY, .val = st, .len = 16};
+    rc = meta_rec_txn(cl, TXN_SHARD, ops, 1, &v);
+    cr_assert_eq(rc, 0, "stamp: %s", cairn_strerror(rc));
+    cr_assert_gt(v, v0);
+    memcpy(want, rec, sizeof want);
+    want[7] = 7;
+    assert_txn_record(cl, "t-dir", want, sizeof want, v);
+    /* An older stamp, with a create beside it: the create lands, no lane falls. */
+    st[7] = 1;
+    st[15] = 1;
+    ops[1] = op_put("t-child", 0, "c");
+    cr_assert_eq(meta_rec_txn(cl, TXN_SHARD, ops, 2, &v), 0);
+    assert_txn_record(cl, "t-dir", want, sizeof want, v);
+    assert_txn_str(cl, "t-child", "c", v);
+    /* No record to stamp: the create beside it does not land. */
+    ops[0].key = "t-nodir";
+    ops[0].klen = 7;
+    ops[1] = op_put("t-child2", 0, "c");
+    cr_assert_eq(meta_rec_txn(cl, TXN_SHARD, ops, 2, NULL), CAIRN_ENOENT);
+    assert_txn_str(cl, "t-child2", NULL, 0);
+    /* More lanes than the record has. */
+    ops[0] = (struct meta_op){.kind = META_OP_STAMP, .key = "t-child", .klen = 7,
+                              .expect = META_ANY, .val = st, .len = 16};
+    cr_assert_eq(meta_rec_txn(cl, TXN_SHARD, ops, 2, NULL), CAIRN_EINVAL);
+    assert_txn_str(cl, "t-child2", NULL, 0);
+    assert_txn_str(cl, "t-child", "c", v);
+
+    /* Shapes: refused whole, whether the client or the D-node sees it first. */
+    ops[0] = op_put("t-x", 0, "1");
+    ops[1] = op_put("t-x", META_ANY, "2");
+    cr_assert_eq(meta_rec_txn(cl, TXN_SHARD, ops, 2, NULL), CAIRN_EINVAL, "duplicate keys");
+    ops[1] = op_put("\xffSession", META_ANY, "2");
+    cr_assert_eq(meta_rec_txn(cl, TXN_SHARD, ops, 2, NULL), CAIRN_EINVAL, "reserved key");
+    ops[1] = (struct meta_op){.kind = META_OP_STAMP, .key = "t-dir", .klen = 5,
+                              .expect = META_ANY, .val = lane12, .len = 12};
+    cr_assert_eq(meta_rec_txn(cl, TXN_SHARD, ops, 2, NULL), CAIRN_EINVAL, "12-byte stamp");
+    cr_assert_eq(meta_rec_txn(cl, TXN_SHARD, ops, 0, NULL), CAIRN_EINVAL, "no ops");
+    for (unsigned i = 0; i <= META_TXN_MAX; i++) {
+        snprintf(keys[i], sizeof keys[i], "t-m%u", i);
+        ops[i] = op_put(keys[i], 0, "v");
+    }
+    cr_assert_eq(meta_rec_txn(cl, TXN_SHARD, ops, META_TXN_MAX + 1, NULL), CAIRN_EINVAL,
+                 "%u ops", META_TXN_MAX + 1);
+    assert_txn_str(cl, "t-x", NULL, 0);
+    assert_txn_str(cl, keys[0], NULL, 0);
+    rc = meta_rec_txn(cl, TXN_SHARD, ops, META_TXN_MAX, &v);
+    cr_assert_eq(rc, 0, "%u ops: %s", META_TXN_MAX, cairn_strerror(rc));
+    assert_txn_str(cl, keys[META_TXN_MAX - 1], "v", v);
+
+    /* META_REC_MAX_VAL bytes of values in all travel in one entry; one more is refused. */
+    memset(big, 0x5a, META_REC_MAX_VAL + 1);
+    ops[0] = (struct meta_op){.key = "t-big1", .klen = 6, .val = big, .len = META_REC_MAX_VAL / 2};
+    ops[1] = (struct meta_op){.key = "t-big2", .klen = 6, .val = big,
+                              .len = META_REC_MAX_VAL - META_REC_MAX_VAL / 2};
+    rc = meta_rec_txn(cl, TXN_SHARD, ops, 2, &v);
+    cr_assert_eq(rc, 0, "txn of META_REC_MAX_VAL bytes: %s", cairn_strerror(rc));
+    assert_txn_record(cl, "t-big2", big, META_REC_MAX_VAL - META_REC_MAX_VAL / 2, v);
+    ops[0].key = "t-big3";
+    ops[1].key = "t-big4";
+    ops[1].len++;
+    cr_assert_eq(meta_rec_txn(cl, TXN_SHARD, ops, 2, NULL), CAIRN_ETOOBIG);
+    assert_txn_str(cl, "t-big3", NULL, 0);
+    free(big);
+}
+
 /* The keys of the scan test: "k00".."k29" in shard key 7. */
 static void scan_key(char *k, unsigned i)
 {
