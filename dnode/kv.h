@@ -41,6 +41,7 @@ struct dn_kv;
 #define KV_SESSION_TTL_MS (10u * 60u * 1000u) /* an idle writer session is forgotten after */
 #define KV_SESSION_SWEEP 1024u /* a shard looks for idle sessions every this many entries */
 #define KV_TXN_MAX 8u /* ops of one all-or-nothing update (dn_kv_round_apply_txn) */
+#define KV_MGET_MAX 64u /* keys of one KV_MGET request */
 
 /* One scanned record; key and value point into the result's own memory. */
 struct dn_kv_entry {

@@ -479,11 +479,13 @@ static struct cs_group *shard_group(struct dn_shards *s, struct tp_req *req,
 
     /* Bad input first: a clear error whatever the sender's epoch or our role. */
     if (h->key.len > KV_MAX_KEY || h->end_key.len > KV_MAX_KEY ||
-        (h->op != CAIRN__OP__OP_KV_SCAN && h->op != CAIRN__OP__OP_KV_TXN && h->key.len == 0) ||
+        (h->op != CAIRN__OP__OP_KV_SCAN && h->op != CAIRN__OP__OP_KV_TXN &&
+         h->op != CAIRN__OP__OP_KV_MGET && h->key.len == 0) ||
         (h->key.len && h->key.data[0] == KV_RESERVED) ||
         h->payload_len > (h->op == CAIRN__OP__OP_KV_PUT   ? KV_MAX_VALUE
                           : h->op == CAIRN__OP__OP_KV_TXN ? KV_MAX_VALUE + TXN_OVERHEAD
-                                                          : 0)) {
+                          : h->op == CAIRN__OP__OP_KV_MGET ? KV_MGET_MAX * (KV_MAX_KEY + 8u)
+                                                           : 0)) {
         reply(s, req, CAIRN_EINVAL, 0);
         return NULL;
     }
@@ -799,6 +801,72 @@ static void kv_get(struct dn_shards *s, struct tp_req *req, const Cairn__Request
     tp_reply(req, &resp, tp_req_payload(req), (uint32_t)len, NULL, NULL);
 }
 
+/* Several records of one shard in one answer (the same committed state: nothing commits
+ * while the loop thread answers). */
+static void kv_mget(struct dn_shards *s, struct tp_req *req, const Cairn__Request *h)
+{
+    Cairn__KvKeys *kk = cairn__kv_keys__unpack(NULL, h->payload_len, tp_req_payload(req));
+    Cairn__KvScanResult res = CAIRN__KV_SCAN_RESULT__INIT;
+    Cairn__KvEntry ents[KV_MGET_MAX], *ptrs[KV_MGET_MAX];
+    void *vals[KV_MGET_MAX] = {NULL};
+    Cairn__Response resp = CAIRN__RESPONSE__INIT;
+    size_t n = 0, cap, need;
+    int rc = CAIRN_EINVAL;
+    bool ok = kk && kk->n_keys > 0 && kk->n_keys <= KV_MGET_MAX;
+
+    for (size_t i = 0; ok && i < kk->n_keys; i++)
+        ok = kk->keys[i].len > 0 && kk->keys[i].len <= KV_MAX_KEY &&
+             kk->keys[i].data[0] != KV_RESERVED;
+    if (!ok)
+        goto out; /* bad input first: a clear error whatever our role */
+    rc = 0;
+    if (!read_allowed(s, req, h)) {
+        cairn__kv_keys__free_unpacked(kk, NULL);
+        return;
+    }
+    for (n = 0; n < kk->n_keys; n++) {
+        size_t len = 0;
+        uint64_t ver = 0;
+
+        cairn__kv_entry__init(&ents[n]);
+        rc = dn_kv_get(s->cfg.kv, h->shard, kk->keys[n].data, kk->keys[n].len, &vals[n], &len,
+                       &ver);
+        if (rc == CAIRN_ENOENT)
+            rc = 0;
+        if (rc)
+            goto out;
+        ents[n].key = kk->keys[n];
+        ents[n].value.data = vals[n];
+        ents[n].value.len = len;
+        ents[n].version = ver;
+        ptrs[n] = &ents[n];
+    }
+    res.entries = ptrs;
+    res.n_entries = n;
+    need = cairn__kv_scan_result__get_packed_size(&res);
+    cap = CAIRN_MIN(tp_req_buf_len(req) - TP_HDR_SLOT, h->reply_cap);
+    if (need > cap) {
+        resp.payload_needed = (uint32_t)need;
+        rc = CAIRN_ETOOBIG;
+        goto out;
+    }
+    need = cairn__kv_scan_result__pack(&res, tp_req_payload(req)); /* the keys were copied */
+    resp.epoch = dn_shards_epoch(s);
+    for (size_t i = 0; i < n; i++)
+        free(vals[i]);
+    cairn__kv_keys__free_unpacked(kk, NULL);
+    tp_reply(req, &resp, tp_req_payload(req), (uint32_t)need, NULL, NULL);
+    return;
+out:
+    for (size_t i = 0; i <= n && i < KV_MGET_MAX; i++)
+        free(vals[i]);
+    if (kk)
+        cairn__kv_keys__free_unpacked(kk, NULL);
+    resp.status = rc;
+    resp.epoch = dn_shards_epoch(s);
+    tp_reply(req, &resp, NULL, 0, NULL, NULL);
+}
+
 static void kv_scan(struct dn_shards *s, struct tp_req *req, const Cairn__Request *h)
 {
     Cairn__Response resp = CAIRN__RESPONSE__INIT;
@@ -914,6 +982,9 @@ bool dn_shards_serve(struct dn_shards *s, struct tp_req *req)
         return true;
     case CAIRN__OP__OP_KV_SCAN:
         kv_scan(s, req, h);
+        return true;
+    case CAIRN__OP__OP_KV_MGET:
+        kv_mget(s, req, h);
         return true;
     case CAIRN__OP__OP_MAP_GET:
         map_get(s, req);

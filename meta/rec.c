@@ -257,65 +257,155 @@ int meta_rec_get(struct cl_cluster *cl, uint32_t shard, const void *key, size_t 
     return get_at(cl, meta_rec_shard(cl, shard), key, klen, out);
 }
 
-/* Records per wave of meta_rec_get_many, and the answer buffer of each of its calls: room for
+/* Records per wave of meta_rec_get_many, and the answer room per record of its calls: room for
  * the usual record (an inode with inline bytes included); a larger one is read again alone. */
 #define MANY_WAVE 64u
 #define MANY_BUF (20u << 10)
 
+/* The gets of one wave that share a shard: one KV_GET, or one KV_MGET for several. */
+struct many_batch {
+    uint32_t shard;
+    unsigned count;
+    unsigned idx[MANY_WAVE]; /* into the wave */
+    struct call c;
+    uint8_t *keys; /* KV_MGET: the encoded KvKeys (owned) */
+};
+
+/* Hand an answered KV_MGET's records to its gets; false if the answer does not fit them. */
+static bool many_take(struct meta_get *wave, struct many_batch *b)
+{
+    Cairn__KvScanResult *res = cairn__kv_scan_result__unpack(NULL, b->c.len, b->c.buf);
+    bool ok = res && res->n_entries == b->count;
+
+    for (unsigned j = 0; ok && j < b->count; j++) {
+        const Cairn__KvEntry *e = res->entries[j];
+        struct meta_get *g = &wave[b->idx[j]];
+
+        ok = e->key.len == g->klen && memcmp(e->key.data, g->key, g->klen) == 0;
+    }
+    for (unsigned j = 0; ok && j < b->count; j++) {
+        const Cairn__KvEntry *e = res->entries[j];
+        struct meta_get *g = &wave[b->idx[j]];
+
+        g->rec.version = e->version;
+        if (e->version == 0) {
+            g->rc = CAIRN_ENOENT;
+            continue;
+        }
+        g->rec.val = malloc(e->value.len ? e->value.len : 1);
+        if (!g->rec.val) {
+            g->rc = CAIRN_ENOMEM;
+            continue;
+        }
+        memcpy(g->rec.val, e->value.data, e->value.len);
+        g->rec.len = (uint32_t)e->value.len;
+        g->rc = 0;
+    }
+    if (res)
+        cairn__kv_scan_result__free_unpacked(res, NULL);
+    return ok;
+}
+
+/* Issue a batch: its one record with KV_GET, or all of them with one KV_MGET. */
+static void many_issue(struct cl_cluster *cl, struct meta_get *wave, struct many_batch *b,
+                       unsigned *outstanding)
+{
+    unsigned turn = 0;
+    int node = target(cl, b->shard, &turn);
+    Cairn__Request req;
+    size_t len = 0;
+
+    b->c = (struct call){.outstanding = outstanding, .tstatus = CAIRN_ECANCELED};
+    if (node < 0)
+        return;
+    b->c.node = (unsigned)node;
+    b->c.cap = MANY_BUF * b->count;
+    if (b->count > 1) {
+        Cairn__KvKeys kk = CAIRN__KV_KEYS__INIT;
+        ProtobufCBinaryData keys[MANY_WAVE];
+
+        for (unsigned j = 0; j < b->count; j++)
+            keys[j] = (ProtobufCBinaryData){.len = wave[b->idx[j]].klen,
+                                            .data = (uint8_t *)wave[b->idx[j]].key};
+        kk.keys = keys;
+        kk.n_keys = b->count;
+        len = cairn__kv_keys__get_packed_size(&kk);
+        b->keys = malloc(len);
+        if (!b->keys)
+            return;
+        cairn__kv_keys__pack(&kk, b->keys);
+        b->c.cap = CAIRN_MIN(b->c.cap, (uint32_t)tp_ctx_max_payload(cl_cluster_tp(cl)));
+        req_init(&req, CAIRN__OP__OP_KV_MGET, b->shard, NULL, 0);
+    } else {
+        const struct meta_get *g = &wave[b->idx[0]];
+
+        req_init(&req, CAIRN__OP__OP_KV_GET, b->shard, g->key, g->klen);
+    }
+    b->c.buf = malloc(b->c.cap);
+    if (b->c.buf)
+        issue(cl, &b->c, &req, b->keys, (uint32_t)len);
+}
+
 void meta_rec_get_many(struct cl_cluster *cl, struct meta_get *gets, unsigned n)
 {
-    struct call *calls = calloc(CAIRN_MIN(n, MANY_WAVE), sizeof(*calls));
+    struct many_batch *batches = calloc(MANY_WAVE, sizeof(*batches));
 
     for (unsigned w = 0; w < n; w += MANY_WAVE) {
-        unsigned nw = CAIRN_MIN(n - w, MANY_WAVE), outstanding = 0;
+        unsigned nw = CAIRN_MIN(n - w, MANY_WAVE), nb = 0, outstanding = 0;
+        struct meta_get *wave = &gets[w];
+        bool done[MANY_WAVE] = {false};
 
-        /* First try: everything at once, each to the leader we know (or the first replica). */
-        for (unsigned j = 0; j < nw && calls; j++) {
-            struct meta_get *g = &gets[w + j];
-            struct call *c = &calls[j];
-            unsigned turn = 0;
+        /* First try: the wave's records grouped by shard, every group at once, each to the
+         * leader we know (or the first replica): one message per shard. */
+        for (unsigned j = 0; j < nw && batches; j++) {
+            struct meta_get *g = &wave[j];
             uint32_t shard;
-            Cairn__Request req;
-            int node;
+            unsigned b;
 
             memset(&g->rec, 0, sizeof(g->rec));
-            *c = (struct call){.outstanding = &outstanding, .cap = MANY_BUF,
-                               .tstatus = CAIRN_ECANCELED};
+            g->rc = CAIRN_ECANCELED;
             if (g->klen == 0 || g->klen > META_REC_MAX_KEY || !cl_cluster_shards(cl))
                 continue;
             shard = meta_rec_shard(cl, g->shard);
-            node = target(cl, shard, &turn);
-            c->buf = node >= 0 ? malloc(c->cap) : NULL;
-            if (!c->buf)
-                continue;
-            c->node = (unsigned)node;
-            req_init(&req, CAIRN__OP__OP_KV_GET, shard, g->key, g->klen);
-            issue(cl, c, &req, NULL, 0);
+            for (b = 0; b < nb && batches[b].shard != shard; b++)
+                ;
+            if (b == nb)
+                batches[nb++] = (struct many_batch){.shard = shard};
+            batches[b].idx[batches[b].count++] = j;
         }
+        for (unsigned b = 0; b < nb; b++)
+            many_issue(cl, wave, &batches[b], &outstanding);
         wait_calls(cl, &outstanding);
-        for (unsigned j = 0; j < nw; j++) {
-            struct meta_get *g = &gets[w + j];
-            struct call *c = calls ? &calls[j] : NULL;
+        for (unsigned b = 0; b < nb; b++) {
+            struct many_batch *x = &batches[b];
+            struct call *c = &x->c;
 
-            if (c && !c->tstatus) {
+            if (!c->tstatus) {
                 cl_cluster_note(cl, c->node, 0);
-                if (c->status == 0 || c->status == CAIRN_ENOENT || c->status == CAIRN_EINVAL) {
-                    cl_cluster_set_leader_hint(cl, meta_rec_shard(cl, g->shard), (int)c->node);
-                    g->rc = take(c, &g->rec);
-                    free(c->buf);
-                    continue;
+                if (x->count > 1 && c->status == 0 && many_take(wave, x)) {
+                    cl_cluster_set_leader_hint(cl, x->shard, (int)c->node);
+                    for (unsigned j = 0; j < x->count; j++)
+                        done[x->idx[j]] = true;
+                } else if (x->count == 1 && (c->status == 0 || c->status == CAIRN_ENOENT ||
+                                             c->status == CAIRN_EINVAL)) {
+                    cl_cluster_set_leader_hint(cl, x->shard, (int)c->node);
+                    wave[x->idx[0]].rc = take(c, &wave[x->idx[0]].rec);
+                    done[x->idx[0]] = true;
                 }
-            } else if (c && (c->tstatus == CAIRN_ETIMEDOUT || c->tstatus == CAIRN_EUNREACH)) {
+            } else if (c->tstatus == CAIRN_ETIMEDOUT || c->tstatus == CAIRN_EUNREACH) {
                 cl_cluster_note(cl, c->node, c->tstatus);
             }
-            /* Not the leader, not ready, no answer, or larger than the batch buffer: read it
-             * alone, following leaders. */
-            if (c)
-                free(c->buf);
-            g->rc = meta_rec_get(cl, g->shard, g->key, g->klen, &g->rec);
+            free(c->buf);
+            free(x->keys);
         }
+        /* Not the leader, not ready, no answer, or larger than the batch's room: read those
+         * alone, following leaders. */
+        for (unsigned j = 0; j < nw; j++)
+            if (!done[j])
+                wave[j].rc = meta_rec_get(cl, wave[j].shard, wave[j].key, wave[j].klen,
+                                          &wave[j].rec);
     }
-    free(calls);
+    free(batches);
 }
 
 /* Sends of one update before it is reported unknown. */

@@ -545,6 +545,103 @@ static void bad_txns(void)
     map = NULL;
 }
 
+static int mget_send(uint32_t shard, const void *payload, size_t len, void *rbuf, uint32_t cap,
+                     struct answer *a)
+{
+    Cairn__Request req;
+
+    cairn__request__init(&req);
+    req.op = CAIRN__OP__OP_KV_MGET;
+    req.shard = shard;
+    return kv_call(&req, payload, (uint32_t)len, rbuf, cap, a);
+}
+
+static int mget_keys(uint32_t shard, char (*keys)[40], const size_t *lens, size_t n, void *rbuf,
+                     uint32_t cap, struct answer *a)
+{
+    Cairn__KvKeys kk = CAIRN__KV_KEYS__INIT;
+    ProtobufCBinaryData b[KV_MGET_MAX + 2];
+    uint8_t buf[(KV_MGET_MAX + 2) * 48];
+
+    for (size_t i = 0; i < n; i++)
+        b[i] = (ProtobufCBinaryData){.len = lens ? lens[i] : strlen(keys[i]),
+                                     .data = (uint8_t *)keys[i]};
+    kk.keys = b;
+    kk.n_keys = n;
+    return mget_send(shard, buf, cairn__kv_keys__pack(&kk, buf), rbuf, cap, a);
+}
+
+/* KV_MGET: malformed key lists are refused (a clear error, whatever the peer's role), and a
+ * valid one answers every key, absent ones with version 0, in the order asked. */
+static void bad_mgets(void)
+{
+    char keys[KV_MGET_MAX + 2][40];
+    size_t lens[KV_MGET_MAX + 2];
+    uint8_t junk[64], *back = malloc(1u << 20);
+    struct answer a;
+    uint32_t shard, tag;
+    Cairn__KvScanResult *res;
+    int rc;
+
+    if (!back || !get_map())
+        exit(1);
+    if (getrandom(&tag, sizeof tag, 0) != sizeof tag)
+        exit(1);
+    shard = tag % map->shards;
+    for (unsigned i = 0; i < KV_MGET_MAX + 2; i++) {
+        snprintf(keys[i], sizeof keys[i], "mget-%08x-%u", tag, i);
+        lens[i] = strlen(keys[i]);
+    }
+#define BADM(what, ...)                                                                        \
+    do {                                                                                       \
+        rc = (__VA_ARGS__);                                                                    \
+        CHECK(rc == CAIRN_EINVAL, "KV_MGET %s: %s, want EINVAL", what, cairn_strerror(rc));    \
+    } while (0)
+    memset(junk, 0xff, sizeof junk);
+    BADM("garbage", mget_send(shard, junk, sizeof junk, back, 1u << 20, &a));
+    BADM("no payload", mget_send(shard, NULL, 0, back, 1u << 20, &a));
+    BADM("too many keys", mget_keys(shard, keys, NULL, KV_MGET_MAX + 1, back, 1u << 20, &a));
+    lens[1] = 0;
+    BADM("an empty key", mget_keys(shard, keys, lens, 3, back, 1u << 20, &a));
+    lens[1] = strlen(keys[1]);
+    keys[2][0] = (char)KV_RESERVED;
+    BADM("a reserved key", mget_keys(shard, keys, NULL, 3, back, 1u << 20, &a));
+    snprintf(keys[2], sizeof keys[2], "mget-%08x-%u", tag, 2);
+    BADM("beyond the shards", mget_keys(map->shards + 5, keys, NULL, 2, back, 1u << 20, &a));
+#undef BADM
+    /* A valid one: key 1 written, keys 0 and 2 absent; the answer in the order asked. */
+    {
+        Cairn__KvOp t = CAIRN__KV_OP__INIT, subs[1];
+
+        t.op = CAIRN__OP__OP_KV_TXN;
+        subs[0] = sub(CAIRN__OP__OP_KV_PUT, keys[1], "one", 3, 0);
+        rc = txn_send(shard, &t, subs, 1, false, false, &a);
+        CHECK(rc == 0, "KV_TXN before KV_MGET: %s", cairn_strerror(rc));
+    }
+    rc = mget_keys(shard, keys, NULL, 3, back, 1u << 20, &a);
+    res = rc ? NULL : cairn__kv_scan_result__unpack(NULL, a.len, back);
+    CHECK(res && res->n_entries == 3, "KV_MGET of 3: %s", cairn_strerror(rc));
+    for (size_t i = 0; res && i < res->n_entries && i < 3; i++) {
+        const Cairn__KvEntry *e = res->entries[i];
+
+        CHECK(e->key.len == strlen(keys[i]) && memcmp(e->key.data, keys[i], e->key.len) == 0,
+              "KV_MGET entry %zu is another key", i);
+        if (i == 1)
+            CHECK(e->version && e->value.len == 3 && memcmp(e->value.data, "one", 3) == 0,
+                  "KV_MGET: the written key");
+        else
+            CHECK(e->version == 0 && e->value.len == 0, "KV_MGET: an absent key");
+    }
+    if (res)
+        cairn__kv_scan_result__free_unpacked(res, NULL);
+    /* An answer that does not fit the room given: too big, nothing half-sent. */
+    rc = mget_keys(shard, keys, NULL, 3, back, 8, &a);
+    CHECK(rc == CAIRN_ETOOBIG, "KV_MGET into 8 bytes: %s", cairn_strerror(rc));
+    free(back);
+    cairn__cluster_map__free_unpacked(map, NULL);
+    map = NULL;
+}
+
 static void still_serving(void)
 {
     uint8_t *buf = aligned_alloc(CAIRN_BLOCK, 65536), *back = aligned_alloc(CAIRN_BLOCK, 65536);
@@ -593,6 +690,7 @@ int main(int argc, char **argv)
     raw_junk();
     bad_requests();
     bad_txns();
+    bad_mgets();
     raw_junk();
     still_serving();
     tp_ctx_destroy(ctx);

@@ -528,6 +528,58 @@ Test(rec, get_many_matches_single_gets)
     free(large);
 }
 
+/* Many records of one shard go as one KV_MGET: present, absent and deleted ones answer as
+ * single gets do, in the caller's order, and an answer too large for one message (many large
+ * records) is read again record by record. */
+Test(rec, get_many_of_one_shard_matches_single_gets)
+{
+    enum { N = 48, BIG = 200000 };
+    struct meta_get g[N];
+    char keys[N][24];
+    uint8_t *large = malloc(BIG);
+    uint64_t ver;
+
+    cr_assert_not_null(large);
+    for (unsigned round = 0; round < 2; round++) {
+        for (unsigned i = 0; i < N; i++) {
+            snprintf(keys[i], sizeof(keys[i]), "one%u-%u", round, i);
+            if (i % 4 == 1)
+                continue; /* never written */
+            if (round == 1 && i % 4 == 2) {
+                /* 12 of 200 kB: more than one message can answer */
+                memset(large, (int)i, BIG);
+                cr_assert_eq(meta_rec_put(cl, 7, keys[i], strlen(keys[i]), 0, large, BIG, NULL),
+                             0);
+                continue;
+            }
+            cr_assert_eq(meta_rec_put(cl, 7, keys[i], strlen(keys[i]), 0, keys[i],
+                                      (uint32_t)strlen(keys[i]), &ver),
+                         0);
+            if (i % 4 == 3)
+                cr_assert_eq(meta_rec_del(cl, 7, keys[i], strlen(keys[i]), ver), 0);
+        }
+        for (unsigned i = 0; i < N; i++)
+            g[N - 1 - i] = (struct meta_get){.shard = 7, .key = keys[i], .klen = strlen(keys[i])};
+        meta_rec_get_many(cl, g, N);
+        for (unsigned i = 0; i < N; i++) {
+            struct meta_get *x = &g[N - 1 - i];
+            struct meta_rec r;
+            int rc = meta_rec_get(cl, 7, keys[i], strlen(keys[i]), &r);
+
+            cr_assert_eq(x->rc, rc, "%s: batch %d, single %d", keys[i], x->rc, rc);
+            cr_assert_eq(x->rec.version, r.version, "%s: version", keys[i]);
+            cr_assert_eq(x->rec.len, r.len, "%s: length", keys[i]);
+            cr_assert(r.len == 0 || memcmp(x->rec.val, r.val, r.len) == 0, "%s: value", keys[i]);
+            cr_assert_eq(rc, i % 4 == 1 || i % 4 == 3 ? CAIRN_ENOENT : 0, "%s", keys[i]);
+            if (round == 1 && i % 4 == 2)
+                cr_assert_eq(r.len, (uint32_t)BIG);
+            free(r.val);
+            free(x->rec.val);
+        }
+    }
+    free(large);
+}
+
 Test(rec, acknowledged_record_survives_kill9_of_every_replica)
 {
     unsigned set[MAP_MAX_REPLICAS];
