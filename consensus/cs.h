@@ -15,7 +15,9 @@
  *     node before the writes it depends on are durable: outgoing messages and the callbacks
  *     libraft waits for are released by cs_node_flush() after the commit.  So a vote is never
  *     sent before it is on disk and a follower never acknowledges entries it could still
- *     lose.  A proposal's result goes out once its entry is committed (durable on a
+ *     lose.  A leader's AppendEntries are the exception: they leave before the commit, so
+ *     followers write while the leader does (the leader counts itself toward a majority only
+ *     once its own append is durable; Raft thesis 10.2.1).  A proposal's result goes out once its entry is committed (durable on a
  *     majority) and applied, before the commit that makes the applied state durable: a crash
  *     then only replays the entry from the log, so a client is still never told of an
  *     update a crash could undo, and nothing reads the store before that commit (reads come

@@ -61,6 +61,7 @@ struct pending {
 
 struct out_msg {
     struct out_msg *next;
+    bool early; /* a leader's AppendEntries: may leave before the round's commit */
     uint64_t to;
     struct cs_group *g;
     struct cs_wire_out w;
@@ -545,6 +546,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
         return RAFT_NOMEM;
     }
     o->to = msg->server_id;
+    o->early = msg->type == RAFT_IO_APPEND_ENTRIES;
     o->g = g;
     o->req = req;
     o->cb = cb;
@@ -1485,15 +1487,13 @@ static void emit(struct cs_node *n, uint64_t to, Cairn__RaftMsg **msgs, size_t c
 
 /* Send what the round made: one batch per destination, in the order the messages were
  * made, split where a batch would pass max_msg. */
-static void send_all(struct cs_node *n)
+/* Send the messages of list, batched per peer. */
+static void send_list(struct cs_node *n, struct out_msg *list)
 {
-    struct out_msg *list = n->out;
     struct out_msg **v = NULL;
     Cairn__RaftMsg **msgs = NULL;
     size_t cap = 0;
 
-    n->out = NULL;
-    n->out_tail = &n->out;
     while (list) {
         uint64_t to = list->to;
         size_t count = 0, k = 0, bytes = 16;
@@ -1555,6 +1555,41 @@ static void send_all(struct cs_node *n)
     free(msgs);
 }
 
+static void send_all(struct cs_node *n)
+{
+    struct out_msg *list = n->out;
+
+    n->out = NULL;
+    n->out_tail = &n->out;
+    send_list(n, list);
+}
+
+/* A leader's AppendEntries leave before the round's commit: the entries they carry are in
+ * the leader's log whether or not its own copy is durable yet, and the leader counts itself
+ * toward a majority only once its own append completed (after the commit), so followers
+ * write their copies while the leader writes its own (Raft thesis, 10.2.1) and an update
+ * waits for one commit less.  Votes, vote requests and acknowledgements still wait. */
+static void send_early(struct cs_node *n)
+{
+    struct out_msg *early = NULL, **etail = &early, **pp = &n->out;
+
+    while (*pp) {
+        struct out_msg *o = *pp;
+
+        if (!o->early) {
+            pp = &o->next;
+            continue;
+        }
+        *pp = o->next;
+        o->next = NULL;
+        *etail = o;
+        etail = &o->next;
+    }
+    n->out_tail = pp;
+    if (early)
+        send_list(n, early);
+}
+
 void cs_node_flush(struct cs_node *n)
 {
     if (n->in_flush)
@@ -1562,6 +1597,7 @@ void cs_node_flush(struct cs_node *n)
     n->in_flush = true;
     submit_waiting(n);
     for (;;) {
+        send_early(n);
         if (n->dirty) {
             int rc = n->host.commit(n->host.arg);
             if (rc)
