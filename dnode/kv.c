@@ -917,38 +917,6 @@ static int session_sweep(struct dn_kv *kv, MDB_txn *txn, uint32_t shard, uint64_
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : from_mdb(rc, "session sweep");
 }
 
-int dn_kv_round_apply(struct dn_kv *kv, uint32_t group, uint64_t index, struct dn_kv_op *op)
-{
-    MDB_txn *txn = NULL;
-    int rc = round_txn(kv, &txn);
-
-    if (rc)
-        return rc;
-    op->shard = group;
-    op->new_version = index;
-    op->dup = false;
-    op->result = 0;
-    if (op->client) {
-        rc = session_check(kv, txn, op);
-        if (rc)
-            return rc;
-    }
-    if (!op->dup) {
-        rc = apply_in_txn(kv, txn, op);
-        if (rc)
-            return rc;
-        op->result = op->status == CAIRN_ECONFLICT ? op->cur_version
-                     : op->status == 0 && op->kind == DN_KV_PUT ? index
-                                                                 : 0;
-        if (op->client && (rc = session_put(kv, txn, op, index)) != 0)
-            return rc;
-    }
-    if (op->time_ms && index % KV_SESSION_SWEEP == 0 &&
-        (rc = session_sweep(kv, txn, group, op->time_ms)) != 0)
-        return rc;
-    return applied_put(kv, group, index);
-}
-
 /* All of ops or none: every condition is checked first, against the state before any of them
  * (the keys are distinct, so no op's condition depends on another's write). */
 static int txn_apply(struct dn_kv *kv, MDB_txn *txn, uint32_t group, uint64_t index,
@@ -993,11 +961,13 @@ static int txn_apply(struct dn_kv *kv, MDB_txn *txn, uint32_t group, uint64_t in
     return 0;
 }
 
-int dn_kv_round_apply_txn(struct dn_kv *kv, uint32_t group, uint64_t index, struct dn_kv_op *head,
-                          struct dn_kv_op *ops, size_t n)
+/* One update at index in the round, under head's session: ops[0..n) all or nothing if txn,
+ * else head alone (ops == head, n == 1). */
+static int round_update(struct dn_kv *kv, uint32_t group, uint64_t index, struct dn_kv_op *head,
+                        struct dn_kv_op *ops, size_t n, bool txn)
 {
-    MDB_txn *txn = NULL;
-    int rc = round_txn(kv, &txn);
+    MDB_txn *t = NULL;
+    int rc = round_txn(kv, &t);
 
     if (rc)
         return rc;
@@ -1005,18 +975,37 @@ int dn_kv_round_apply_txn(struct dn_kv *kv, uint32_t group, uint64_t index, stru
     head->new_version = index;
     head->dup = false;
     head->result = 0;
-    if (head->client && (rc = session_check(kv, txn, head)) != 0)
+    if (head->client && (rc = session_check(kv, t, head)) != 0)
         return rc;
     if (!head->dup) {
-        if ((rc = txn_apply(kv, txn, group, index, head, ops, n)) != 0)
+        if (txn) {
+            rc = txn_apply(kv, t, group, index, head, ops, n);
+        } else {
+            rc = apply_in_txn(kv, t, head);
+            head->result = head->status == CAIRN_ECONFLICT                  ? head->cur_version
+                           : head->status == 0 && head->kind == DN_KV_PUT ? index
+                                                                          : 0;
+        }
+        if (rc)
             return rc;
-        if (head->client && (rc = session_put(kv, txn, head, index)) != 0)
+        if (head->client && (rc = session_put(kv, t, head, index)) != 0)
             return rc;
     }
     if (head->time_ms && index % KV_SESSION_SWEEP == 0 &&
-        (rc = session_sweep(kv, txn, group, head->time_ms)) != 0)
+        (rc = session_sweep(kv, t, group, head->time_ms)) != 0)
         return rc;
     return applied_put(kv, group, index);
+}
+
+int dn_kv_round_apply(struct dn_kv *kv, uint32_t group, uint64_t index, struct dn_kv_op *op)
+{
+    return round_update(kv, group, index, op, op, 1, false);
+}
+
+int dn_kv_round_apply_txn(struct dn_kv *kv, uint32_t group, uint64_t index, struct dn_kv_op *head,
+                          struct dn_kv_op *ops, size_t n)
+{
+    return round_update(kv, group, index, head, ops, n, true);
 }
 
 int dn_kv_round_applied(struct dn_kv *kv, uint32_t group, uint64_t index)

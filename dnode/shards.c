@@ -583,13 +583,41 @@ static bool map_write_ok(const struct dn_shards *s, struct tp_req *req, const Ca
     return ok;
 }
 
+/* Propose update op (the request's session and the leader's clock set here) for req, which
+ * is answered when it is applied.  op may point into the request: it is encoded before the
+ * request's buffer goes back. */
+static void propose_update(struct dn_shards *s, struct cs_group *g, struct tp_req *req,
+                           const Cairn__Request *h, Cairn__KvOp *op)
+{
+    struct write_wait *w;
+    uint8_t *cmd;
+    size_t len;
+
+    op->client = h->client;
+    op->seq = h->seq;
+    op->time_ms = (uint64_t)(cairn_wall_ns() / 1000000);
+    len = cairn__kv_op__get_packed_size(op);
+    cmd = malloc(len ? len : 1);
+    w = calloc(1, sizeof *w);
+    if (cmd && w) {
+        cairn__kv_op__pack(op, cmd);
+        w->later = tp_req_later(req); /* the request buffer goes back now */
+    }
+    if (!cmd || !w || !w->later) {
+        free(cmd);
+        free(w);
+        reply(s, req, CAIRN_ENOMEM, 0);
+        return;
+    }
+    w->s = s;
+    propose(s, g, cmd, len, write_done, w);
+    free(cmd);
+}
+
 static void kv_write(struct dn_shards *s, struct tp_req *req, const Cairn__Request *h)
 {
     struct cs_group *g;
     Cairn__KvOp op = CAIRN__KV_OP__INIT;
-    struct write_wait *w;
-    uint8_t *cmd;
-    size_t len;
 
     if (h->shard == MAP_GROUP && s->map && !map_write_ok(s, req, h)) {
         reply(s, req, CAIRN_EINVAL, 0); /* bad input first, whoever leads */
@@ -602,29 +630,11 @@ static void kv_write(struct dn_shards *s, struct tp_req *req, const Cairn__Reque
     op.op = h->op;
     op.key = h->key;
     op.expect = h->expect_version;
-    op.client = h->client;
-    op.seq = h->seq;
-    op.time_ms = (uint64_t)(cairn_wall_ns() / 1000000);
     if (h->op == CAIRN__OP__OP_KV_PUT) {
         op.value.data = tp_req_payload(req);
         op.value.len = h->payload_len;
     }
-    len = cairn__kv_op__get_packed_size(&op);
-    cmd = malloc(len ? len : 1);
-    w = calloc(1, sizeof *w);
-    if (cmd && w) {
-        cairn__kv_op__pack(&op, cmd); /* op points into the request: copy it out first */
-        w->later = tp_req_later(req); /* the request buffer goes back now */
-    }
-    if (!cmd || !w || !w->later) {
-        free(cmd);
-        free(w);
-        reply(s, req, CAIRN_ENOMEM, 0);
-        return;
-    }
-    w->s = s;
-    propose(s, g, cmd, len, write_done, w);
-    free(cmd);
+    propose_update(s, g, req, h, &op);
 }
 
 /* Is an all-or-nothing update well formed?  1..KV_TXN_MAX puts, deletes and stamps of
@@ -662,9 +672,6 @@ static void kv_txn(struct dn_shards *s, struct tp_req *req, const Cairn__Request
 {
     Cairn__KvOp *t = cairn__kv_op__unpack(NULL, h->payload_len, tp_req_payload(req));
     struct cs_group *g;
-    struct write_wait *w = NULL;
-    uint8_t *cmd = NULL;
-    size_t len;
 
     if (!t || !txn_ok(t) || h->shard == MAP_GROUP) {
         if (t)
@@ -673,30 +680,9 @@ static void kv_txn(struct dn_shards *s, struct tp_req *req, const Cairn__Request
         return;
     }
     g = leader_group(s, req, h);
-    if (!g) {
-        cairn__kv_op__free_unpacked(t, NULL);
-        return;
-    }
-    t->client = h->client;
-    t->seq = h->seq;
-    t->time_ms = (uint64_t)(cairn_wall_ns() / 1000000);
-    len = cairn__kv_op__get_packed_size(t);
-    cmd = malloc(len);
-    w = calloc(1, sizeof *w);
-    if (cmd && w) {
-        cairn__kv_op__pack(t, cmd);
-        w->later = tp_req_later(req);
-    }
+    if (g)
+        propose_update(s, g, req, h, t);
     cairn__kv_op__free_unpacked(t, NULL);
-    if (!cmd || !w || !w->later) {
-        free(cmd);
-        free(w);
-        reply(s, req, CAIRN_ENOMEM, 0);
-        return;
-    }
-    w->s = s;
-    propose(s, g, cmd, len, write_done, w);
-    free(cmd);
 }
 
 /* Reads go to a leader holding its lease (cs_group_read_ok); the answer is the last commit,

@@ -288,6 +288,19 @@ int map_build(const struct map_params *p, const struct map_node_info *nodes, uns
     return assemble(p, nodes, n, 1, NULL, 0, buf, len);
 }
 
+/* The nodes of m as assemble() takes them, with room for extra more (calloc'd; the strings
+ * are m's). */
+static struct map_node_info *nodes_of(const Cairn__ClusterMap *m, size_t extra)
+{
+    struct map_node_info *all = calloc(m->n_nodes + extra, sizeof *all);
+
+    for (size_t i = 0; all && i < m->n_nodes; i++)
+        all[i] = (struct map_node_info){.id = m->nodes[i]->id, .addr = m->nodes[i]->addr,
+                                        .host = m->nodes[i]->host, .rack = m->nodes[i]->rack,
+                                        .state = m->nodes[i]->state};
+    return all;
+}
+
 int map_add_node(const Cairn__ClusterMap *old, const struct map_node_info *node,
                  uint8_t **buf, size_t *len)
 {
@@ -304,14 +317,9 @@ int map_add_node(const Cairn__ClusterMap *old, const struct map_node_info *node,
             return CAIRN_EEXIST;
     if (old->n_nodes + 1 > MAP_MAX_NODES)
         return CAIRN_EINVAL;
-    all = calloc(old->n_nodes + 1, sizeof *all);
+    all = nodes_of(old, 1);
     if (!all)
         return CAIRN_ENOMEM;
-    for (size_t i = 0; i < old->n_nodes; i++)
-        all[i] = (struct map_node_info){.id = old->nodes[i]->id, .addr = old->nodes[i]->addr,
-                                        .host = old->nodes[i]->host,
-                                        .rack = old->nodes[i]->rack,
-                                        .state = old->nodes[i]->state};
     all[old->n_nodes] = *node;
     rc = assemble(&p, all, (unsigned)old->n_nodes + 1, old->epoch + 1, old->map_group,
                   old->n_map_group, buf, len);
@@ -330,15 +338,10 @@ int map_set_state(const Cairn__ClusterMap *old, uint64_t id, Cairn__NodeState st
     *buf = NULL;
     if (map_node_index(old, id) < 0)
         return CAIRN_ENOENT;
-    all = calloc(old->n_nodes, sizeof *all);
+    all = nodes_of(old, 0);
     if (!all)
         return CAIRN_ENOMEM;
-    for (size_t i = 0; i < old->n_nodes; i++)
-        all[i] = (struct map_node_info){.id = old->nodes[i]->id, .addr = old->nodes[i]->addr,
-                                        .host = old->nodes[i]->host,
-                                        .rack = old->nodes[i]->rack,
-                                        .state = old->nodes[i]->id == id ? state
-                                                                         : old->nodes[i]->state};
+    all[map_node_index(old, id)].state = state;
     rc = assemble(&p, all, (unsigned)old->n_nodes, old->epoch + 1, old->map_group,
                   old->n_map_group, buf, len);
     free(all);

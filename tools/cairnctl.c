@@ -207,23 +207,27 @@ static int cmd_map_show(struct cl_cluster *cl)
     return 0;
 }
 
-/* Add the D-node at addr: write the next map into the map group (compare-and-set on the
- * map record, so two changes cannot both win), then give the D-node that map.  Its shards'
- * leaders then add it and drop the replicas it replaces, one membership change at a time. */
-static int cmd_map_add(struct cl_cluster *cl, const char *addr)
-{
-    char domain[256];
-    uint64_t id = 0, epoch = 0;
-    int rc = cl_cluster_probe_addr(cl, addr, &id, domain, sizeof domain);
+/* Builds the next map from cur into *buf, or says the change is made already (*done) or
+ * cannot be (a CAIRN_E* code, with what in *what). */
+typedef int (*map_next_fn)(const Cairn__ClusterMap *cur, void *arg, uint8_t **buf, size_t *len,
+                           bool *done, const char **what);
 
-    if (rc)
-        return fail(addr, rc);
+/* One map change: read the map record from the map group, build the next map, write it by
+ * compare-and-set on the record's version (two changes cannot both win; the loser builds on
+ * the winner), then wait until this view has it (the map group's members install it when they
+ * apply it).  Returns 0 or 1 after printing why not. */
+static int map_change(struct cl_cluster *cl, map_next_fn next, void *arg)
+{
+    uint64_t epoch = 0;
+    int rc;
+
     for (unsigned tries = 0;; tries++) {
         struct meta_rec rec = {0};
-        struct map_node_info info = {.id = id, .addr = addr, .host = domain};
         Cairn__ClusterMap *cur;
+        const char *what = "the next map";
         uint8_t *buf = NULL;
         size_t len = 0;
+        bool done = false;
 
         rc = meta_map_get(cl, &rec);
         if (rc)
@@ -232,16 +236,13 @@ static int cmd_map_add(struct cl_cluster *cl, const char *addr)
         free(rec.val);
         if (!cur)
             return fail("read the cluster map", CAIRN_EPROTO);
-        if (map_node_index(cur, id) >= 0) {
-            epoch = cur->epoch; /* already in (a retry of this command) */
-            cairn__cluster_map__free_unpacked(cur, NULL);
-            break;
-        }
-        rc = map_add_node(cur, &info, &buf, &len);
-        epoch = cur->epoch + 1;
+        rc = next(cur, arg, &buf, &len, &done, &what);
+        epoch = done ? cur->epoch : cur->epoch + 1; /* done: a retry of this command */
         cairn__cluster_map__free_unpacked(cur, NULL);
         if (rc)
-            return fail("the next map", rc);
+            return fail(what, rc);
+        if (done)
+            break;
         rc = meta_map_put(cl, rec.version, buf, (uint32_t)len);
         free(buf);
         if (rc == CAIRN_ECONFLICT && tries < 20)
@@ -250,76 +251,79 @@ static int cmd_map_add(struct cl_cluster *cl, const char *addr)
             return fail("write the next map", rc);
         break;
     }
-    /* The map group's members install it when they apply it; read it back from them. */
     for (unsigned i = 0; i < 100 && cl_cluster_epoch(cl) < epoch; i++) {
         if (cl_cluster_refresh(cl) != 0 || cl_cluster_epoch(cl) < epoch)
             usleep(100 * 1000);
     }
     if (cl_cluster_epoch(cl) < epoch)
         return fail("read the new map back", CAIRN_EUNREACH);
+    return 0;
+}
+
+static int next_with_node(const Cairn__ClusterMap *cur, void *arg, uint8_t **buf, size_t *len,
+                          bool *done, const char **what)
+{
+    const struct map_node_info *info = arg;
+
+    (void)what;
+    *done = map_node_index(cur, info->id) >= 0;
+    return *done ? 0 : map_add_node(cur, info, buf, len);
+}
+
+/* Add the D-node at addr: the next map with it (map_change), then give the D-node that map.
+ * Its shards' leaders then add it and drop the replicas it replaces, one membership change at
+ * a time. */
+static int cmd_map_add(struct cl_cluster *cl, const char *addr)
+{
+    char domain[256];
+    struct map_node_info info = {.addr = addr, .host = domain};
+    int rc = cl_cluster_probe_addr(cl, addr, &info.id, domain, sizeof domain);
+
+    if (rc)
+        return fail(addr, rc);
+    if (map_change(cl, next_with_node, &info))
+        return 1;
     rc = cl_cluster_give_map(cl, addr);
     if (rc && rc != CAIRN_EEXIST)
         return fail("give the D-node its map", rc);
     printf("D-node %s (%016" PRIx64 ", domain %s) is in the cluster: map epoch %" PRIu64
-           ", %u D-nodes\n", addr, id, domain, cl_cluster_epoch(cl), cl_cluster_dnodes(cl));
+           ", %u D-nodes\n", addr, info.id, domain, cl_cluster_epoch(cl), cl_cluster_dnodes(cl));
     return 0;
 }
 
-/* Set a D-node's state in the next map (map_set_state): compare-and-set on the map record,
- * like cmd_map_add; the shards' leaders then move replicas off (or onto) it. */
-static int cmd_map_state(struct cl_cluster *cl, const char *node, Cairn__NodeState state)
+struct state_change {
+    const char *node; /* HOST:PORT or the id in hex */
+    Cairn__NodeState state;
+    uint64_t id; /* out: the node's id */
+};
+
+static int next_with_state(const Cairn__ClusterMap *cur, void *arg, uint8_t **buf, size_t *len,
+                           bool *done, const char **what)
 {
-    uint64_t id = 0, epoch = 0;
-    const char *addr = node;
+    struct state_change *sc = arg;
     char *end;
 
-    for (unsigned tries = 0;; tries++) {
-        struct meta_rec rec = {0};
-        Cairn__ClusterMap *cur;
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        int rc = meta_map_get(cl, &rec), i;
-
-        if (rc)
-            return fail("read the cluster map", rc);
-        cur = map_decode(rec.val, rec.len);
-        free(rec.val);
-        if (!cur)
-            return fail("read the cluster map", CAIRN_EPROTO);
-        for (i = 0; i < (int)cur->n_nodes; i++)
-            if (strcmp(cur->nodes[i]->addr, node) == 0 ||
-                (cur->nodes[i]->id == strtoull(node, &end, 16) && *end == 0))
-                break;
-        if (i == (int)cur->n_nodes) {
-            cairn__cluster_map__free_unpacked(cur, NULL);
-            return fail(node, CAIRN_ENOENT);
-        }
-        id = cur->nodes[i]->id;
-        if (cur->nodes[i]->state == state) {
-            epoch = cur->epoch; /* already so (a retry of this command) */
-            cairn__cluster_map__free_unpacked(cur, NULL);
-            break;
-        }
-        rc = map_set_state(cur, id, state, &buf, &len);
-        epoch = cur->epoch + 1;
-        cairn__cluster_map__free_unpacked(cur, NULL);
-        if (rc)
-            return fail("the next map", rc);
-        rc = meta_map_put(cl, rec.version, buf, (uint32_t)len);
-        free(buf);
-        if (rc == CAIRN_ECONFLICT && tries < 20)
+    for (size_t i = 0; i < cur->n_nodes; i++) {
+        if (strcmp(cur->nodes[i]->addr, sc->node) != 0 &&
+            !(cur->nodes[i]->id == strtoull(sc->node, &end, 16) && *end == 0))
             continue;
-        if (rc)
-            return fail("write the next map", rc);
-        break;
+        sc->id = cur->nodes[i]->id;
+        *done = cur->nodes[i]->state == sc->state;
+        return *done ? 0 : map_set_state(cur, sc->id, sc->state, buf, len);
     }
-    for (unsigned i = 0; i < 100 && cl_cluster_epoch(cl) < epoch; i++) {
-        if (cl_cluster_refresh(cl) != 0 || cl_cluster_epoch(cl) < epoch)
-            usleep(100 * 1000);
-    }
-    if (cl_cluster_epoch(cl) < epoch)
-        return fail("read the new map back", CAIRN_EUNREACH);
-    printf("D-node %s (%016" PRIx64 ") is %s: map epoch %" PRIu64 "\n", addr, id,
+    *what = sc->node;
+    return CAIRN_ENOENT;
+}
+
+/* Set a D-node's state in the next map (map_set_state, map_change); the shards' leaders then
+ * move replicas off (or onto) it. */
+static int cmd_map_state(struct cl_cluster *cl, const char *node, Cairn__NodeState state)
+{
+    struct state_change sc = {.node = node, .state = state};
+
+    if (map_change(cl, next_with_state, &sc))
+        return 1;
+    printf("D-node %s (%016" PRIx64 ") is %s: map epoch %" PRIu64 "\n", node, sc.id,
            state == CAIRN__NODE_STATE__NODE_OUT        ? "out"
            : state == CAIRN__NODE_STATE__NODE_DRAINING ? "draining"
                                                         : "in",
