@@ -221,11 +221,14 @@ int fs_create(struct fs_ctx *c, const struct fs_dir *d, const char *name, size_t
     if (!rc && cairn_fault("fs.create.unknown"))
         rc = CAIRN_EUNREACH; /* tests: it landed, but the caller was not told */
     if (fs_unknown(rc)) {
-        int is = fs_entry_is(c, d->ino, name, len, fs_is_dir(in), *ino);
+        Cairn__Dirent *e = NULL;
 
-        if (is < 0)
-            return rc; /* not known yet: all or nothing will be there */
-        rc = is ? 0 : CAIRN_EEXIST;
+        /* Ours or another's: known.  Absent (or unreadable): the update may still land, so
+         * the caller hears "unknown", not "exists". */
+        if (meta_dirent_get(c->cl, d->ino, name, len, fs_is_dir(in), &e, NULL) == 0) {
+            rc = e->ino == *ino ? 0 : CAIRN_EEXIST;
+            cairn__dirent__free_unpacked(e, NULL);
+        }
     }
     if (rc == CAIRN_ECONFLICT)
         rc = CAIRN_EEXIST;
