@@ -9,6 +9,9 @@
  *                 [--ready FILE] [--loops N] [--workers N] [--nfs-workers N] [--portmap]
  *                 [--log-level L]
  *
+ * cluster.env may set TOP_DIR_SLICES and DIR_SLICES: how many slices (meta/ns.h) the
+ * directories this C-node makes get, in the root and elsewhere (1..64).
+ *
  * --listen is the S3 endpoint; NFS and MOUNT are served when their ports are given.  --ready
  * names a file that gets the bound ports (S3, then NFS and MOUNT) once every head serves.
  */
@@ -52,6 +55,23 @@ static const char *setting(void *arg, const char *name)
     if (!strcmp(name, "NFS_PORTMAP"))
         return s->portmap ? "1" : NULL;
     return cl_env_get(s->env, name);
+}
+
+/* A directory slice count from cluster.env (1..64), or def when unset or out of range. */
+static uint32_t env_slices(const struct cl_env *env, const char *name, uint32_t def)
+{
+    const char *v = cl_env_get(env, name);
+    char *end;
+    unsigned long n;
+
+    if (!v)
+        return def;
+    n = strtoul(v, &end, 10);
+    if (*end || n < 1 || n > 64) {
+        log_warn(TAG, "%s=%s: not 1..64, using %u", name, v, def);
+        return def;
+    }
+    return (uint32_t)n;
 }
 
 static void usage(void)
@@ -131,6 +151,8 @@ int main(int argc, char **argv)
         return 1;
     }
     set.env = &env;
+    fcfg.top_slices = env_slices(&env, "TOP_DIR_SLICES", FS_DEFAULT_TOP_SLICES);
+    fcfg.dir_slices = env_slices(&env, "DIR_SLICES", FS_DEFAULT_DIR_SLICES);
     if (cl_env_cluster_config(&env, &fcfg.cluster) || fs_open(&fcfg, &fs))
         goto out;
 

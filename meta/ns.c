@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "common/cairn.h"
+#include "client/placement.h"
 #include "common/log.h"
 
 #define TAG "ns"
@@ -31,13 +32,41 @@ static void be32(uint8_t *p, uint32_t v)
     }
 }
 
+/* Random numbers for inode numbers and ids: a per-thread xoshiro256** generator seeded from
+ * the kernel once.  Drawing an inode number that lands in a given shard takes about as many
+ * draws as there are shards, one system call each if every draw asked the kernel. */
+static __thread uint64_t rng[4];
+static __thread bool rng_seeded;
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
 static uint64_t rand64(void)
 {
-    uint64_t v = 0;
+    uint64_t r, t;
 
-    if (getrandom(&v, sizeof(v), 0) != sizeof(v))
-        v = cairn_now_ns() ^ ((uint64_t)rand() << 32) ^ (uint64_t)rand();
-    return v;
+    if (!rng_seeded) {
+        if (getrandom(rng, sizeof(rng), 0) != (ssize_t)sizeof(rng)) {
+            uint64_t x = cairn_now_ns() ^ ((uint64_t)rand() << 32) ^ (uint64_t)rand();
+
+            for (int i = 0; i < 4; i++) /* splitmix64 */
+                rng[i] = cl_mix64(x += 0x9e3779b97f4a7c15ull);
+        }
+        if (!(rng[0] | rng[1] | rng[2] | rng[3]))
+            rng[0] = 1; /* the one state the generator never leaves */
+        rng_seeded = true;
+    }
+    r = rotl(rng[1] * 5, 7) * 9;
+    t = rng[1] << 17;
+    rng[2] ^= rng[0];
+    rng[3] ^= rng[1];
+    rng[1] ^= rng[2];
+    rng[0] ^= rng[3];
+    rng[2] ^= t;
+    rng[3] = rotl(rng[3], 45);
+    return r;
 }
 
 uint64_t meta_new_ino(void)
@@ -45,7 +74,7 @@ uint64_t meta_new_ino(void)
     uint64_t v;
 
     do {
-        v = rand64() & INT64_MAX;
+        v = rand64() & INT64_MAX & ~META_INO_SLICE_MASK;
     } while (v <= META_ROOT_INO);
     return v;
 }
@@ -172,6 +201,117 @@ static Cairn__Inode *inode_unpack(const uint8_t *b, size_t len)
     return in;
 }
 
+/* ---- directory slices (ns.h) ---- */
+
+#define SLICE_KEY_LEN 11u
+
+unsigned meta_dir_slices(uint64_t dir)
+{
+    unsigned b = (unsigned)((dir & META_INO_SLICE_MASK) >> META_INO_SLICE_SHIFT);
+
+    return 1u << (b > META_SLICE_BITS_MAX ? META_SLICE_BITS_MAX : b);
+}
+
+unsigned meta_slice_of(uint64_t dir, const char *name, size_t len)
+{
+    unsigned n = meta_dir_slices(dir);
+
+    return n > 1 ? meta_shard_of(name, len) % n : 0;
+}
+
+/* The shard key of slice s of dir: slice 0 is the directory's own shard (its inode's). */
+static uint32_t slice_shard(uint64_t dir, unsigned s)
+{
+    return meta_shard_of_u64(s ? dir ^ ((uint64_t)s * 0x9e3779b97f4a7c15ull) : dir);
+}
+
+/* The shard key of the entry name (either form) of dir. */
+static uint32_t entry_shard(uint64_t dir, const char *name, size_t len)
+{
+    return slice_shard(dir, meta_slice_of(dir, name, len));
+}
+
+/* Slice s (> 0) of dir's times: 'T' dir slice, INODE_HDR bytes of lanes, in the slice's shard. */
+static size_t slice_key(uint8_t *k, uint64_t dir, unsigned s)
+{
+    k[0] = 'T';
+    be64(k + 1, dir);
+    k[9] = (uint8_t)(s >> 8);
+    k[10] = (uint8_t)s;
+    return SLICE_KEY_LEN;
+}
+
+/* Raise the times of outs[i] (sliced directories inos[i], or NULL: skipped) to the newest any
+ * of their slices holds, with one batch of reads.  A slice record that cannot be read leaves
+ * the times as they are (the caller reports the inode's; they only run behind). */
+static void slices_times(struct cl_cluster *cl, unsigned n, const uint64_t *inos,
+                         Cairn__Inode **outs)
+{
+    unsigned total = 0, at = 0;
+    struct meta_get *g;
+    uint8_t (*keys)[SLICE_KEY_LEN];
+
+    for (unsigned i = 0; i < n; i++)
+        if (outs[i])
+            total += meta_dir_slices(inos[i]) - 1;
+    if (!total)
+        return;
+    g = calloc(total, sizeof(*g));
+    keys = calloc(total, sizeof(*keys));
+    if (!g || !keys)
+        goto out;
+    for (unsigned i = 0; i < n; i++)
+        for (unsigned s = 1; outs[i] && s < meta_dir_slices(inos[i]); s++, at++)
+            g[at] = (struct meta_get){.shard = slice_shard(inos[i], s), .key = keys[at],
+                                      .klen = slice_key(keys[at], inos[i], s)};
+    meta_rec_get_many(cl, g, total);
+    at = 0;
+    for (unsigned i = 0; i < n; i++)
+        for (unsigned s = 1; outs[i] && s < meta_dir_slices(inos[i]); s++, at++) {
+            if (g[at].rc == 0 && g[at].rec.len >= INODE_HDR) {
+                int64_t m = (int64_t)(get_be64(g[at].rec.val) ^ (1ull << 63));
+                int64_t c = (int64_t)(get_be64(g[at].rec.val + 8) ^ (1ull << 63));
+
+                if (m > outs[i]->mtime_ns)
+                    outs[i]->mtime_ns = m;
+                if (c > outs[i]->ctime_ns)
+                    outs[i]->ctime_ns = c;
+            }
+            free(g[at].rec.val);
+        }
+out:
+    free(g);
+    free(keys);
+}
+
+/* Make the slice records of a new directory dir (before its entry exists, so nobody adds to
+ * a slice without one), times t.  An earlier try may have made some already. */
+static int slices_make(struct cl_cluster *cl, uint64_t dir, int64_t t)
+{
+    uint8_t k[SLICE_KEY_LEN], lane[INODE_HDR];
+
+    be64(lane, time_lane(t));
+    be64(lane + 8, time_lane(t));
+    for (unsigned s = 1; s < meta_dir_slices(dir); s++) {
+        int rc = meta_rec_put(cl, slice_shard(dir, s), k, slice_key(k, dir, s), 0, lane,
+                              INODE_HDR, NULL);
+
+        if (rc && rc != CAIRN_ECONFLICT)
+            return rc;
+    }
+    return 0;
+}
+
+/* Forget the slice records of a directory whose inode is gone (best effort: a record left
+ * behind is a few bytes nobody reads). */
+static void slices_forget(struct cl_cluster *cl, uint64_t dir)
+{
+    uint8_t k[SLICE_KEY_LEN];
+
+    for (unsigned s = 1; s < meta_dir_slices(dir); s++)
+        (void)meta_rec_del(cl, slice_shard(dir, s), k, slice_key(k, dir, s), META_ANY);
+}
+
 int meta_inode_get(struct cl_cluster *cl, uint64_t ino, Cairn__Inode **out, uint64_t *version)
 {
     uint8_t k[9];
@@ -189,6 +329,8 @@ int meta_inode_get(struct cl_cluster *cl, uint64_t ino, Cairn__Inode **out, uint
         log_error(TAG, "undecodable Inode record");
         return CAIRN_EPROTO;
     }
+    if (meta_dir_slices(ino) > 1)
+        slices_times(cl, 1, &ino, out);
     return 0;
 }
 
@@ -230,19 +372,22 @@ int meta_inode_put(struct cl_cluster *cl, uint64_t ino, const Cairn__Inode *in, 
     return rc;
 }
 
-/* The stamp op raising dir's times to t (lanes in lane[16]). */
-static struct meta_op dir_stamp_op(uint8_t *key, uint8_t *lane, uint64_t dir, int64_t t)
+/* The stamp op raising the times of slice s of dir to t (key in key[SLICE_KEY_LEN], lanes in
+ * lane[16]): slice 0's times are the inode's own. */
+static struct meta_op dir_stamp_op(uint8_t *key, uint8_t *lane, uint64_t dir, unsigned s,
+                                   int64_t t)
 {
     be64(lane, time_lane(t));
     be64(lane + 8, time_lane(t));
-    return (struct meta_op){.kind = META_OP_STAMP, .key = key, .klen = inode_key(key, dir),
+    return (struct meta_op){.kind = META_OP_STAMP, .key = key,
+                            .klen = s ? slice_key(key, dir, s) : inode_key(key, dir),
                             .expect = META_ANY, .val = lane, .len = INODE_HDR};
 }
 
 int meta_dir_stamp(struct cl_cluster *cl, uint64_t dir, int64_t t)
 {
-    uint8_t k[9], lane[INODE_HDR];
-    struct meta_op op = dir_stamp_op(k, lane, dir, t);
+    uint8_t k[SLICE_KEY_LEN], lane[INODE_HDR];
+    struct meta_op op = dir_stamp_op(k, lane, dir, 0, t);
 
     return meta_rec_txn(cl, meta_shard_of_u64(dir), &op, 1, NULL);
 }
@@ -251,8 +396,11 @@ int meta_inode_del(struct cl_cluster *cl, uint64_t ino, uint64_t expect)
 {
     uint8_t k[9];
     size_t kl = inode_key(k, ino);
+    int rc = meta_rec_del(cl, meta_shard_of_u64(ino), k, kl, expect);
 
-    return meta_rec_del(cl, meta_shard_of_u64(ino), k, kl, expect);
+    if (rc == 0)
+        slices_forget(cl, ino);
+    return rc;
 }
 
 int meta_inode_create(struct cl_cluster *cl, const Cairn__Inode *in, uint64_t *ino)
@@ -279,6 +427,33 @@ static size_t dirent_key(uint8_t *k, uint64_t dir, const char *name, size_t len,
     if (is_dir)
         k[9 + len++] = '/';
     return 9 + len;
+}
+
+/* The times of the sliced directories among a batch's inodes (one more batch, if any). */
+static void sliced_inodes(struct cl_cluster *cl, struct meta_read *r, unsigned n)
+{
+    uint64_t *inos;
+    Cairn__Inode **outs;
+    unsigned m = 0;
+
+    for (unsigned i = 0; i < n; i++)
+        if (r[i].inode && meta_dir_slices(r[i].id) > 1)
+            m++;
+    if (!m)
+        return;
+    inos = calloc(m, sizeof(*inos));
+    outs = calloc(m, sizeof(*outs));
+    if (inos && outs) {
+        m = 0;
+        for (unsigned i = 0; i < n; i++)
+            if (r[i].inode && meta_dir_slices(r[i].id) > 1) {
+                inos[m] = r[i].id;
+                outs[m++] = r[i].inode;
+            }
+        slices_times(cl, m, inos, outs);
+    }
+    free(inos);
+    free(outs);
 }
 
 void meta_read_many(struct cl_cluster *cl, struct meta_read *r, unsigned n)
@@ -311,8 +486,10 @@ void meta_read_many(struct cl_cluster *cl, struct meta_read *r, unsigned n)
         } else {
             kl = inode_key(keys[ng], r[i].id);
         }
-        g[ng] = (struct meta_get){.shard = meta_shard_of_u64(r[i].id), .key = keys[ng],
-                                  .klen = kl};
+        g[ng] = (struct meta_get){.shard = r[i].kind == META_READ_DIRENT
+                                               ? entry_shard(r[i].id, r[i].name, r[i].len)
+                                               : meta_shard_of_u64(r[i].id),
+                                  .key = keys[ng], .klen = kl};
         slot[i] = ng++;
     }
     meta_rec_get_many(cl, g, ng);
@@ -337,6 +514,7 @@ void meta_read_many(struct cl_cluster *cl, struct meta_read *r, unsigned n)
             r[i].rc = CAIRN_EPROTO;
         }
     }
+    sliced_inodes(cl, r, n);
 out:
     free(g);
     free(keys);
@@ -352,7 +530,7 @@ int meta_dirent_get(struct cl_cluster *cl, uint64_t dir, const char *name, size_
     if (!meta_name_valid(name, len))
         return CAIRN_EINVAL;
     kl = dirent_key(k, dir, name, len, is_dir);
-    return msg_get(cl, meta_shard_of_u64(dir), k, kl, &cairn__dirent__descriptor,
+    return msg_get(cl, entry_shard(dir, name, len), k, kl, &cairn__dirent__descriptor,
                    (ProtobufCMessage **)out, version);
 }
 
@@ -365,7 +543,7 @@ int meta_dirent_put(struct cl_cluster *cl, uint64_t dir, const char *name, size_
     if (!meta_name_valid(name, len))
         return CAIRN_EINVAL;
     kl = dirent_key(k, dir, name, len, d->type == CAIRN__FILE_TYPE__FT_DIR);
-    return msg_put(cl, meta_shard_of_u64(dir), k, kl, &d->base, expect, version);
+    return msg_put(cl, entry_shard(dir, name, len), k, kl, &d->base, expect, version);
 }
 
 int meta_dirent_del(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
@@ -377,17 +555,17 @@ int meta_dirent_del(struct cl_cluster *cl, uint64_t dir, const char *name, size_
     if (!meta_name_valid(name, len))
         return CAIRN_EINVAL;
     kl = dirent_key(k, dir, name, len, is_dir);
-    return meta_rec_del(cl, meta_shard_of_u64(dir), k, kl, expect);
+    return meta_rec_del(cl, entry_shard(dir, name, len), k, kl, expect);
 }
 
-/* A fresh inode number whose record shares dir's shard, or 0 (none found: cannot happen with
- * fewer than tens of thousands of shards). */
-static uint64_t ino_beside(const struct cl_cluster *cl, uint64_t dir)
+/* A fresh inode number whose record lands in the shard of shard key `want` (its bits of
+ * META_INO_SLICE_MASK set to slice_bits), or 0 (none found: cannot happen with fewer than
+ * tens of thousands of shards). */
+static uint64_t ino_beside(const struct cl_cluster *cl, uint32_t want, unsigned slice_bits)
 {
-    uint32_t want = meta_rec_shard(cl, meta_shard_of_u64(dir));
-
+    want = meta_rec_shard(cl, want);
     for (unsigned i = 0; i < (1u << 20); i++) {
-        uint64_t n = meta_new_ino();
+        uint64_t n = meta_new_ino() | ((uint64_t)slice_bits << META_INO_SLICE_SHIFT);
 
         if (meta_rec_shard(cl, meta_shard_of_u64(n)) == want)
             return n;
@@ -395,22 +573,40 @@ static uint64_t ino_beside(const struct cl_cluster *cl, uint64_t dir)
     return 0;
 }
 
+/* log2 of the slice count a new directory asks for (rounded down to a power of two, at most
+ * META_SLICES_MAX). */
+static unsigned slice_bits(uint32_t slices)
+{
+    unsigned b = 0;
+
+    while (b < META_SLICE_BITS_MAX && (2u << b) <= slices)
+        b++;
+    return b;
+}
+
 int meta_entry_create(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
                       Cairn__Dirent *nd, uint64_t expect, const Cairn__Inode *in, int64_t stamp,
                       uint64_t *ino)
 {
-    uint8_t dk[META_DIRENT_KEY_MAX], ik[9], sk[9], lane[INODE_HDR];
+    uint8_t dk[META_DIRENT_KEY_MAX], ik[9], sk[SLICE_KEY_LEN], lane[INODE_HDR];
     struct meta_op ops[3];
     uint8_t *ib = NULL, *db = NULL;
     size_t il, dl;
+    uint32_t shard;
     uint64_t n;
     int rc;
 
     if (!meta_name_valid(name, len) || !nd || !in || !cl_cluster_shards(cl))
         return CAIRN_EINVAL;
-    n = ino_beside(cl, dir);
+    shard = entry_shard(dir, name, len);
+    n = ino_beside(cl, shard, in->type == CAIRN__FILE_TYPE__FT_DIR ? slice_bits(in->slices) : 0);
     if (!n)
         return CAIRN_EAGAIN;
+    if (meta_dir_slices(n) > 1) {
+        rc = slices_make(cl, n, in->mtime_ns);
+        if (rc)
+            return rc;
+    }
     nd->ino = n; /* before the sizes: the entry's encoding holds it */
     dl = protobuf_c_message_get_packed_size(&nd->base);
     ib = inode_pack(in, &il);
@@ -431,11 +627,13 @@ int meta_entry_create(struct cl_cluster *cl, uint64_t dir, const char *name, siz
     ops[1] = (struct meta_op){.key = ik, .klen = inode_key(ik, n), .expect = 0, .val = ib,
                               .len = (uint32_t)il};
     if (stamp)
-        ops[2] = dir_stamp_op(sk, lane, dir, stamp);
-    rc = meta_rec_txn(cl, meta_shard_of_u64(dir), ops, stamp ? 3 : 2, NULL);
+        ops[2] = dir_stamp_op(sk, lane, dir, meta_slice_of(dir, name, len), stamp);
+    rc = meta_rec_txn(cl, shard, ops, stamp ? 3 : 2, NULL);
     if (!rc || rc == CAIRN_EUNREACH)
         *ino = n;
 out:
+    if (rc && rc != CAIRN_EUNREACH)
+        slices_forget(cl, n); /* nothing names it */
     free(ib);
     free(db);
     return rc;
@@ -444,20 +642,26 @@ out:
 int meta_entry_remove(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len,
                       bool is_dir, uint64_t dver, uint64_t ino, uint64_t iver, int64_t stamp)
 {
-    uint8_t dk[META_DIRENT_KEY_MAX], ik[9], sk[9], lane[INODE_HDR];
+    uint8_t dk[META_DIRENT_KEY_MAX], ik[9], sk[SLICE_KEY_LEN], lane[INODE_HDR];
     struct meta_op ops[3];
+    uint32_t shard;
+    int rc;
 
     if (!meta_name_valid(name, len) || !cl_cluster_shards(cl))
         return CAIRN_EINVAL;
-    if (meta_rec_shard(cl, meta_shard_of_u64(ino)) != meta_rec_shard(cl, meta_shard_of_u64(dir)))
+    shard = entry_shard(dir, name, len);
+    if (meta_rec_shard(cl, meta_shard_of_u64(ino)) != meta_rec_shard(cl, shard))
         return CAIRN_ENOTSUP;
     ops[0] = (struct meta_op){.kind = META_OP_DEL, .key = dk,
                               .klen = dirent_key(dk, dir, name, len, is_dir), .expect = dver};
     ops[1] = (struct meta_op){.kind = META_OP_DEL, .key = ik, .klen = inode_key(ik, ino),
                               .expect = iver};
     if (stamp)
-        ops[2] = dir_stamp_op(sk, lane, dir, stamp);
-    return meta_rec_txn(cl, meta_shard_of_u64(dir), ops, stamp ? 3 : 2, NULL);
+        ops[2] = dir_stamp_op(sk, lane, dir, meta_slice_of(dir, name, len), stamp);
+    rc = meta_rec_txn(cl, shard, ops, stamp ? 3 : 2, NULL);
+    if (rc == 0 && is_dir)
+        slices_forget(cl, ino);
+    return rc;
 }
 
 int meta_lookup(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len, uint64_t *ino,
@@ -488,7 +692,7 @@ int meta_lookup(struct cl_cluster *cl, uint64_t dir, const char *name, size_t le
 }
 
 int meta_mkdir(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len, bool explicit_dir,
-               uint32_t mode, uint64_t *ino)
+               uint32_t mode, uint32_t slices, uint64_t *ino)
 {
     for (int attempt = 0; attempt < 8; attempt++) {
         Cairn__Dirent *d = NULL, nd = CAIRN__DIRENT__INIT;
@@ -533,6 +737,7 @@ int meta_mkdir(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len
         in.mtime_ns = in.ctime_ns = in.btime_ns = cairn_wall_ns();
         in.explicit_dir = explicit_dir;
         in.parent = dir;
+        in.slices = slices;
         nd.type = CAIRN__FILE_TYPE__FT_DIR;
         rc = meta_entry_create(cl, dir, name, len, &nd, ver, &in, 0, &new_ino);
         if (rc == 0) {
@@ -546,13 +751,12 @@ int meta_mkdir(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len
     return CAIRN_ECONFLICT;
 }
 
-int meta_dir_scan(struct cl_cluster *cl, uint64_t dir, const char *start, size_t slen,
-                  unsigned limit, struct meta_scan *out)
+/* One page of dir's entries in one shard (shard key), as meta_dir_scan. */
+static int shard_scan(struct cl_cluster *cl, uint32_t shard, uint64_t dir, const char *start,
+                      size_t slen, unsigned limit, struct meta_scan *out)
 {
     uint8_t from[META_DIRENT_KEY_MAX + 1], to[9];
 
-    if (slen > META_NAME_MAX + 2)
-        return CAIRN_EINVAL;
     from[0] = 'D';
     be64(from + 1, dir);
     if (start && slen)
@@ -564,7 +768,7 @@ int meta_dir_scan(struct cl_cluster *cl, uint64_t dir, const char *start, size_t
     be64(to + 1, dir + 1);
     slen += 9;
     for (;;) {
-        int rc = meta_rec_scan(cl, meta_shard_of_u64(dir), from, slen, to, 9, limit, out);
+        int rc = meta_rec_scan(cl, shard, from, slen, to, 9, limit, out);
 
         /* Callers must see an empty page only at the end of the directory: should a page
          * come back empty with more to follow, go on from where it ended. */
@@ -574,6 +778,121 @@ int meta_dir_scan(struct cl_cluster *cl, uint64_t dir, const char *start, size_t
         slen = out->next_len;
         meta_scan_fini(out);
     }
+}
+
+static int key_cmp(const uint8_t *a, uint32_t al, const uint8_t *b, uint32_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+
+    return c ? c : (al > bl) - (al < bl);
+}
+
+static int entry_cmp(const void *x, const void *y)
+{
+    const struct meta_entry *a = x, *b = y;
+
+    return key_cmp(a->key, a->klen, b->key, b->klen);
+}
+
+/* Merge one page from each shard of a sliced directory into out: every key below the
+ * smallest point where some shard's page stopped (all of them were fetched), in key order, at
+ * most limit; the rest is freed and the page goes on from the first key not taken. */
+static int merge_pages(struct meta_scan *pages, unsigned np, unsigned limit,
+                       struct meta_scan *out)
+{
+    const uint8_t *bound = NULL;
+    uint32_t blen = 0;
+    unsigned total = 0, take = 0;
+    struct meta_entry *all;
+
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < np; i++) {
+        total += pages[i].n;
+        if (pages[i].more && (!bound || key_cmp(pages[i].next, pages[i].next_len, bound,
+                                                blen) < 0)) {
+            bound = pages[i].next;
+            blen = pages[i].next_len;
+        }
+    }
+    all = calloc(total ? total : 1, sizeof(*all));
+    if (!all)
+        return CAIRN_ENOMEM;
+    total = 0;
+    for (unsigned i = 0; i < np; i++) {
+        memcpy(all + total, pages[i].entries, pages[i].n * sizeof(*all));
+        total += pages[i].n;
+        pages[i].n = 0; /* the entries are all's now */
+    }
+    qsort(all, total, sizeof(*all), entry_cmp);
+    while (take < total && take < limit &&
+           (!bound || key_cmp(all[take].key, all[take].klen, bound, blen) < 0))
+        take++;
+    if (take < total) {
+        bound = all[take].key;
+        blen = all[take].klen;
+    }
+    if (bound) {
+        out->next = malloc(blen);
+        if (!out->next) {
+            for (unsigned i = 0; i < total; i++) {
+                free(all[i].key);
+                free(all[i].val);
+            }
+            free(all);
+            return CAIRN_ENOMEM;
+        }
+        memcpy(out->next, bound, blen);
+        out->next_len = blen;
+        out->more = true;
+    }
+    for (unsigned i = take; i < total; i++) {
+        free(all[i].key);
+        free(all[i].val);
+    }
+    out->entries = all;
+    out->n = take;
+    return 0;
+}
+
+int meta_dir_scan(struct cl_cluster *cl, uint64_t dir, const char *start, size_t slen,
+                  unsigned limit, struct meta_scan *out)
+{
+    unsigned n = meta_dir_slices(dir), np = 0, each;
+    uint32_t shards[META_SLICES_MAX], seen[META_SLICES_MAX];
+    struct meta_scan pages[META_SLICES_MAX];
+    int rc = 0;
+
+    if (slen > META_NAME_MAX + 2)
+        return CAIRN_EINVAL;
+    if (n == 1)
+        return shard_scan(cl, slice_shard(dir, 0), dir, start, slen, limit, out);
+    if (limit == 0 || limit > META_SCAN_MAX)
+        limit = META_SCAN_MAX;
+    /* Each distinct shard once: two slices may share one. */
+    for (unsigned s = 0; s < n; s++) {
+        uint32_t k = slice_shard(dir, s), c = meta_rec_shard(cl, k);
+        bool dup = false;
+
+        for (unsigned i = 0; i < np && !dup; i++)
+            dup = seen[i] == c;
+        if (!dup) {
+            seen[np] = c;
+            shards[np++] = k;
+        }
+    }
+    /* Names spread evenly over slices: a little over a fair share from each fills most
+     * pages, and the merge never skips a key whatever each shard returns. */
+    each = limit / np + limit / (2 * np) + 8;
+    if (each > limit)
+        each = limit;
+    memset(pages, 0, sizeof(pages));
+    for (unsigned i = 0; i < np && !rc; i++)
+        rc = shard_scan(cl, shards[i], dir, start, slen, each, &pages[i]);
+    if (!rc)
+        rc = merge_pages(pages, np, limit, out);
+    for (unsigned i = 0; i < np; i++)
+        meta_scan_fini(&pages[i]);
+    return rc;
 }
 
 const char *meta_dirent_name(const uint8_t *key, uint32_t klen, uint32_t *len)

@@ -24,6 +24,23 @@
  * sorting, and a file "x" and a directory "x/" are told apart by a single point lookup.  Names
  * never contain '/' or NUL, so the forms cannot collide; creating one form checks the other.
  *
+ * Large directories are sliced.  A directory's entries spread over 2^b slices by a hash of the
+ * name (without the '/', so both forms of a name share a slice); slice 0 lives in the
+ * directory's own shard, every other slice s in the shard of (dir, s).  b is part of the
+ * directory's inode number (bits META_INO_SLICE_SHIFT.., chosen when it is made and never
+ * changed; 0 for files and small directories), so a lookup finds its slice with no read.  A
+ * listing scans every slice's shard and merges the pages in key order.  An entry's inode is
+ * drawn into its slice's shard, so creates and removes stay one update of one shard and a big
+ * directory's creators spread over as many shards (and leaders) as it has slices.  Each
+ * slice s > 0 keeps its own times record,
+ *
+ *     'T' dir slice(u16)               a slice's mtime/ctime     shard of (dir, slice)
+ *                                      lanes (16 bytes)
+ *
+ * which the slice's creates and removes stamp; a sliced directory's mtime and ctime are the
+ * newest of its inode's and its slices' (meta_inode_get reads them all in one batch).  The
+ * slice records are made before the directory's entry and removed after its inode.
+ *
  * Inode numbers are random 63-bit values (> 1) claimed with a create-if-absent, so C-nodes
  * allocate them with no coordination.  A new file's or directory's number is drawn until it
  * falls in its parent directory's shard (meta_entry_create): the inode and the entry naming
@@ -46,7 +63,17 @@
 #define META_DEFAULT_DIR_MODE 0777u /* meta_mkdir's mode when given 0 */
 #define META_DIRENT_KEY_MAX (1u + 8u + META_NAME_MAX + 1u)
 
-/* A fresh random inode number (> 1, < 2^63). */
+/* Bits of a directory's inode number that hold log2 of its slice count (see above). */
+#define META_INO_SLICE_SHIFT 59
+#define META_INO_SLICE_MASK (15ull << META_INO_SLICE_SHIFT)
+#define META_SLICE_BITS_MAX 6u
+#define META_SLICES_MAX (1u << META_SLICE_BITS_MAX)
+
+/* How many slices directory dir has (1: not sliced), and which of them holds name. */
+unsigned meta_dir_slices(uint64_t dir);
+unsigned meta_slice_of(uint64_t dir, const char *name, size_t len);
+
+/* A fresh random inode number (> 1, < 2^63, slice bits clear). */
 uint64_t meta_new_ino(void);
 /* 32 random lowercase hex characters + NUL (upload ids, request ids). */
 void meta_random_hex(char out[33]);
@@ -72,6 +99,8 @@ int meta_inode_create(struct cl_cluster *cl, const Cairn__Inode *in, uint64_t *i
 /* ---- directory entries ---- */
 
 /* A new inode in, named name in dir by entry *nd (its ino is set here), in one update: the
+ * new inode is a directory of in->slices slices (rounded down to a power of two, at most
+ * META_SLICES_MAX; 0 or 1: not sliced) if in is a directory.  The
  * entry must have version expect (0: absent) or nothing happens.  stamp (0: none) raises dir's
  * mtime and ctime to at least that time in the same update (dir must exist then).  *ino gets
  * the new number.  Returns 0, CAIRN_ECONFLICT (the entry changed: someone else made the
@@ -124,10 +153,11 @@ int meta_lookup(struct cl_cluster *cl, uint64_t dir, const char *name, size_t le
                 Cairn__FileType *type);
 
 /* Find or create the subdirectory name of dir (an implied directory unless explicit; an
- * existing one is marked explicit if asked).  Returns 0 with *ino, CAIRN_EEXIST if a file of
- * that name exists, or another error.  Safe against C-nodes racing to create it. */
+ * existing one is marked explicit if asked; a new one has `slices` slices, as
+ * meta_entry_create).  Returns 0 with *ino, CAIRN_EEXIST if a file of that name exists, or
+ * another error.  Safe against C-nodes racing to create it. */
 int meta_mkdir(struct cl_cluster *cl, uint64_t dir, const char *name, size_t len, bool explicit_dir,
-               uint32_t mode, uint64_t *ino);
+               uint32_t mode, uint32_t slices, uint64_t *ino);
 
 /* One page of dir's entries, from the entry sort name start (inclusive; NULL = first).
  * Entry keys in out are full record keys: use meta_dirent_name() on them.  A page is empty

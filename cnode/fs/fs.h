@@ -54,6 +54,9 @@
 /* What S3 creates has no POSIX owner: uid/gid 0 and open modes, so that NFS clients (root-
  * squashed by default) can work in buckets made over S3; chmod/chown over NFS tightens it. */
 #define FS_OBJECT_DIR_MODE 0777u
+/* Slices of new directories when cluster.env does not say (TOP_DIR_SLICES, DIR_SLICES). */
+#define FS_DEFAULT_TOP_SLICES 16u
+#define FS_DEFAULT_DIR_SLICES 1u
 #define FS_OBJECT_FILE_MODE 0666u
 
 struct fs;
@@ -62,6 +65,9 @@ struct fs_ctx;
 struct fs_config {
     struct cl_cluster_config cluster; /* copied (its strings borrowed for the life of the fs) */
     unsigned stripe_cache;            /* stripes kept for sequential partial reads; 0: none */
+    /* Slices of a new directory (meta/ns.h: its entries spread over that many shards): one
+     * made in the root (a bucket, a top-level NFS directory), one made anywhere else.  0: 1. */
+    uint32_t top_slices, dir_slices;
 };
 
 /* ---- the file system and one worker's context ---- */

@@ -72,6 +72,12 @@ int fs_lookup(struct fs_ctx *c, uint64_t dir, const char *name, size_t len, uint
     return lookup_ver(c, dir, name, len, ino, is_dir, NULL);
 }
 
+int fs_lookup_ver(struct fs_ctx *c, uint64_t dir, const char *name, size_t len, uint64_t *ino,
+                  bool *is_dir, uint64_t *ver)
+{
+    return lookup_ver(c, dir, name, len, ino, is_dir, ver);
+}
+
 void fs_lookup_at(struct fs_ctx *c, uint64_t dir, const char *name, size_t len,
                   struct fs_lookup *out)
 {
@@ -137,6 +143,12 @@ void fs_touch_dir(struct fs_ctx *c, const struct fs_dir *hint, Cairn__Inode **af
         *after = stamped(c, hint, now);
 }
 
+/* The slices a new directory made in parent gets (fs_config). */
+static uint32_t slices_for(const struct fs_ctx *c, uint64_t parent)
+{
+    return parent == FS_ROOT_INO ? c->fs->cfg.top_slices : c->fs->cfg.dir_slices;
+}
+
 int fs_mkdir_at(struct fs_ctx *c, uint64_t dir, const char *name, size_t len, bool explicit_dir,
                 uint32_t mode, uint64_t *ino)
 {
@@ -154,7 +166,8 @@ int fs_mkdir_at(struct fs_ctx *c, uint64_t dir, const char *name, size_t len, bo
         if (rc != CAIRN_ENOENT)
             return rc;
     }
-    rc = meta_mkdir(c->cl, dir, name, len, explicit_dir, mode ? mode : FS_OBJECT_DIR_MODE, ino);
+    rc = meta_mkdir(c->cl, dir, name, len, explicit_dir, mode ? mode : FS_OBJECT_DIR_MODE,
+                    slices_for(c, dir), ino);
     if (rc == 0) {
         /* The parent's listing may have changed (racing makers both touch: harmless). */
         struct fs_dir parent = {.ino = dir};
@@ -209,6 +222,8 @@ int fs_create(struct fs_ctx *c, const struct fs_dir *d, const char *name, size_t
     nbuf[len] = 0;
     in->parent = d->ino;
     in->name = nbuf;
+    if (fs_is_dir(in) && !in->slices)
+        in->slices = slices_for(c, d->ino);
     now = cairn_wall_ns();
     in->btime_ns = in->mtime_ns = in->ctime_ns = now;
     nd.type = in->type;

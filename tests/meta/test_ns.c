@@ -3,7 +3,7 @@
  * itself is tested in test_rec.c): inodes, the two forms of a directory entry, mkdir
  * (idempotent, refused over a file, safe when two C-nodes race), directory listings in S3 key
  * order with paging over deleted entries, entries made and removed together with their inode
- * and the directory's stamp, inode times, users, multipart uploads and their per-bucket index,
+ * and the directory's stamp, sliced directories, inode times, users, multipart uploads and their per-bucket index,
  * parts, cluster secrets, and the rules for a valid name.
  */
 #include <criterion/criterion.h>
@@ -168,8 +168,8 @@ Test(ns, mkdir_is_idempotent_and_refuses_a_file)
     Cairn__FileType type;
     uint64_t d1 = 0, d2 = 0, ino = 0;
 
-    cr_assert_eq(meta_mkdir(cl, META_ROOT_INO, "bucket", 6, false, 0, &d1), 0);
-    cr_assert_eq(meta_mkdir(cl, META_ROOT_INO, "bucket", 6, false, 0, &d2), 0);
+    cr_assert_eq(meta_mkdir(cl, META_ROOT_INO, "bucket", 6, false, 0, 1, &d1), 0);
+    cr_assert_eq(meta_mkdir(cl, META_ROOT_INO, "bucket", 6, false, 0, 1, &d2), 0);
     cr_assert_eq(d1, d2, "a second mkdir made another directory");
     cr_assert_eq(meta_lookup(cl, META_ROOT_INO, "bucket", 6, &ino, &type), 0);
     cr_assert(ino == d1 && type == CAIRN__FILE_TYPE__FT_DIR);
@@ -181,7 +181,7 @@ Test(ns, mkdir_is_idempotent_and_refuses_a_file)
     cairn__inode__free_unpacked(in, NULL);
 
     /* Asked again as an explicit directory: the same one, now marked explicit. */
-    cr_assert_eq(meta_mkdir(cl, META_ROOT_INO, "bucket", 6, true, 0, &d2), 0);
+    cr_assert_eq(meta_mkdir(cl, META_ROOT_INO, "bucket", 6, true, 0, 1, &d2), 0);
     cr_assert_eq(d2, d1);
     cr_assert_eq(meta_inode_get(cl, d1, &in, NULL), 0);
     cr_assert(in->explicit_dir);
@@ -189,15 +189,15 @@ Test(ns, mkdir_is_idempotent_and_refuses_a_file)
 
     /* A file of that name excludes the directory, and nothing is half made. */
     put_dirent(d1, "f", 55, CAIRN__FILE_TYPE__FT_FILE);
-    cr_assert_eq(meta_mkdir(cl, d1, "f", 1, false, 0, &d2), CAIRN_EEXIST);
+    cr_assert_eq(meta_mkdir(cl, d1, "f", 1, false, 0, 1, &d2), CAIRN_EEXIST);
     cr_assert_eq(meta_dirent_get(cl, d1, "f", 1, true, &d, NULL), CAIRN_ENOENT);
-    cr_assert_eq(meta_mkdir(cl, d1, "sub", 3, true, 0750, &d2), 0);
+    cr_assert_eq(meta_mkdir(cl, d1, "sub", 3, true, 0750, 1, &d2), 0);
     cr_assert_eq(meta_inode_get(cl, d2, &in, NULL), 0);
     cr_assert(in->mode == 0750 && in->parent == d1 && in->explicit_dir);
     cairn__inode__free_unpacked(in, NULL);
 
     for (unsigned i = 0; i < CAIRN_ARRAY_SIZE(bad); i++)
-        cr_assert_eq(meta_mkdir(cl, d1, bad[i], strlen(bad[i]), false, 0, &d2), CAIRN_EINVAL,
+        cr_assert_eq(meta_mkdir(cl, d1, bad[i], strlen(bad[i]), false, 0, 1, &d2), CAIRN_EINVAL,
                      "mkdir '%s'", bad[i]);
 }
 
@@ -224,7 +224,7 @@ static void *race(void *arg)
         pthread_barrier_wait(r->bar);
         r->rc[i] = r->open_rc
                        ? r->open_rc
-                       : meta_mkdir(v, META_ROOT_INO, name, strlen(name), false, 0, &r->ino[i]);
+                       : meta_mkdir(v, META_ROOT_INO, name, strlen(name), false, 0, 1, &r->ino[i]);
     }
     cl_cluster_close(v);
     return NULL;
@@ -296,7 +296,7 @@ static uint64_t new_dir(const char *name, int64_t *later)
     Cairn__Inode *in = NULL;
     uint64_t dir = 0;
 
-    cr_assert_eq(meta_mkdir(cl, META_ROOT_INO, name, strlen(name), true, 0, &dir), 0);
+    cr_assert_eq(meta_mkdir(cl, META_ROOT_INO, name, strlen(name), true, 0, 1, &dir), 0);
     cr_assert_eq(meta_inode_get(cl, dir, &in, NULL), 0);
     *later = (in->mtime_ns > in->ctime_ns ? in->mtime_ns : in->ctime_ns) + 1000000000;
     cairn__inode__free_unpacked(in, NULL);
@@ -841,4 +841,170 @@ Test(names, valid_and_invalid)
     cr_assert(meta_name_valid(".hidden", 7));
     cr_assert(meta_name_valid("a b-c_d.e", 9));
     cr_assert(meta_name_valid("\xc3\xa9t\xc3\xa9", 5)); /* UTF-8 is bytes like any other */
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A sliced directory: its entries (and their inodes) spread over several shards, every name
+ * is found again, a listing in small pages gives every name once in byte order (both forms,
+ * over pages that end in different slices), a stamp in any slice shows in the directory's
+ * times, and removes and the empty check see every slice. */
+Test(ns, sliced_directory_spreads_entries_and_merges_listings)
+{
+    enum { FILES = 160, DIRS = 24, ALL = FILES + DIRS };
+    char *want[ALL], name[32];
+    uint32_t shards[ALL];
+    unsigned n_shards = 0, got = 0, slices_used = 0;
+    uint64_t dir, sub, ino;
+    bool slice_seen[8] = {false}, empty;
+    Cairn__Inode in, *gi = NULL;
+    Cairn__Dirent nd;
+    Cairn__FileType type;
+    int64_t t1;
+    int rc;
+
+    cr_assert_eq(meta_mkdir(cl, META_ROOT_INO, "sliced", 6, true, 0, 8, &dir), 0);
+    cr_assert_eq(meta_dir_slices(dir), 8, "asked for 8 slices, the number says %u",
+                 meta_dir_slices(dir));
+    cr_assert_eq(meta_inode_get(cl, dir, &gi, NULL), 0);
+    cr_assert_eq(gi->slices, 8);
+    t1 = gi->mtime_ns + 1000000000;
+    cairn__inode__free_unpacked(gi, NULL);
+    cr_assert_eq(meta_dir_slices(META_ROOT_INO), 1);
+
+    for (unsigned i = 0; i < ALL; i++) {
+        bool is_dir = i >= FILES;
+        unsigned s;
+
+        snprintf(name, sizeof(name), is_dir ? "dir%03u" : "file-%03u", i);
+        s = meta_slice_of(dir, name, strlen(name));
+        cr_assert(s < 8);
+        slices_used += !slice_seen[s];
+        slice_seen[s] = true;
+        if (is_dir) {
+            cr_assert_eq(meta_mkdir(cl, dir, name, strlen(name), true, 0, 1, &ino), 0, "%s",
+                         name);
+            want[i] = malloc(strlen(name) + 2);
+            sprintf(want[i], "%s/", name);
+        } else {
+            file_inode(&in, dir);
+            cairn__dirent__init(&nd);
+            nd.type = CAIRN__FILE_TYPE__FT_FILE;
+            rc = meta_entry_create(cl, dir, name, strlen(name), &nd, 0, &in, t1, &ino);
+            cr_assert_eq(rc, 0, "create %s: %s", name, cairn_strerror(rc));
+            want[i] = strdup(name);
+        }
+        shards[i] = shard_of_ino(ino);
+    }
+    for (unsigned i = 0; i < ALL; i++) {
+        bool dup = false;
+
+        for (unsigned j = 0; j < i && !dup; j++)
+            dup = shards[j] == shards[i];
+        n_shards += !dup;
+    }
+    cr_assert_eq(slices_used, 8, "184 names hashed to only %u of 8 slices", slices_used);
+    cr_assert_geq(n_shards, 4, "the entries' inodes sit in %u shards only", n_shards);
+
+    /* Every name is found, in its form. */
+    for (unsigned i = 0; i < ALL; i++) {
+        size_t l = strlen(want[i]) - (i >= FILES);
+
+        cr_assert_eq(meta_lookup(cl, dir, want[i], l, &ino, &type), 0, "lookup %s", want[i]);
+        cr_assert_eq(type == CAIRN__FILE_TYPE__FT_DIR, i >= FILES);
+    }
+
+    /* Small pages: every name once, in byte order, nothing else. */
+    qsort(want, ALL, sizeof(want[0]), name_cmp);
+    {
+        char start[300];
+        size_t slen = 0;
+        bool more = true;
+
+        while (more) {
+            struct meta_scan s;
+
+            rc = meta_dir_scan(cl, dir, slen ? start : NULL, slen, 7, &s);
+            cr_assert_eq(rc, 0, "scan: %s", cairn_strerror(rc));
+            cr_assert(s.n > 0 || !s.more, "an empty page before the end");
+            cr_assert_leq(s.n, 7);
+            for (unsigned i = 0; i < s.n; i++, got++) {
+                uint32_t nl;
+                const char *nm = meta_dirent_name(s.entries[i].key, s.entries[i].klen, &nl);
+
+                cr_assert_lt(got, ALL, "more names listed than made");
+                cr_assert(nl == strlen(want[got]) && !memcmp(nm, want[got], nl),
+                          "entry %u is %.*s, want %s", got, (int)nl, nm, want[got]);
+            }
+            more = s.more;
+            if (more) {
+                cr_assert(s.next_len > 9 && s.next_len - 9 < sizeof(start));
+                slen = s.next_len - 9;
+                memcpy(start, s.next + 9, slen);
+            }
+            meta_scan_fini(&s);
+        }
+        cr_assert_eq(got, ALL, "listed %u names of %u", got, ALL);
+    }
+
+    /* A stamp through any slice is the directory's time, read alone or in a batch. */
+    expect_times(dir, t1, t1);
+    for (unsigned i = 0; i < 8; i++) {
+        snprintf(name, sizeof(name), "late-%u", i);
+        if (meta_slice_of(dir, name, strlen(name)) != 0)
+            break;
+    }
+    cr_assert_neq(meta_slice_of(dir, name, strlen(name)), 0);
+    file_inode(&in, dir);
+    cairn__dirent__init(&nd);
+    nd.type = CAIRN__FILE_TYPE__FT_FILE;
+    cr_assert_eq(meta_entry_create(cl, dir, name, strlen(name), &nd, 0, &in, t1 + 5, &ino), 0);
+    expect_times(dir, t1 + 5, t1 + 5);
+    {
+        Cairn__Inode *outs[1] = {NULL};
+        int rcs[1] = {-1};
+
+        meta_inode_get_many(cl, 1, &dir, outs, rcs);
+        cr_assert_eq(rcs[0], 0);
+        cr_assert_eq(outs[0]->mtime_ns, t1 + 5, "a batch read misses the slices' times");
+        cairn__inode__free_unpacked(outs[0], NULL);
+    }
+
+    /* Remove together works in a slice; the empty check sees entries in any slice. */
+    cr_assert_eq(meta_inode_get(cl, ino, &gi, NULL), 0);
+    cairn__inode__free_unpacked(gi, NULL);
+    {
+        Cairn__Dirent *d = NULL;
+        uint64_t dv = 0, iv = 0;
+
+        cr_assert_eq(meta_dirent_get(cl, dir, name, strlen(name), false, &d, &dv), 0);
+        cairn__dirent__free_unpacked(d, NULL);
+        cr_assert_eq(meta_inode_get(cl, ino, &gi, &iv), 0);
+        cairn__inode__free_unpacked(gi, NULL);
+        rc = meta_entry_remove(cl, dir, name, strlen(name), false, dv, ino, iv, t1 + 9);
+        cr_assert_eq(rc, 0, "remove in a slice: %s", cairn_strerror(rc));
+        cr_assert_eq(meta_inode_get(cl, ino, &gi, NULL), CAIRN_ENOENT);
+        expect_times(dir, t1 + 9, t1 + 9);
+    }
+    cr_assert_eq(meta_mkdir(cl, META_ROOT_INO, "sliced-empty", 12, true, 0, 4, &sub), 0);
+    cr_assert_eq(meta_dir_slices(sub), 4);
+    cr_assert_eq(meta_dir_empty(cl, sub, &empty), 0);
+    cr_assert(empty);
+    for (unsigned i = 0; i < 64; i++) {
+        snprintf(name, sizeof(name), "x%u", i);
+        if (meta_slice_of(sub, name, strlen(name)) == 3)
+            break;
+    }
+    cr_assert_eq(meta_slice_of(sub, name, strlen(name)), 3);
+    file_inode(&in, sub);
+    cairn__dirent__init(&nd);
+    nd.type = CAIRN__FILE_TYPE__FT_FILE;
+    cr_assert_eq(meta_entry_create(cl, sub, name, strlen(name), &nd, 0, &in, t1, &ino), 0);
+    cr_assert_eq(meta_dir_empty(cl, sub, &empty), 0);
+    cr_assert(!empty, "an entry in slice 3 was not seen");
+    for (unsigned i = 0; i < ALL; i++)
+        free(want[i]);
 }
