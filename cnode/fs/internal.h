@@ -45,6 +45,10 @@ static inline bool fs_unknown(int rc)
  * negative error (still unknown). */
 int fs_entry_is(struct fs_ctx *c, uint64_t dir, const char *name, size_t len, bool is_dir,
                 uint64_t ino);
+/* fs_lookup, and *ver: the version of the entry found, or on CAIRN_ENOENT the version a
+ * create of the file form must expect. */
+int fs_lookup_ver(struct fs_ctx *c, uint64_t dir, const char *name, size_t len, uint64_t *ino,
+                  bool *is_dir, uint64_t *ver);
 
 /* ---- data.c ---- */
 

@@ -175,6 +175,45 @@ static int link_file(struct fs_ctx *c, uint64_t dir, const char *name, size_t nl
     return CAIRN_ECONFLICT;
 }
 
+/* A new name: the inode, its entry and the directory's stamp as one update
+ * (meta_entry_create), instead of an inode, an entry and a touch one after another.  Returns
+ * 0 (*ino made and named), CAIRN_EAGAIN (a file holds the name, or took it meanwhile: replace
+ * it with link_file; nothing of ours exists), CAIRN_EEXIST (a directory holds it), an unknown
+ * outcome (the inode and entry may exist: keep the data), or another error. */
+static int create_file(struct fs_ctx *c, uint64_t dir, const char *name, size_t nl,
+                       Cairn__Inode *in, uint64_t *ino)
+{
+    Cairn__Dirent nd = CAIRN__DIRENT__INIT;
+    uint64_t old = 0, ver = 0;
+    bool is_dir;
+    int rc = fs_lookup_ver(c, dir, name, nl, &old, &is_dir, &ver);
+
+    if (rc == 0)
+        return is_dir ? CAIRN_EEXIST : CAIRN_EAGAIN;
+    if (rc != CAIRN_ENOENT)
+        return rc;
+    nd.type = CAIRN__FILE_TYPE__FT_FILE;
+    nd.size = in->size;
+    nd.etag = in->etag;
+    nd.mtime_ns = in->mtime_ns;
+    rc = meta_entry_create(c->cl, dir, name, nl, &nd, ver, in, in->mtime_ns, ino);
+    if (!rc && cairn_fault("fs.key.unknown"))
+        rc = CAIRN_EUNREACH; /* tests: it landed, but the caller was not told */
+    if (fs_unknown(rc)) {
+        Cairn__Dirent *e = NULL;
+
+        /* Named by ours: done.  By another inode: ours lost its condition for good (the
+         * entry's version moved), so nothing of ours exists.  Absent or unreadable: it may
+         * still land. */
+        if (meta_dirent_get(c->cl, dir, name, nl, false, &e, NULL) == 0) {
+            rc = e->ino == *ino ? 0 : CAIRN_EAGAIN;
+            cairn__dirent__free_unpacked(e, NULL);
+        }
+        return rc;
+    }
+    return rc == CAIRN_ECONFLICT ? CAIRN_EAGAIN : rc;
+}
+
 /* The file inode for d: type, mode, size, times and the data (in's pointers then borrow d). */
 static void fill_file(Cairn__Inode *in, struct fs_data *d, Cairn__Extent **xp)
 {
@@ -232,17 +271,23 @@ int fs_key_put(struct fs_ctx *c, uint64_t bucket, const char *key, size_t klen,
     if (!rc) {
         in->parent = dir;
         in->name = name;
-        rc = meta_inode_create(c->cl, in, &ino);
+        rc = create_file(c, dir, name, strlen(name), in, &ino);
+        if (fs_unknown(rc))
+            keep = true; /* the inode and its entry may exist */
+        if (rc == CAIRN_EAGAIN) {
+            /* The name is a file's: a new inode, then the entry moved over to it. */
+            rc = meta_inode_create(c->cl, in, &ino);
+            if (fs_unknown(rc))
+                keep = true; /* an inode may reference the data */
+            if (!rc) {
+                rc = link_file(c, dir, name, strlen(name), ino, in);
+                if (fs_unknown(rc))
+                    keep = true; /* the entry may name the inode */
+                else if (rc)
+                    meta_inode_del(c->cl, ino, META_ANY);
+            }
+        }
         in->name = NULL;
-        if (fs_unknown(rc))
-            keep = true; /* an inode may reference the data */
-    }
-    if (!rc) {
-        rc = link_file(c, dir, name, strlen(name), ino, in);
-        if (fs_unknown(rc))
-            keep = true; /* the entry may name the inode */
-        else if (rc)
-            meta_inode_del(c->cl, ino, META_ANY);
     }
     in->extents = NULL;
     in->n_extents = 0;

@@ -698,7 +698,8 @@ Test(fs, key_put_whose_link_outcome_is_unknown_keeps_the_object)
 
     fill(p, n, 9);
     cr_assert_eq(fs_bucket_create(c, "bkt", "owner", &bucket), 0);
-    cr_assert(cairn_fault_arm("fs.link.unknown", 1, false));
+    /* A new key: inode and entry are one update. */
+    cr_assert(cairn_fault_arm("fs.key.unknown", 1, false));
     put_key(bucket, "k", p, n, 0);
     cairn_fault_clear();
     cr_assert_eq(fs_key_get(c, bucket, "k", 1, &ino, &in, NULL), 0, "the entry landed");
@@ -706,6 +707,17 @@ Test(fs, key_put_whose_link_outcome_is_unknown_keeps_the_object)
     got = read_all(ino, &size);
     cr_assert_eq(size, n);
     cr_assert(!memcmp(got, p, n), "and its data is there");
+    free(got);
+    /* A key replaced: the entry moves to a new inode. */
+    fill(p, n, 10);
+    cr_assert(cairn_fault_arm("fs.link.unknown", 1, false));
+    put_key(bucket, "k", p, n, 0);
+    cairn_fault_clear();
+    cr_assert_eq(fs_key_get(c, bucket, "k", 1, &ino, &in, NULL), 0, "the entry landed");
+    fs_inode_free(in);
+    got = read_all(ino, &size);
+    cr_assert_eq(size, n);
+    cr_assert(!memcmp(got, p, n), "and the new data is there");
     free(got);
     free(p);
 }
