@@ -51,6 +51,7 @@ struct cl_cluster {
     int32_t *leader;      /* per shard: D-node index that last led it, -1 unknown */
     struct ec_layout layout;
     unsigned depth;
+    unsigned min_frags;
     uint32_t leader_wait_ms;
     uint64_t session;  /* this view's writer session on the D-nodes (random, never 0) */
     uint64_t seq;      /* its last update number */
@@ -168,6 +169,11 @@ int cl_cluster_open(const struct cl_cluster_config *cfg, struct cl_cluster **out
     }
     cl->layout = (struct ec_layout){.k = cfg->k, .m = cfg->m, .frag_size = cfg->frag_size};
     cl->depth = cfg->depth ? cfg->depth : CL_DEFAULT_DEPTH;
+    cl->min_frags = cfg->min_frags ? cfg->min_frags : cfg->k + 1;
+    if (cl->min_frags < cfg->k)
+        cl->min_frags = cfg->k;
+    if (cl->min_frags > cfg->k + cfg->m)
+        cl->min_frags = cfg->k + cfg->m;
     cl->leader_wait_ms = cfg->leader_wait_ms ? cfg->leader_wait_ms : CL_DEFAULT_LEADER_WAIT_MS;
     cl->map_leader = -1;
     /* A session id nobody else has: the shards tell its retries apart by it. */
@@ -452,6 +458,46 @@ int cl_cluster_node_index(const struct cl_cluster *cl, uint64_t id)
         if (cl->ids[i] == id)
             return (int)i;
     return -1;
+}
+
+uint64_t cl_cluster_node_id(const struct cl_cluster *cl, unsigned i)
+{
+    return i < cl->n && cl->ids ? cl->ids[i] : 0;
+}
+
+/* D-node i's map entry, or NULL (no map, or not in it). */
+static const Cairn__MapNode *map_node(const struct cl_cluster *cl, unsigned i)
+{
+    return cl->map && i < cl->map->n_nodes ? cl->map->nodes[i] : NULL;
+}
+
+bool cl_cluster_node_placeable(const struct cl_cluster *cl, unsigned i)
+{
+    const Cairn__MapNode *m = map_node(cl, i);
+
+    return i < cl->n && (!m || m->state == CAIRN__NODE_STATE__NODE_UP);
+}
+
+bool cl_cluster_node_member(const struct cl_cluster *cl, unsigned i)
+{
+    const Cairn__MapNode *m = map_node(cl, i);
+
+    return i < cl->n && (!m || m->state == CAIRN__NODE_STATE__NODE_UP ||
+                         m->state == CAIRN__NODE_STATE__NODE_DOWN);
+}
+
+const char *cl_cluster_node_domain(const struct cl_cluster *cl, unsigned i)
+{
+    const Cairn__MapNode *m = map_node(cl, i);
+
+    if (m && m->host && *m->host)
+        return m->host;
+    return i < cl->n ? cl->addrs[i] : "";
+}
+
+unsigned cl_cluster_min_frags(const struct cl_cluster *cl)
+{
+    return cl->min_frags;
 }
 
 unsigned cl_cluster_shard_nodes(const struct cl_cluster *cl, uint32_t shard, unsigned *nodes)

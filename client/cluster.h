@@ -51,6 +51,8 @@ struct cl_cluster_config {
     bool no_map;           /* open on the listed D-nodes without reading a map (map init) */
     uint32_t leader_wait_ms; /* how long a metadata call waits for a shard to have a leader
                               * (elections, restarts); 0 = CL_DEFAULT_LEADER_WAIT_MS */
+    uint32_t min_frags;      /* fewest durable fragments per stripe a write may be acknowledged
+                              * with (degraded writes, stripe.h); 0 = k + 1; at most k + m */
 };
 
 /* Open a view: read the cluster map from the listed D-nodes (all asked at once).  cfg is
@@ -84,6 +86,17 @@ uint32_t cl_cluster_shards(const struct cl_cluster *cl);
 unsigned cl_cluster_shard_nodes(const struct cl_cluster *cl, uint32_t shard, unsigned *nodes);
 /* The index of the D-node with id, or -1. */
 int cl_cluster_node_index(const struct cl_cluster *cl, uint64_t id);
+/* The map id of D-node i (0 before a map). */
+uint64_t cl_cluster_node_id(const struct cl_cluster *cl, unsigned i);
+/* Whether new data may be placed on D-node i (the map says up; not out or draining), and
+ * whether it is at least a member that keeps its place (up or down). */
+bool cl_cluster_node_placeable(const struct cl_cluster *cl, unsigned i);
+bool cl_cluster_node_member(const struct cl_cluster *cl, unsigned i);
+/* D-node i's failure domain (its host in the map; its address before a map). */
+const char *cl_cluster_node_domain(const struct cl_cluster *cl, unsigned i);
+/* The fewest durable fragments per stripe a write of the default layout may leave
+ * (cl_cluster_config.min_frags). */
+unsigned cl_cluster_min_frags(const struct cl_cluster *cl);
 /* How long a metadata call waits for a shard to have a leader. */
 uint32_t cl_cluster_leader_wait_ms(const struct cl_cluster *cl);
 /* The view's writer session: a random id the metadata shards know its updates by, and the

@@ -87,7 +87,7 @@ const char *cl_env_get(const struct cl_env *env, const char *name)
 int cl_env_cluster_config(const struct cl_env *env, struct cl_cluster_config *cfg)
 {
     const char *ec = cl_env_get(env, "EC"), *fs = cl_env_get(env, "FRAG_SIZE");
-    const char *to = cl_env_get(env, "TIMEOUT_MS");
+    const char *to = cl_env_get(env, "TIMEOUT_MS"), *mf = cl_env_get(env, "MIN_FRAGS");
 
     cfg->dnodes = cl_env_get(env, "DNODES");
     cfg->provider = cl_env_get(env, "FABRIC_PROVIDER");
@@ -102,6 +102,16 @@ int cl_env_cluster_config(const struct cl_env *env, struct cl_cluster_config *cf
     }
     if (to)
         cfg->timeout_ms = (uint32_t)strtoul(to, NULL, 10);
+    if (mf) {
+        char *end;
+        unsigned long v = strtoul(mf, &end, 10);
+
+        if (*end || v == 0 || v > EC_MAX_FRAGS) {
+            fprintf(stderr, "cluster.env: bad MIN_FRAGS=%s\n", mf);
+            return CAIRN_EINVAL;
+        }
+        cfg->min_frags = (uint32_t)v;
+    }
     if (fs) {
         char *end;
         unsigned long v = strtoul(fs, &end, 10);

@@ -20,6 +20,7 @@
  */
 #include "client/stripe.h"
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #include "common/log.h"
 
 #define TAG "stripe"
+#define NO_NODE UINT_MAX /* a position whose D-node this view does not know */
 
 /* ---- stripe slots ---- */
 
@@ -49,7 +51,8 @@ struct slot {
     uint32_t flen;
     uint64_t bytes; /* object bytes in this stripe */
     bool partial;   /* the last stripe, shorter than k * frag_size: staged in tail */
-    unsigned nodes[EC_MAX_FRAGS];
+    unsigned nodes[EC_MAX_FRAGS]; /* D-node index per fragment (NO_NODE: unknown) */
+    unsigned pos[EC_MAX_FRAGS];   /* placement position per fragment */
     unsigned outstanding;
     int err;
     uint8_t *frags[EC_MAX_FRAGS]; /* fragment buffers of this stripe */
@@ -75,7 +78,37 @@ struct io {
     struct cl_io_stats *st;
     struct slot *slots;
     unsigned nslots;
+    struct cl_placement *pl;          /* NULL: the first design (per-stripe rendezvous) */
+    unsigned pos_node[CL_PLACE_MAX];  /* D-node index per position of pl */
+    unsigned min;                     /* writes: fewest fragments a stripe may keep */
 };
+
+unsigned cl_placement_missing(const struct cl_placement *pl)
+{
+    return (unsigned)__builtin_popcount(pl->missing);
+}
+
+/* Whether fragment i of the slot's stripe has no place to be (placed writes and reads). */
+static bool frag_missing(const struct io *io, const struct slot *sl, unsigned i)
+{
+    return io->pl && (((io->pl->missing >> sl->pos[i]) & 1u) || sl->nodes[i] == NO_NODE);
+}
+
+/* Resolve pl's positions to this view's D-node indexes. */
+static int io_place(struct io *io, struct cl_placement *pl)
+{
+    io->pl = pl;
+    if (!pl)
+        return 0;
+    if (pl->n != io->l->k + io->l->m || pl->n > CL_PLACE_MAX)
+        return CAIRN_EINVAL;
+    for (unsigned p = 0; p < pl->n; p++) {
+        int idx = pl->ids[p] ? cl_cluster_node_index(io->cl, pl->ids[p]) : -1;
+
+        io->pos_node[p] = idx < 0 ? NO_NODE : (unsigned)idx;
+    }
+    return 0;
+}
 
 static int io_init(struct io *io, struct cl_cluster *cl, const struct ec_layout *l,
                    uint64_t object_id, uint32_t gen, uint8_t *data, uint64_t len,
@@ -147,9 +180,20 @@ static int slot_prepare(struct io *io, struct slot *sl, uint64_t s)
     sl->outstanding = 0;
     sl->err = 0;
     sl->ok = sl->failed = sl->requested = 0;
-    rc = cl_cluster_place(io->cl, sl->sid, l->k + l->m, sl->nodes);
-    if (rc)
-        return rc;
+    if (io->pl) {
+        unsigned n = l->k + l->m;
+
+        for (unsigned i = 0; i < n; i++) {
+            sl->pos[i] = (unsigned)((io->first + s + i) % n);
+            sl->nodes[i] = io->pos_node[sl->pos[i]];
+        }
+    } else {
+        rc = cl_cluster_place(io->cl, sl->sid, l->k + l->m, sl->nodes);
+        if (rc)
+            return rc;
+        for (unsigned i = 0; i < l->k + l->m; i++)
+            sl->pos[i] = i;
+    }
     sl->partial = sl->bytes != (uint64_t)l->k * l->frag_size;
     if (!sl->partial) {
         for (unsigned j = 0; j < l->k; j++)
@@ -192,7 +236,15 @@ static void put_done(void *arg, int status, const Cairn__Response *resp)
     int rc = status ? status : resp->status;
 
     cl_cluster_note(sl->io->cl, sl->nodes[op->index], status);
-    if (rc && !sl->err) {
+    if (rc && sl->io->pl) {
+        /* A placed write goes on without the position; the end decides if that is enough. */
+        if (!((sl->io->pl->missing >> sl->pos[op->index]) & 1u))
+            log_warn(TAG, "fragment %016llx/%u/%u on %s: %s; position %u of the object is "
+                     "missing from now on", (unsigned long long)sl->sid, sl->io->gen, op->index,
+                     cl_cluster_dnode_addr(sl->io->cl, sl->nodes[op->index]),
+                     cairn_strerror(rc), sl->pos[op->index]);
+        sl->io->pl->missing |= 1u << sl->pos[op->index];
+    } else if (rc && !sl->err) {
         log_warn(TAG, "fragment %016llx/%u/%u on %s: %s", (unsigned long long)sl->sid,
                  sl->io->gen, op->index, cl_cluster_dnode_addr(sl->io->cl, sl->nodes[op->index]),
                  cairn_strerror(rc));
@@ -241,13 +293,28 @@ static int write_stripe(struct io *io, struct slot *sl, uint64_t s)
 
     if (rc)
         goto fail;
-    for (unsigned i = 0; i < n; i++) {
-        if (cl_cluster_node_down(io->cl, sl->nodes[i]) &&
-            !cl_cluster_recheck(io->cl, sl->nodes[i])) {
+    if (io->pl) {
+        /* A node seen down since the placement was made is missing: no deadline per stripe. */
+        for (unsigned i = 0; i < n; i++)
+            if (!frag_missing(io, sl, i) && cl_cluster_node_down(io->cl, sl->nodes[i]))
+                io->pl->missing |= 1u << sl->pos[i];
+        if (n - cl_placement_missing(io->pl) < io->min) {
             rc = CAIRN_EUNREACH;
-            log_warn(TAG, "stripe %016llx: D-node %s is down; a write needs all %u fragments",
-                     (unsigned long long)sl->sid, cl_cluster_dnode_addr(io->cl, sl->nodes[i]), n);
+            log_warn(TAG, "object %016llx: %u of its %u D-nodes are missing; a write needs %u "
+                     "fragments of each stripe", (unsigned long long)io->object_id,
+                     cl_placement_missing(io->pl), n, io->min);
             goto fail;
+        }
+    } else {
+        for (unsigned i = 0; i < n; i++) {
+            if (cl_cluster_node_down(io->cl, sl->nodes[i]) &&
+                !cl_cluster_recheck(io->cl, sl->nodes[i])) {
+                rc = CAIRN_EUNREACH;
+                log_warn(TAG, "stripe %016llx: D-node %s is down; a write needs all %u fragments",
+                         (unsigned long long)sl->sid, cl_cluster_dnode_addr(io->cl, sl->nodes[i]),
+                         n);
+                goto fail;
+            }
         }
     }
     if (sl->partial) {
@@ -256,12 +323,27 @@ static int write_stripe(struct io *io, struct slot *sl, uint64_t s)
     }
     ec_encode(io->codec, sl->flen, (const uint8_t *const *)sl->frags, sl->frags + l->k);
     for (unsigned i = 0; i < n; i++) {
-        uint32_t crc = ec_crc32c(0, sl->frags[i], sl->flen);
+        uint32_t crc;
 
+        if (frag_missing(io, sl, i))
+            continue;
+        crc = ec_crc32c(0, sl->frags[i], sl->flen);
         rc = send_frag(io, sl, i, CAIRN__OP__OP_FRAG_PUT, sl->frags[i], sl->flen, crc, NULL, 0,
                        put_done);
-        if (rc)
+        if (rc && io->pl) {
+            io->pl->missing |= 1u << sl->pos[i]; /* refused before it left: same as a failure */
+            rc = 0;
+        } else if (rc) {
             break;
+        }
+    }
+    if (!rc && sl->busy && sl->outstanding == 0) {
+        /* Nothing went out (every position failed at once): the stripe is settled. */
+        slot_release(sl);
+        rc = CAIRN_EUNREACH;
+        if (!io->err)
+            io->err = rc;
+        return rc;
     }
     if (!rc)
         return 0;
@@ -275,20 +357,81 @@ fail:
     return rc;
 }
 
-int cl_stripe_write(struct cl_cluster *cl, uint64_t object_id, uint32_t gen, const uint8_t *data,
-                    uint64_t len, struct cl_io_stats *st)
+/* Choose where a new object goes: the first k + m nodes of its rendezvous order that the map
+ * lets us place on and this view has not seen fail, one per failure domain; then, for what is
+ * left, members that are down (their positions missing); then nothing (missing too). */
+static int choose(struct cl_cluster *cl, uint64_t object_id, const struct ec_layout *l,
+                  unsigned min, struct cl_placement *pl)
 {
-    return cl_stripe_write_at(cl, object_id, gen, 0, data, len, st);
+    unsigned nd = cl_cluster_dnodes(cl), n = l->k + l->m, taken = 0;
+    unsigned *order = calloc(nd ? nd : 1, sizeof(*order));
+    const char *doms[CL_PLACE_MAX];
+    int rc;
+
+    if (!order)
+        return CAIRN_ENOMEM;
+    rc = cl_cluster_order(cl, object_id, order);
+    if (rc)
+        goto out;
+    memset(pl, 0, sizeof(*pl));
+    pl->n = n;
+    for (int pass = 0; pass < 2 && taken < n; pass++) {
+        for (unsigned j = 0; j < nd && taken < n; j++) {
+            unsigned i = order[j];
+            bool live = cl_cluster_node_placeable(cl, i) && !cl_cluster_node_down(cl, i);
+            const char *dom = cl_cluster_node_domain(cl, i);
+            bool seen = false;
+
+            if (pass == 0 ? !live : (live || !cl_cluster_node_member(cl, i)))
+                continue;
+            for (unsigned t = 0; t < taken && !seen; t++)
+                seen = !strcmp(doms[t], dom);
+            if (seen || !cl_cluster_node_id(cl, i))
+                continue;
+            doms[taken] = dom;
+            pl->ids[taken] = cl_cluster_node_id(cl, i);
+            if (pass == 1)
+                pl->missing |= 1u << taken;
+            taken++;
+        }
+    }
+    for (; taken < n; taken++)
+        pl->missing |= 1u << taken;
+    if (n - cl_placement_missing(pl) < min) {
+        log_warn(TAG, "object %016llx: only %u of %u fragments can be placed on live D-nodes "
+                 "in distinct failure domains; a write needs %u", (unsigned long long)object_id,
+                 n - cl_placement_missing(pl), n, min);
+        rc = CAIRN_EUNREACH;
+    }
+out:
+    free(order);
+    return rc;
+}
+
+int cl_stripe_write(struct cl_cluster *cl, uint64_t object_id, uint32_t gen, const uint8_t *data,
+                    uint64_t len, struct cl_placement *pl, struct cl_io_stats *st)
+{
+    return cl_stripe_write_at(cl, object_id, gen, 0, data, len, pl, st);
 }
 
 int cl_stripe_write_at(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
                        uint64_t first_stripe, const uint8_t *data, uint64_t len,
-                       struct cl_io_stats *st)
+                       struct cl_placement *pl, struct cl_io_stats *st)
 {
+    const struct ec_layout *l = cl_cluster_layout(cl);
     struct io io;
     int rc;
 
-    rc = io_init(&io, cl, cl_cluster_layout(cl), object_id, gen, (uint8_t *)data, len, st);
+    rc = io_init(&io, cl, l, object_id, gen, (uint8_t *)data, len, st);
+    if (rc)
+        goto out;
+    io.min = cl_cluster_min_frags(cl);
+    if (pl && pl->n == 0) {
+        rc = choose(cl, object_id, l, io.min, pl);
+        if (rc)
+            goto out;
+    }
+    rc = io_place(&io, pl);
     if (rc)
         goto out;
     io.first = first_stripe;
@@ -302,6 +445,11 @@ int cl_stripe_write_at(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
     }
     io_drain(&io);
     rc = io.err;
+    if (!rc && pl && pl->n - cl_placement_missing(pl) < io.min) {
+        log_warn(TAG, "object %016llx: %u of its %u D-nodes failed during the write; it needs %u",
+                 (unsigned long long)object_id, cl_placement_missing(pl), pl->n, io.min);
+        rc = CAIRN_EUNREACH;
+    }
 out:
     io_fini(&io);
     return rc;
@@ -377,7 +525,7 @@ static void get_done(void *arg, int status, const Cairn__Response *resp)
 static int request_frag(struct io *io, struct slot *sl, unsigned idx)
 {
     sl->requested |= 1u << idx;
-    if (cl_cluster_node_down(io->cl, sl->nodes[idx])) {
+    if (frag_missing(io, sl, idx) || cl_cluster_node_down(io->cl, sl->nodes[idx])) {
         if (io->st)
             io->st->frags_failed++;
         return CAIRN_EUNREACH;
@@ -414,19 +562,25 @@ static void read_stripe(struct io *io, struct slot *sl, uint64_t s)
 }
 
 int cl_stripe_read(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
-                   const struct ec_layout *l, uint8_t *out, uint64_t len, struct cl_io_stats *st)
+                   const struct ec_layout *l, const struct cl_placement *pl, uint8_t *out,
+                   uint64_t len, struct cl_io_stats *st)
 {
-    return cl_stripe_read_at(cl, object_id, gen, l, 0, out, len, st);
+    return cl_stripe_read_at(cl, object_id, gen, l, pl, 0, out, len, st);
 }
 
 int cl_stripe_read_at(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
-                      const struct ec_layout *l, uint64_t first_stripe, uint8_t *out,
-                      uint64_t len, struct cl_io_stats *st)
+                      const struct ec_layout *l, const struct cl_placement *pl,
+                      uint64_t first_stripe, uint8_t *out, uint64_t len,
+                      struct cl_io_stats *st)
 {
     struct io io;
     int rc;
 
     rc = io_init(&io, cl, l, object_id, gen, out, len, st);
+    if (rc)
+        goto out;
+    /* Reads never change the placement: io.pl is only written on the write path. */
+    rc = io_place(&io, (struct cl_placement *)pl);
     if (rc)
         goto out;
     io.first = first_stripe;
@@ -463,25 +617,39 @@ static void del_done(void *arg, int status, const Cairn__Response *resp)
 }
 
 int cl_stripe_delete(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
-                     const struct ec_layout *l, uint64_t len)
+                     const struct ec_layout *l, const struct cl_placement *pl, uint64_t len)
 {
     uint64_t nstripes = ec_layout_stripes(l, len);
-    unsigned window = cl_cluster_depth(cl) * (l->k + l->m);
+    unsigned n = l->k + l->m, window = cl_cluster_depth(cl) * n;
+    unsigned pos_node[CL_PLACE_MAX];
     struct del_state d = {0};
 
-    if (l->k + l->m > cl_cluster_dnodes(cl) || l->k + l->m > EC_MAX_FRAGS)
+    if (n > EC_MAX_FRAGS || (!pl && n > cl_cluster_dnodes(cl)) || (pl && pl->n != n))
         return CAIRN_EINVAL;
+    /* Placed: every position that names a node we know and that answers, missing ones too
+     * (a position that failed half-way through a write may hold some fragments). */
+    for (unsigned p = 0; pl && p < n; p++) {
+        int idx = pl->ids[p] ? cl_cluster_node_index(cl, pl->ids[p]) : -1;
+
+        pos_node[p] = idx < 0 || cl_cluster_node_down(cl, (unsigned)idx) ? NO_NODE : (unsigned)idx;
+    }
     for (uint64_t s = 0; s < nstripes; s++) {
         uint64_t sid = cl_stripe_id(object_id, s);
         unsigned nodes[EC_MAX_FRAGS];
 
-        if (cl_cluster_place(cl, sid, l->k + l->m, nodes))
+        if (pl) {
+            for (unsigned i = 0; i < n; i++)
+                nodes[i] = pos_node[(s + i) % n];
+        } else if (cl_cluster_place(cl, sid, n, nodes)) {
             return CAIRN_EINVAL;
-        for (unsigned i = 0; i < l->k + l->m; i++) {
+        }
+        for (unsigned i = 0; i < n; i++) {
             Cairn__Request req = CAIRN__REQUEST__INIT;
             Cairn__FragId fid = CAIRN__FRAG_ID__INIT;
             int rc;
 
+            if (nodes[i] == NO_NODE)
+                continue;
             while (d.outstanding >= window)
                 tp_ctx_wait(cl_cluster_tp(cl), 1000);
             fid.stripe = sid;

@@ -141,7 +141,7 @@ static int bench_cluster(const char *envpath, uint8_t *src, uint8_t *dst, size_t
             goto out;
         }
         t0 = cairn_now_ns();
-        rc = cl_stripe_write(cl, oid, 1, src, len, NULL);
+        rc = cl_stripe_write(cl, oid, 1, src, len, NULL, NULL);
         w[i] = gbps(len, cairn_now_ns() - t0);
         if (rc) {
             fprintf(stderr, "cairn-bench: stripe write: %s\n", cairn_strerror(rc));
@@ -149,7 +149,7 @@ static int bench_cluster(const char *envpath, uint8_t *src, uint8_t *dst, size_t
         }
         memset(dst, 0, len);
         t0 = cairn_now_ns();
-        rc = cl_stripe_read(cl, oid, 1, cl_cluster_layout(cl), dst, len, NULL);
+        rc = cl_stripe_read(cl, oid, 1, cl_cluster_layout(cl), NULL, dst, len, NULL);
         r[i] = gbps(len, cairn_now_ns() - t0);
         if (!rc && memcmp(src, dst, len))
             rc = CAIRN_ECRC;
@@ -157,7 +157,7 @@ static int bench_cluster(const char *envpath, uint8_t *src, uint8_t *dst, size_t
             fprintf(stderr, "cairn-bench: stripe read: %s\n", cairn_strerror(rc));
             goto out;
         }
-        cl_stripe_delete(cl, oid, 1, cl_cluster_layout(cl), len);
+        cl_stripe_delete(cl, oid, 1, cl_cluster_layout(cl), NULL, len);
     }
     printf("end to end through %s to %u D-nodes, EC %u+%u, %u KiB fragments, %zu MiB objects:\n",
            tp_ctx_provider(cl_cluster_tp(cl)), cl_cluster_dnodes(cl), cfg.k, cfg.m,

@@ -356,10 +356,10 @@ static int cmd_put(struct cl_cluster *cl, const char *key, const char *path)
         return fail("stripe put", rc);
     }
     t0 = cairn_now_ns();
-    rc = cl_stripe_write(cl, oid, 1, data, len, &st);
+    rc = cl_stripe_write(cl, oid, 1, data, len, NULL, &st);
     if (rc) {
         /* Leave no orphans behind: the name was never published. */
-        cl_stripe_delete(cl, oid, 1, l, len);
+        cl_stripe_delete(cl, oid, 1, l, NULL, len);
         goto out;
     }
     man.length = len;
@@ -379,7 +379,7 @@ static int cmd_put(struct cl_cluster *cl, const char *key, const char *path)
                       (uint32_t)cairn__stripe_manifest__pack(&man, packed), NULL);
     if (rc) {
         if (rc != CAIRN_EUNREACH) /* an unknown outcome may have published it: keep it */
-            cl_stripe_delete(cl, oid, 1, l, len);
+            cl_stripe_delete(cl, oid, 1, l, NULL, len);
         goto out;
     }
     printf("put %s: %llu bytes, %u+%u, %llu stripes, %.1f MB/s\n", key + strlen(KEY_PREFIX),
@@ -388,7 +388,7 @@ static int cmd_put(struct cl_cluster *cl, const char *key, const char *path)
     if (old) {
         struct ec_layout ol = {.k = old->k, .m = old->m, .frag_size = old->frag_size};
 
-        cl_stripe_delete(cl, old->object_id, old->gen, &ol, old->length);
+        cl_stripe_delete(cl, old->object_id, old->gen, &ol, NULL, old->length);
     }
 out:
     if (old)
@@ -414,7 +414,7 @@ static int cmd_get(struct cl_cluster *cl, const char *key, const char *path)
         rc = CAIRN_ENOMEM;
         goto out;
     }
-    rc = cl_stripe_read(cl, man->object_id, man->gen, &l, data, man->length, &st);
+    rc = cl_stripe_read(cl, man->object_id, man->gen, &l, NULL, data, man->length, &st);
     if (!rc)
         rc = spill(path, data, man->length);
     if (!rc && st.degraded_stripes)
@@ -453,7 +453,7 @@ static int cmd_del(struct cl_cluster *cl, const char *key)
     /* Unpublish first: a name never points at partly deleted data. */
     rc = meta_rec_del(cl, meta_shard_of(key, strlen(key)), key, strlen(key), ver);
     if (!rc)
-        rc = cl_stripe_delete(cl, man->object_id, man->gen, &l, man->length);
+        rc = cl_stripe_delete(cl, man->object_id, man->gen, &l, NULL, man->length);
     cairn__stripe_manifest__free_unpacked(man, NULL);
     return rc ? fail("stripe del", rc) : 0;
 }

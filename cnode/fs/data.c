@@ -143,7 +143,10 @@ void fs_extents_free(struct fs_ctx *f, Cairn__Extent *const *ex, size_t n)
             seen = ex[j]->object_id == ex[i]->object_id && ex[j]->gen == ex[i]->gen;
         if (seen)
             continue;
-        rc = cl_stripe_delete(f->cl, ex[i]->object_id, ex[i]->gen, &l, fs_extent_obj_size(ex[i]));
+        struct cl_placement pb;
+
+        rc = cl_stripe_delete(f->cl, ex[i]->object_id, ex[i]->gen, &l, fs_extent_place(ex[i], &pb),
+                              fs_extent_obj_size(ex[i]));
         if (rc)
             log_warn(TAG, "freeing object %016" PRIx64 ": %s (its fragments stay as garbage)",
                      ex[i]->object_id, cairn_strerror(rc));
@@ -188,14 +191,23 @@ void fs_defer_extents(struct fs_ctx *f, Cairn__Extent *const *ex, size_t n)
     }
     for (size_t i = 0; i < n; i++) {
         Cairn__Extent *x = malloc(sizeof(*x));
+        uint64_t *nodes = NULL;
 
-        if (!x) {
+        /* The copy owns its node list: free_unpacked frees it. */
+        if (x && ex[i]->n_nodes) {
+            nodes = malloc(ex[i]->n_nodes * sizeof(*nodes));
+            if (nodes)
+                memcpy(nodes, ex[i]->nodes, ex[i]->n_nodes * sizeof(*nodes));
+        }
+        if (!x || (ex[i]->n_nodes && !nodes)) {
+            free(x);
             cairn__inode__free_unpacked(in, NULL);
             goto now;
         }
         *x = *ex[i];
         x->base.unknown_fields = NULL;
         x->base.n_unknown_fields = 0;
+        x->nodes = nodes;
         in->extents[in->n_extents++] = x;
     }
     fs_defer_inode(f, in);
@@ -238,6 +250,24 @@ Cairn__Extent fs_new_extent(struct fs_ctx *f, uint64_t off, uint64_t len)
     return x;
 }
 
+void fs_extent_set_place(Cairn__Extent *x, struct cl_placement *pl)
+{
+    x->nodes = pl->n ? pl->ids : NULL;
+    x->n_nodes = pl->n;
+    x->missing = pl->missing;
+}
+
+const struct cl_placement *fs_extent_place(const Cairn__Extent *x, struct cl_placement *buf)
+{
+    if (!x->n_nodes || x->n_nodes > CL_PLACE_MAX)
+        return NULL;
+    memset(buf, 0, sizeof(*buf));
+    buf->n = (unsigned)x->n_nodes;
+    memcpy(buf->ids, x->nodes, x->n_nodes * sizeof(*x->nodes));
+    buf->missing = x->missing;
+    return buf;
+}
+
 int fs_sink_buffer(void *arg, const uint8_t *data, size_t len)
 {
     uint8_t **pos = arg;
@@ -265,6 +295,7 @@ static int read_object(struct fs_ctx *f, const Cairn__Extent *x, uint64_t rel, u
                        fs_sink sink, void *arg)
 {
     struct ec_layout l = fs_extent_layout(x);
+    struct cl_placement pb;
     uint64_t sb = (uint64_t)l.k * l.frag_size, osize = fs_extent_obj_size(x);
     size_t cap;
     int rc = fs_seg(f, &l, &cap);
@@ -286,7 +317,8 @@ static int read_object(struct fs_ctx *f, const Cairn__Extent *x, uint64_t rel, u
             len -= take;
             continue;
         }
-        rc = cl_stripe_read_at(f->cl, x->object_id, x->gen, &l, s0, f->seg, seg_len, NULL);
+        rc = cl_stripe_read_at(f->cl, x->object_id, x->gen, &l, fs_extent_place(x, &pb), s0,
+                               f->seg, seg_len, NULL);
         if (rc)
             return rc;
         if (one)

@@ -42,6 +42,7 @@
 
 #include "cairn.pb-c.h"
 #include "client/cluster.h"
+#include "client/stripe.h"
 
 #define FS_ROOT_INO 1ull
 #define FS_NAME_MAX 255u
@@ -277,7 +278,9 @@ typedef int (*fs_source)(void *arg, uint8_t *buf, size_t len);
 
 /* Data stored for a file not linked yet. */
 struct fs_data {
-    Cairn__Extent ext;    /* the object (length 0 and object_id 0 when inline) */
+    Cairn__Extent ext;    /* the object (length 0 and object_id 0 when inline); its placement
+                           * fields borrow pl's (never copy an fs_data by value) */
+    struct cl_placement pl; /* where the object's fragments are */
     uint8_t *inline_data; /* owned, small data kept for the inode */
     size_t inline_len;
     uint64_t size;

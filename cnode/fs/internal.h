@@ -67,6 +67,12 @@ void fs_defer_extents(struct fs_ctx *c, Cairn__Extent *const *ex, size_t n);
 void fs_run_deferred(struct fs_ctx *c, bool force);
 /* A fresh extent for len bytes at file offset off, in a new object of the cluster's layout. */
 Cairn__Extent fs_new_extent(struct fs_ctx *c, uint64_t off, uint64_t len);
+/* Record placement pl in extent x: x's node list then borrows pl's ids, so pl must outlive
+ * every use of x (and of the copies of x an extent map makes) until x is packed. */
+void fs_extent_set_place(Cairn__Extent *x, struct cl_placement *pl);
+/* x's recorded placement in *buf, or NULL if x has none (the stripe client then places the
+ * first way: rendezvous per stripe). */
+const struct cl_placement *fs_extent_place(const Cairn__Extent *x, struct cl_placement *buf);
 
 /* ---- ns.c ---- */
 

@@ -66,6 +66,7 @@ static int store(struct fs_ctx *c, uint64_t len, bool allow_inline, fs_source sr
         buf = c->seg;
     }
     out->ext = fs_new_extent(c, 0, 0);
+    memset(&out->pl, 0, sizeof(out->pl)); /* the first piece chooses, the others follow */
     while (done < len) {
         size_t n = (size_t)CAIRN_MIN((uint64_t)cap, len - done);
 
@@ -74,7 +75,8 @@ static int store(struct fs_ctx *c, uint64_t len, bool allow_inline, fs_source sr
             goto out;
         EVP_DigestUpdate(md, buf, n);
         rc = cl_stripe_write_at(c->cl, out->ext.object_id, out->ext.gen, first_stripe, buf, n,
-                                NULL);
+                                &out->pl, NULL);
+        fs_extent_set_place(&out->ext, &out->pl);
         done += n;
         out->ext.length = done; /* what to free if a later step fails */
         if (rc) {
@@ -251,6 +253,7 @@ int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
              Cairn__Inode **before, Cairn__Inode **after)
 {
     Cairn__Extent *xs = NULL;
+    struct cl_placement *xpl = NULL; /* xs[i]'s placement (xs[i] borrows its ids) */
     size_t nx = 0; /* objects written so far (a retry after a conflict reuses them) */
     uint64_t end = 0;
     int rc = 0;
@@ -262,12 +265,17 @@ int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
     for (size_t i = 0; i < n; i++)
         end = CAIRN_MAX(end, r[i].off + r[i].len);
     xs = n ? calloc(n, sizeof(*xs)) : NULL;
-    if (n && !xs)
+    xpl = n ? calloc(n, sizeof(*xpl)) : NULL;
+    if (n && (!xs || !xpl)) {
+        free(xs);
+        free(xpl);
         return CAIRN_ENOMEM;
+    }
     for (int attempt = 0; attempt < WRITE_RETRIES; attempt++) {
         Cairn__Inode *in;
         uint64_t ver, size;
         Cairn__Extent inl = CAIRN__EXTENT__INIT;
+        struct cl_placement inl_pl = {0};
         struct fs_extmap m;
         bool inl_written = false, inline_path;
 
@@ -312,7 +320,10 @@ int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
             /* An object per range, written once. */
             for (size_t i = nx; i < n && !rc; i++) {
                 xs[i] = fs_new_extent(c, r[i].off, r[i].len);
-                rc = cl_stripe_write(c->cl, xs[i].object_id, 1, r[i].data, r[i].len, NULL);
+                memset(&xpl[i], 0, sizeof(xpl[i]));
+                rc = cl_stripe_write(c->cl, xs[i].object_id, 1, r[i].data, r[i].len, &xpl[i],
+                                     NULL);
+                fs_extent_set_place(&xs[i], &xpl[i]);
                 if (rc)
                     fs_extents_free(c, (Cairn__Extent *[]){&xs[i]}, 1);
                 else
@@ -328,7 +339,8 @@ int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
                 inl = fs_new_extent(c, 0, in->inline_data.len);
                 inl.stamp = in->inline_stamp; /* its bytes are as old as their last write */
                 rc = cl_stripe_write(c->cl, inl.object_id, 1, in->inline_data.data,
-                                     in->inline_data.len, NULL);
+                                     in->inline_data.len, &inl_pl, NULL);
+                fs_extent_set_place(&inl, &inl_pl);
                 if (rc) {
                     fs_extmap_fini(&m);
                     fs_inode_free(in);
@@ -356,6 +368,7 @@ int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
             /* The inode may reference the new objects: keep them, report the outcome. */
             fs_inode_free(in);
             free(xs);
+            free(xpl);
             return rc;
         }
         if (rc == 0) {
@@ -364,6 +377,7 @@ int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
             else
                 fs_inode_free(in);
             free(xs);
+            free(xpl);
             return 0;
         }
         fs_inode_free(in);
@@ -379,6 +393,7 @@ out:
     for (size_t i = 0; i < nx; i++)
         fs_extents_free(c, (Cairn__Extent *[]){&xs[i]}, 1);
     free(xs);
+    free(xpl);
     return rc;
 }
 

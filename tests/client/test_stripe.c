@@ -41,8 +41,8 @@ static void setup(void)
      * above the eager size: 0.5-1.8 s measured on this host), which a test of deadlines must
      * not mistake for a dead node.  One stripe written and deleted touches all six. */
     cr_assert_not_null(warm);
-    cr_assert_eq(cl_stripe_write(cl, UINT64_MAX, 1, warm, STRIPE, NULL), 0, "warm-up");
-    cr_assert_eq(cl_stripe_delete(cl, UINT64_MAX, 1, cl_cluster_layout(cl), STRIPE), 0);
+    cr_assert_eq(cl_stripe_write(cl, UINT64_MAX, 1, warm, STRIPE, NULL, NULL), 0, "warm-up");
+    cr_assert_eq(cl_stripe_delete(cl, UINT64_MAX, 1, cl_cluster_layout(cl), NULL, STRIPE), 0);
     free(warm);
 }
 
@@ -102,7 +102,7 @@ static int read_obj(uint64_t obj, uint32_t gen, uint64_t len, uint8_t **out, str
     memset(buf, 0xa5, len ? len : 1);
     memset(st, 0, sizeof(*st));
     *out = buf;
-    return cl_stripe_read(cl, obj, gen, cl_cluster_layout(cl), buf, len, st);
+    return cl_stripe_read(cl, obj, gen, cl_cluster_layout(cl), NULL, buf, len, st);
 }
 
 static void assert_same(const uint8_t *got, const uint8_t *want, uint64_t len, const char *what)
@@ -145,7 +145,7 @@ Test(stripe, roundtrip_every_shape)
         uint64_t before = frags_live();
         struct cl_io_stats st = {0};
 
-        cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, &st), 0, "write %llu bytes",
+        cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL, &st), 0, "write %llu bytes",
                      (unsigned long long)len);
         cr_assert_eq(st.stripes, nstripes, "%llu bytes: stripes written", (unsigned long long)len);
         /* Every stripe is on flash as k + m fragments, and nothing else was written. */
@@ -170,9 +170,9 @@ Test(stripe, write_at_in_pieces_then_read_at)
 
     /* Out of order on purpose: a piece's stripes are named by their place in the object, not
      * by the order they arrive in. */
-    cr_assert_eq(cl_stripe_write_at(cl, obj, 3, 4, data + 4 * STRIPE, len - 4 * STRIPE, &st), 0);
-    cr_assert_eq(cl_stripe_write_at(cl, obj, 3, 0, data, 2 * STRIPE, &st), 0);
-    cr_assert_eq(cl_stripe_write_at(cl, obj, 3, 2, data + 2 * STRIPE, 2 * STRIPE, &st), 0);
+    cr_assert_eq(cl_stripe_write_at(cl, obj, 3, 4, data + 4 * STRIPE, len - 4 * STRIPE, NULL, &st), 0);
+    cr_assert_eq(cl_stripe_write_at(cl, obj, 3, 0, data, 2 * STRIPE, NULL, &st), 0);
+    cr_assert_eq(cl_stripe_write_at(cl, obj, 3, 2, data + 2 * STRIPE, 2 * STRIPE, NULL, &st), 0);
     cr_assert_eq(st.stripes, 6);
 
     cr_assert_eq(read_obj(obj, 3, len, &got, &st), 0);
@@ -184,10 +184,10 @@ Test(stripe, write_at_in_pieces_then_read_at)
     cr_assert_not_null(got);
     memset(got, 0, len);
     cr_assert_eq(
-        cl_stripe_read_at(cl, obj, 3, cl_cluster_layout(cl), 3, got, len - 3 * STRIPE, &st), 0);
+        cl_stripe_read_at(cl, obj, 3, cl_cluster_layout(cl), NULL, 3, got, len - 3 * STRIPE, &st), 0);
     assert_same(got, data + 3 * STRIPE, len - 3 * STRIPE, "read_at tail");
     memset(got, 0, len);
-    cr_assert_eq(cl_stripe_read_at(cl, obj, 3, cl_cluster_layout(cl), 1, got, 2 * STRIPE, &st), 0);
+    cr_assert_eq(cl_stripe_read_at(cl, obj, 3, cl_cluster_layout(cl), NULL, 1, got, 2 * STRIPE, &st), 0);
     assert_same(got, data + STRIPE, 2 * STRIPE, "read_at middle");
     free(got);
     free(data);
@@ -199,17 +199,17 @@ Test(stripe, rewrite_is_a_new_generation)
     uint8_t *a = pattern(len, 1), *b = pattern(len, 2), *got;
     struct cl_io_stats st;
 
-    cr_assert_eq(cl_stripe_write(cl, obj, 1, a, len, NULL), 0);
+    cr_assert_eq(cl_stripe_write(cl, obj, 1, a, len, NULL, NULL), 0);
     /* No overwrite in place (invariant 5): the same object and generation again is refused,
      * and the fragments already there are left as they were. */
-    cr_assert_neq(cl_stripe_write(cl, obj, 1, b, len, NULL), 0, "a fragment was overwritten");
+    cr_assert_neq(cl_stripe_write(cl, obj, 1, b, len, NULL, NULL), 0, "a fragment was overwritten");
     cr_assert_eq(read_obj(obj, 1, len, &got, &st), 0);
     assert_same(got, a, len, "object after a refused rewrite");
     cr_assert_eq(st.degraded_stripes, 0, "a refused rewrite damaged fragments");
     free(got);
 
     /* A rewrite is a new generation: a separate set of fragments. */
-    cr_assert_eq(cl_stripe_write(cl, obj, 2, b, len, NULL), 0);
+    cr_assert_eq(cl_stripe_write(cl, obj, 2, b, len, NULL, NULL), 0);
     cr_assert_eq(read_obj(obj, 1, len, &got, &st), 0);
     assert_same(got, a, len, "generation 1");
     free(got);
@@ -218,7 +218,7 @@ Test(stripe, rewrite_is_a_new_generation)
     free(got);
 
     /* Freeing the old generation (what a rewrite does afterwards) leaves the new one whole. */
-    cr_assert_eq(cl_stripe_delete(cl, obj, 1, cl_cluster_layout(cl), len), 0);
+    cr_assert_eq(cl_stripe_delete(cl, obj, 1, cl_cluster_layout(cl), NULL, len), 0);
     cr_assert_neq(read_obj(obj, 1, len, &got, &st), 0, "deleted generation still reads");
     free(got);
     cr_assert_eq(read_obj(obj, 2, len, &got, &st), 0);
@@ -237,7 +237,7 @@ Test(stripe, degraded_read_with_m_nodes_dead)
     struct cl_io_stats st;
     uint64_t want;
 
-    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL), 0);
+    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL, NULL), 0);
     /* Kill the holders of stripe 0's first two data fragments, so rebuilding is certain. */
     cr_assert_eq(cl_cluster_place(cl, cl_stripe_id(obj, 0), K + M, nodes), 0);
     dead[0] = nodes[0];
@@ -281,7 +281,7 @@ Test(stripe, more_than_m_dead_is_an_error)
     uint8_t *data = pattern(len, obj), *got;
     struct cl_io_stats st;
 
-    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL), 0);
+    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL, NULL), 0);
     for (unsigned i = 0; i < M + 1; i++)
         cr_assert_eq(dcluster_kill(dc, i), 0);
     /* Unprobed (each lost fragment found by its deadline) and probed (known at once). */
@@ -342,7 +342,7 @@ Test(stripe, corrupt_fragment_is_rebuilt_not_returned)
     uint8_t *data = pattern(len, obj), *got;
     struct cl_io_stats st;
 
-    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL), 0);
+    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL, NULL), 0);
     corrupt_data_frag(obj, data, 1);
     cr_assert_eq(read_obj(obj, 1, len, &got, &st), 0, "read with one corrupt fragment");
     assert_same(got, data, len, "read around a corrupt fragment");
@@ -366,14 +366,14 @@ Test(stripe, delete_removes_every_fragment)
     uint64_t before = frags_live();
     struct cl_io_stats st;
 
-    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL), 0);
+    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL, NULL), 0);
     cr_assert_eq(frags_live(), before + 4 * (K + M));
-    cr_assert_eq(cl_stripe_delete(cl, obj, 1, cl_cluster_layout(cl), len), 0);
+    cr_assert_eq(cl_stripe_delete(cl, obj, 1, cl_cluster_layout(cl), NULL, len), 0);
     cr_assert_eq(frags_live(), before, "fragments left on flash after delete");
     cr_assert_neq(read_obj(obj, 1, len, &got, &st), 0, "a deleted object reads");
     free(got);
     /* Deleting again is not an error: missing fragments are what a retry finds. */
-    cr_assert_eq(cl_stripe_delete(cl, obj, 1, cl_cluster_layout(cl), len), 0);
+    cr_assert_eq(cl_stripe_delete(cl, obj, 1, cl_cluster_layout(cl), NULL, len), 0);
     free(data);
 }
 
@@ -401,12 +401,12 @@ Test(stripe, write_to_a_known_down_node_fails_at_once)
     cr_assert(cl_cluster_node_down(cl, victim));
     /* Every 4+2 stripe on six nodes needs the victim: the write must fail without sending a
      * fragment anywhere (no stripe with less redundancy than its layout). */
-    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL), CAIRN_EUNREACH);
+    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL, NULL), CAIRN_EUNREACH);
     cr_assert_eq(frags_live(), before, "a write to a known-down node stored fragments");
 
     cr_assert_eq(dcluster_restart(dc, victim), 0);
     cr_assert_eq(dcluster_probe(dc, cl), 0, "restarted D-node still down");
-    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL), 0, "write after the restart");
+    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, NULL, NULL), 0, "write after the restart");
     cr_assert_eq(read_obj(obj, 1, len, &got, &st), 0);
     assert_same(got, data, len, "write after the restart");
     cr_assert_eq(st.degraded_stripes, 0);
@@ -433,22 +433,22 @@ Test(stripe, write_with_a_node_dying_fails_and_can_be_deleted)
     /* Connected to the victim before it dies, as a C-node that has been serving is. */
     cr_assert_eq(dcluster_probe(dc, v), 0);
     cr_assert_eq(dcluster_kill(dc, victim), 0);
-    rc = cl_stripe_write(v, obj, 1, data, len, NULL);
+    rc = cl_stripe_write(v, obj, 1, data, len, NULL, NULL);
     cr_assert(rc == CAIRN_ETIMEDOUT || rc == CAIRN_EUNREACH, "write with a dead D-node: %d (%s)",
               rc, cairn_strerror(rc));
     cr_assert(cl_cluster_node_down(v, victim), "the silent D-node is not marked down");
     cr_assert_gt(frags_live(), before, "expected the failed write to leave some fragments");
     /* The caller cleans up: the dead node's share fails, everything else must be gone. */
-    cl_stripe_delete(v, obj, 1, &l, len);
+    cl_stripe_delete(v, obj, 1, &l, NULL, len);
     cr_assert_eq(frags_live(), before, "delete after a failed write left fragments");
 
     /* Back: it holds nothing of the failed write, and the object can now be written whole. */
     cr_assert_eq(dcluster_restart(dc, victim), 0);
     cr_assert_eq(dcluster_probe(dc, v), 0);
     cr_assert_eq(frags_on(victim), victim_before);
-    cr_assert_eq(cl_stripe_write(v, obj, 1, data, len, NULL), 0,
+    cr_assert_eq(cl_stripe_write(v, obj, 1, data, len, NULL, NULL), 0,
                  "the object cannot be written again after cleanup");
-    cr_assert_eq(cl_stripe_read(v, obj, 1, &l, got, len, &st), 0);
+    cr_assert_eq(cl_stripe_read(v, obj, 1, &l, NULL, got, len, &st), 0);
     assert_same(got, data, len, "rewrite after a failed write");
     free(got);
     free(data);
@@ -472,9 +472,124 @@ Test(stripe, write_of_large_fragments_to_a_dying_node_returns, .timeout = 30)
     int rc;
 
     cr_assert_eq(dcluster_kill(dc, 2), 0);
-    rc = cl_stripe_write(cl, obj, 1, data, len, NULL);
+    rc = cl_stripe_write(cl, obj, 1, data, len, NULL, NULL);
     cr_assert(rc == CAIRN_ETIMEDOUT || rc == CAIRN_EUNREACH, "write: %d", rc);
-    cl_stripe_delete(cl, obj, 1, cl_cluster_layout(cl), len);
+    cl_stripe_delete(cl, obj, 1, cl_cluster_layout(cl), NULL, len);
     cr_assert_eq(frags_live(), before);
     free(data);
+}
+
+/* ---- recorded placement and degraded writes ---- */
+
+static void assert_placement_sane(const struct cl_placement *pl, struct cl_cluster *v)
+{
+    cr_assert_eq(pl->n, K + M);
+    for (unsigned p = 0; p < pl->n; p++) {
+        cr_assert(pl->ids[p] != 0 && cl_cluster_node_index(v, pl->ids[p]) >= 0,
+                  "position %u names no D-node of the map", p);
+        for (unsigned q = 0; q < p; q++)
+            cr_assert_neq(pl->ids[p], pl->ids[q], "positions %u and %u share a D-node", q, p);
+    }
+}
+
+/* With one D-node down, a placed write goes on at k + m - 1 fragments per stripe: the dead
+ * node's position is recorded missing, nothing is sent to it, and the object reads back
+ * (rebuilding from parity where the missing position held data) before and after it returns. */
+Test(stripe, placed_write_with_a_node_down_is_degraded_and_reads_back)
+{
+    const uint64_t len = 3 * STRIPE + 100, obj = 4801, nstripes = 4;
+    const unsigned victim = 2;
+    uint8_t *data = pattern(len, obj), *got = malloc(len);
+    struct cl_placement pl = {0};
+    struct cl_io_stats st = {0};
+    uint64_t before = frags_live();
+    unsigned missing_pos = K + M;
+    int rc;
+
+    cr_assert_not_null(got);
+    cr_assert_eq(dcluster_kill(dc, victim), 0);
+    cr_assert_eq(cl_cluster_probe(cl), 1);
+    rc = cl_stripe_write(cl, obj, 1, data, len, &pl, &st);
+    cr_assert_eq(rc, 0, "placed write with one of six down: %s", cairn_strerror(rc));
+    assert_placement_sane(&pl, cl);
+    cr_assert_eq(cl_placement_missing(&pl), 1, "missing positions: %#x", pl.missing);
+    for (unsigned p = 0; p < pl.n; p++)
+        if (pl.missing & (1u << p))
+            missing_pos = p;
+    cr_assert_eq(pl.ids[missing_pos], cl_cluster_node_id(cl, victim),
+                 "the missing position is not the dead node's");
+    cr_assert_eq(frags_live() - before, nstripes * (K + M - 1),
+                 "fragments stored: %llu, want %llu",
+                 (unsigned long long)(frags_live() - before),
+                 (unsigned long long)(nstripes * (K + M - 1)));
+
+    cr_assert_eq(cl_stripe_read(cl, obj, 1, cl_cluster_layout(cl), &pl, got, len, &st), 0);
+    assert_same(got, data, len, "degraded write, node still down");
+    cr_assert_gt(st.degraded_stripes, 0, "no stripe had its missing fragment among the data");
+
+    cr_assert_eq(dcluster_restart(dc, victim), 0);
+    cr_assert_eq(dcluster_probe(dc, cl), 0);
+    memset(got, 0, len);
+    cr_assert_eq(cl_stripe_read(cl, obj, 1, cl_cluster_layout(cl), &pl, got, len, NULL), 0);
+    assert_same(got, data, len, "degraded write, node back");
+    cr_assert_eq(cl_stripe_delete(cl, obj, 1, cl_cluster_layout(cl), &pl, len), 0);
+    cr_assert_eq(frags_live(), before, "delete by the placement left fragments");
+    free(got);
+    free(data);
+}
+
+/* Below the minimum (k + 1 live of k + m) nothing is written and the write says so. */
+Test(stripe, placed_write_below_the_minimum_fails_and_stores_nothing)
+{
+    const uint64_t len = 2 * STRIPE, obj = 4802;
+    const unsigned victims[2] = {1, 4};
+    uint8_t *data = pattern(len, obj);
+    struct cl_placement pl = {0};
+    uint64_t before = frags_live();
+
+    cr_assert_eq(cl_cluster_min_frags(cl), K + 1);
+    for (unsigned i = 0; i < 2; i++)
+        cr_assert_eq(dcluster_kill(dc, victims[i]), 0);
+    cr_assert_eq(cl_cluster_probe(cl), 2);
+    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, &pl, NULL), CAIRN_EUNREACH);
+    cr_assert_eq(cl_placement_missing(&pl), 2);
+    cr_assert_eq(frags_live(), before, "a refused write stored fragments");
+    cr_assert_eq(dcluster_restart_set(dc, victims, 2), 0);
+    cr_assert_eq(dcluster_probe(dc, cl), 0);
+    free(data);
+}
+
+/* A D-node that dies during a placed write under a view that still thinks it is up: its
+ * fragments fail, its position becomes missing, the rest of the write goes on, and the object
+ * is whole to a reader. */
+Test(stripe, placed_write_with_a_node_dying_goes_on_degraded)
+{
+    const uint32_t frag = 4096;
+    const uint64_t len = 5 * K * frag + 77, obj = 4803;
+    struct cl_cluster *v = view_with_frags(frag);
+    struct ec_layout l = *cl_cluster_layout(v);
+    uint8_t *data = pattern(len, obj), *got = malloc(len);
+    struct cl_placement pl = {0};
+    const unsigned victim = 3;
+    int rc;
+
+    cr_assert_not_null(got);
+    cr_assert_eq(dcluster_probe(dc, v), 0);
+    cr_assert_eq(dcluster_kill(dc, victim), 0);
+    rc = cl_stripe_write(v, obj, 1, data, len, &pl, NULL);
+    cr_assert_eq(rc, 0, "placed write with a node dying: %s", cairn_strerror(rc));
+    assert_placement_sane(&pl, v);
+    cr_assert_eq(cl_placement_missing(&pl), 1, "missing positions: %#x", pl.missing);
+    cr_assert(cl_cluster_node_down(v, victim), "the silent D-node is not marked down");
+    cr_assert_eq(cl_stripe_read(v, obj, 1, &l, &pl, got, len, NULL), 0);
+    assert_same(got, data, len, "written while a node died");
+    cr_assert_eq(dcluster_restart(dc, victim), 0);
+    cr_assert_eq(dcluster_probe(dc, v), 0);
+    memset(got, 0, len);
+    cr_assert_eq(cl_stripe_read(v, obj, 1, &l, &pl, got, len, NULL), 0);
+    assert_same(got, data, len, "written while a node died, read after it returned");
+    cl_stripe_delete(v, obj, 1, &l, &pl, len);
+    free(got);
+    free(data);
+    cl_cluster_close(v);
 }
