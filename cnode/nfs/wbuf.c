@@ -7,7 +7,8 @@
  * object per run, laid over the file's extent map by compare-and-set).  READ and GETATTR on
  * this C-node see buffered bytes; other C-nodes see them after COMMIT (close-to-open).  The
  * buffer is safe to lose: a client whose C-node died sees a new write verifier at its next
- * COMMIT and sends its uncommitted writes again.
+ * COMMIT and sends its uncommitted writes again.  So a flush that fails drops the file's runs
+ * the same way rather than keep bytes that may never be committed visible here.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -225,10 +226,12 @@ void nfs_verf(struct nfs_app *app, uint8_t out[8])
     memcpy(out, &v, 8);
 }
 
-/* Write the runs of f (locked) to the D-nodes (fs_write).  On success the runs are gone; on
- * failure they stay, and the error goes to the caller (COMMIT or a stable WRITE), whose client
- * will retry.  Runs older than bytes committed over them since are dropped instead (*dropped):
- * the new verifier makes their client send them again, now after those bytes. */
+/* Write the runs of f (locked) to the D-nodes (fs_write).  On success the runs are gone.  On
+ * failure they are dropped too, with a new write verifier, and the error goes to the caller
+ * (COMMIT or a stable WRITE): kept, the runs of a client that gave up would show in this
+ * C-node's reads over whatever was committed since, and a client that retries learns from the
+ * new verifier that it must send them again.  Runs older than bytes committed over them since
+ * are dropped the same way (*dropped): their client sends them again, now after those bytes. */
 static enum nfsstat3 flush(struct nq *q, struct wfile *f, Cairn__Inode **after, bool *dropped)
 {
     struct fs_range *r;
@@ -255,8 +258,13 @@ static enum nfsstat3 flush(struct nq *q, struct wfile *f, Cairn__Inode **after, 
         *dropped = true;
         return NFS3_OK;
     }
-    if (rc)
+    if (rc) {
+        log_info(NFS_TAG, "inode %016llx: buffered writes did not land (%s); dropped, new write "
+                          "verifier", (unsigned long long)f->ino, cairn_strerror(rc));
+        drop_runs(q->app->wb, f);
+        atomic_fetch_add(&q->app->verf, 0x9E3779B97F4A7C15ull);
         return rc == CAIRN_ENOENT ? NFS3ERR_STALE : nfs_err(rc);
+    }
     drop_runs(q->app->wb, f);
     return NFS3_OK;
 }

@@ -1,14 +1,17 @@
 #!/usr/bin/python3
 """One NFS client writes a file again and again, alternately through two C-nodes, while
-D-nodes are killed and paused.
+D-nodes are killed and paused (one at a time, or two at once so that writes fail: one down
+leaves them going on degraded).
 
 Each write is `nfscheck write` (create with truncate, WRITE, COMMIT, close) of content from a
 seed of its own, one after the other.  Writes that fail (a COMMIT answered NFS3ERR_JUKEBOX, a
 D-node gone) leave their bytes possibly buffered in a C-node.  After the faults are healed and
 the C-nodes had time to flush anything they still hold, the file, read through both C-nodes,
 must hold the last acknowledged write's bytes, or those of a write that failed after it (its
-outcome was unknown), and never an earlier failed write's: buffered writes are ordered by
-when they arrived, against what was committed since.
+outcome was unknown; or nothing, if such a write's truncation landed and its data did not),
+and never an earlier failed write's: buffered writes are ordered by when they arrived,
+against what was committed since.  A C-node drops buffered writes whose flush failed (with a
+new write verifier), so no C-node shows bytes that were never committed.
 """
 import hashlib
 import os
@@ -56,18 +59,26 @@ def test():
         time.sleep(2)
         while time.monotonic() + 5 < end:
             i = frnd.randrange(6)
+            # One D-node away leaves writes going on degraded (k + 1 of k + m fragments);
+            # two take a 4+2 cluster below that minimum, so some writes must fail.
+            victims = [i] if frnd.random() < 0.5 else [i, (i + 1 + frnd.randrange(5)) % 6]
             hold = frnd.uniform(1.0, 4.0)
             if frnd.random() < 0.5:
-                c.kill_now("dnode", i)
+                for v in victims:
+                    c.kill_now("dnode", v)
                 time.sleep(hold)
-                c.start("dnode", i)
-                log("fault: D-node %d killed for %.1f s" % (i, hold))
+                for v in victims:
+                    c.start("dnode", v)
+                log("fault: D-nodes %s killed for %.1f s" % (victims, hold))
             else:
-                c.pause("dnode", i)
+                for v in victims:
+                    c.pause("dnode", v)
                 time.sleep(hold)
-                c.resume("dnode", i)
-                log("fault: D-node %d paused for %.1f s" % (i, hold))
+                for v in victims:
+                    c.resume("dnode", v)
+                log("fault: D-nodes %s paused for %.1f s" % (victims, hold))
             time.sleep(frnd.uniform(0.5, 2.0))
+        time.sleep(4)  # writes on a healed cluster: the last ones should be acknowledged
         stop.set()
         t.join(timeout=300)
         acked = [w for w in writes if w["ok"]]
@@ -81,6 +92,11 @@ def test():
         last = max(acked, key=lambda w: w["n"])
         allowed = {hashlib.sha256(gen(w["seed"], SIZE)).hexdigest(): w for w in writes
                    if w["n"] >= last["n"]}
+        # A write truncates the file first (an acknowledged CREATE of its own), so a write
+        # after the last acknowledged one that failed may leave the file empty.
+        later_failed = [w for w in writes if w["n"] > last["n"] and not w["ok"]]
+        if later_failed:
+            allowed[hashlib.sha256(b"").hexdigest()] = dict(later_failed[-1], empty=True)
         earlier = {hashlib.sha256(gen(w["seed"], SIZE)).hexdigest(): w for w in writes
                    if w["n"] < last["n"]}
         for node in (0, 1):
@@ -97,7 +113,8 @@ def test():
             check(got in allowed, "through C-node %d the file holds bytes no write wrote" % node)
             w = allowed[got]
             log("ok   C-node %d reads write %d (%s; the last acknowledged is %d)" % (
-                node, w["n"], "acknowledged" if w["ok"] else "unknown outcome", last["n"]))
+                node, w["n"], "empty: truncated by that failed write" if w.get("empty") else
+                "acknowledged" if w["ok"] else "unknown outcome", last["n"]))
 
 
 if __name__ == "__main__":

@@ -162,6 +162,17 @@ def test():
                 with open(dst, "rb") as fh:
                     reads["NFS via C-node %d" % node] = fh.read()
             shas = {k: hashlib.sha256(v).hexdigest() for k, v in reads.items()}
+            if len(set(shas.values())) != 1:
+                # Which write each read shows, to tell a stale buffer from a bad read.
+                for k, h in shas.items():
+                    for w in mine:
+                        if sha_of(w) == h:
+                            log("f%d %s: write %s, %s, invoked at %.1f, ended at %.1f (%s)" % (
+                                f, k, w["who"], "acknowledged" if w["ok"] else "FAILED",
+                                w["inv"], w["end"], w.get("err", "")))
+                            break
+                    else:
+                        log("f%d %s: bytes no write wrote" % (f, k))
             check(len(set(shas.values())) == 1, "f%d reads differently: %s" % (
                 f, {k: (len(reads[k]), v[:12]) for k, v in shas.items()}))
             final = next(iter(shas.values()))
