@@ -689,36 +689,38 @@ Test(fs, create_cut_in_half_leaves_no_name)
  * replicas answered) must not make the caller free what the record now references.  The
  * fault sites (common/fault.h) make an update that succeeded report CAIRN_EUNREACH. */
 
+/* Put key "k" of bucket with the update at fault site `site` reported lost: the key must
+ * name an inode holding exactly p afterwards. */
+static void put_unknown_and_check(uint64_t bucket, const char *site, const uint8_t *p, size_t n)
+{
+    uint64_t ino, size;
+    Cairn__Inode *in;
+    uint8_t *got;
+
+    cr_assert(cairn_fault_arm(site, 1, false));
+    put_key(bucket, "k", p, n, 0);
+    cairn_fault_clear();
+    cr_assert_eq(fs_key_get(c, bucket, "k", 1, &ino, &in, NULL), 0, "%s: the entry landed", site);
+    fs_inode_free(in);
+    got = read_all(ino, &size);
+    cr_assert_eq(size, n);
+    cr_assert(!memcmp(got, p, n), "%s: and its data is there", site);
+    free(got);
+}
+
 Test(fs, key_put_whose_link_outcome_is_unknown_keeps_the_object)
 {
-    uint64_t bucket, ino, size;
+    uint64_t bucket;
     size_t n = 300000;
-    uint8_t *p = malloc(n), *got;
-    Cairn__Inode *in;
+    uint8_t *p = malloc(n);
 
-    fill(p, n, 9);
     cr_assert_eq(fs_bucket_create(c, "bkt", "owner", &bucket), 0);
     /* A new key: inode and entry are one update. */
-    cr_assert(cairn_fault_arm("fs.key.unknown", 1, false));
-    put_key(bucket, "k", p, n, 0);
-    cairn_fault_clear();
-    cr_assert_eq(fs_key_get(c, bucket, "k", 1, &ino, &in, NULL), 0, "the entry landed");
-    fs_inode_free(in);
-    got = read_all(ino, &size);
-    cr_assert_eq(size, n);
-    cr_assert(!memcmp(got, p, n), "and its data is there");
-    free(got);
+    fill(p, n, 9);
+    put_unknown_and_check(bucket, "fs.key.unknown", p, n);
     /* A key replaced: the entry moves to a new inode. */
     fill(p, n, 10);
-    cr_assert(cairn_fault_arm("fs.link.unknown", 1, false));
-    put_key(bucket, "k", p, n, 0);
-    cairn_fault_clear();
-    cr_assert_eq(fs_key_get(c, bucket, "k", 1, &ino, &in, NULL), 0, "the entry landed");
-    fs_inode_free(in);
-    got = read_all(ino, &size);
-    cr_assert_eq(size, n);
-    cr_assert(!memcmp(got, p, n), "and the new data is there");
-    free(got);
+    put_unknown_and_check(bucket, "fs.link.unknown", p, n);
     free(p);
 }
 
