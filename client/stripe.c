@@ -81,7 +81,15 @@ struct io {
     struct cl_placement *pl;          /* NULL: the first design (per-stripe rendezvous) */
     unsigned pos_node[CL_PLACE_MAX];  /* D-node index per position of pl */
     unsigned min;                     /* writes: fewest fragments a stripe may keep */
+    int frag_err;                     /* placed writes: the last fragment's error */
 };
+
+/* Why a placed write has too few positions left: full devices say so, anything else is
+ * D-nodes out of reach. */
+static int short_of_nodes(const struct io *io)
+{
+    return io->frag_err == CAIRN_ENOSPC ? CAIRN_ENOSPC : CAIRN_EUNREACH;
+}
 
 unsigned cl_placement_missing(const struct cl_placement *pl)
 {
@@ -244,6 +252,7 @@ static void put_done(void *arg, int status, const Cairn__Response *resp)
                      cl_cluster_dnode_addr(sl->io->cl, sl->nodes[op->index]),
                      cairn_strerror(rc), sl->pos[op->index]);
         sl->io->pl->missing |= 1u << sl->pos[op->index];
+        sl->io->frag_err = rc;
     } else if (rc && !sl->err) {
         log_warn(TAG, "fragment %016llx/%u/%u on %s: %s", (unsigned long long)sl->sid,
                  sl->io->gen, op->index, cl_cluster_dnode_addr(sl->io->cl, sl->nodes[op->index]),
@@ -299,7 +308,7 @@ static int write_stripe(struct io *io, struct slot *sl, uint64_t s)
             if (!frag_missing(io, sl, i) && cl_cluster_node_down(io->cl, sl->nodes[i]))
                 io->pl->missing |= 1u << sl->pos[i];
         if (n - cl_placement_missing(io->pl) < io->min) {
-            rc = CAIRN_EUNREACH;
+            rc = short_of_nodes(io);
             log_warn(TAG, "object %016llx: %u of its %u D-nodes are missing; a write needs %u "
                      "fragments of each stripe", (unsigned long long)io->object_id,
                      cl_placement_missing(io->pl), n, io->min);
@@ -332,6 +341,7 @@ static int write_stripe(struct io *io, struct slot *sl, uint64_t s)
                        put_done);
         if (rc && io->pl) {
             io->pl->missing |= 1u << sl->pos[i]; /* refused before it left: same as a failure */
+            io->frag_err = rc;
             rc = 0;
         } else if (rc) {
             break;
@@ -340,7 +350,7 @@ static int write_stripe(struct io *io, struct slot *sl, uint64_t s)
     if (!rc && sl->busy && sl->outstanding == 0) {
         /* Nothing went out (every position failed at once): the stripe is settled. */
         slot_release(sl);
-        rc = CAIRN_EUNREACH;
+        rc = short_of_nodes(io);
         if (!io->err)
             io->err = rc;
         return rc;
@@ -448,7 +458,7 @@ int cl_stripe_write_at(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
     if (!rc && pl && pl->n - cl_placement_missing(pl) < io.min) {
         log_warn(TAG, "object %016llx: %u of its %u D-nodes failed during the write; it needs %u",
                  (unsigned long long)object_id, cl_placement_missing(pl), pl->n, io.min);
-        rc = CAIRN_EUNREACH;
+        rc = short_of_nodes(&io);
     }
 out:
     io_fini(&io);
