@@ -593,3 +593,43 @@ Test(stripe, placed_write_with_a_node_dying_goes_on_degraded)
     free(data);
     cl_cluster_close(v);
 }
+
+/* ---- full devices ---- */
+
+/* Small devices filled by placed writes: positions whose device is full go missing like dead
+ * ones, and once too few are left the write fails saying the cluster is full (CAIRN_ENOSPC:
+ * S3 507, NFS NOSPC), not that D-nodes are unreachable; deleting an object makes room again. */
+Test(full, placed_writes_to_full_devices_say_so)
+{
+    struct dcluster_opts o = {.nodes = NODES, .k = K, .m = M, .frag_size = FRAG,
+                              .dev_size = 16ull << 20};
+    struct dcluster *fdc;
+    struct cl_cluster *v;
+    const uint64_t len = 4 * STRIPE;
+    uint8_t *data = pattern(len, 77);
+    struct cl_placement pls[100];
+    unsigned written = 0;
+    int rc = 0;
+
+    cr_assert_eq(dcluster_start(&o, &fdc), 0, "start D-nodes");
+    cr_assert_eq(dcluster_open(fdc, &v), 0, "open cluster view");
+    for (; written < 100; written++) {
+        memset(&pls[written], 0, sizeof(pls[written]));
+        rc = cl_stripe_write(v, 9000 + written, 1, data, len, &pls[written], NULL);
+        if (rc)
+            break;
+    }
+    cr_assert_lt(written, 100, "100 objects of 1 MiB fitted on six 16 MiB devices");
+    cr_assert_gt(written, 4, "the devices filled after %u objects", written);
+    cr_assert_eq(rc, CAIRN_ENOSPC, "a write to full devices failed with %d (%s)", rc,
+                 cairn_strerror(rc));
+    cl_stripe_delete(v, 9000 + written, 1, cl_cluster_layout(v), &pls[written], len);
+    for (unsigned i = 0; i < 2; i++)
+        cr_assert_eq(cl_stripe_delete(v, 9000 + i, 1, cl_cluster_layout(v), &pls[i], len), 0);
+    memset(&pls[0], 0, sizeof(pls[0]));
+    rc = cl_stripe_write(v, 9100, 1, data, len, &pls[0], NULL);
+    cr_assert_eq(rc, 0, "a write after deletes made room: %s", cairn_strerror(rc));
+    cl_cluster_close(v);
+    dcluster_stop(fdc);
+    free(data);
+}
