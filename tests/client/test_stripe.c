@@ -598,7 +598,7 @@ Test(stripe, placed_write_with_a_node_dying_goes_on_degraded)
 
 /* Small devices filled by placed writes: positions whose device is full go missing like dead
  * ones, and once too few are left the write fails saying the cluster is full (CAIRN_ENOSPC:
- * S3 507, NFS NOSPC), not that D-nodes are unreachable; deleting an object makes room again. */
+ * NFS NOSPC, S3 a retryable 503), not that D-nodes are unreachable; deleting an object makes room again. */
 Test(full, placed_writes_to_full_devices_say_so)
 {
     struct dcluster_opts o = {.nodes = NODES, .k = K, .m = M, .frag_size = FRAG,
