@@ -170,7 +170,8 @@ Test(stripe, write_at_in_pieces_then_read_at)
 
     /* Out of order on purpose: a piece's stripes are named by their place in the object, not
      * by the order they arrive in. */
-    cr_assert_eq(cl_stripe_write_at(cl, obj, 3, 4, data + 4 * STRIPE, len - 4 * STRIPE, NULL, &st), 0);
+    cr_assert_eq(
+        cl_stripe_write_at(cl, obj, 3, 4, data + 4 * STRIPE, len - 4 * STRIPE, NULL, &st), 0);
     cr_assert_eq(cl_stripe_write_at(cl, obj, 3, 0, data, 2 * STRIPE, NULL, &st), 0);
     cr_assert_eq(cl_stripe_write_at(cl, obj, 3, 2, data + 2 * STRIPE, 2 * STRIPE, NULL, &st), 0);
     cr_assert_eq(st.stripes, 6);
@@ -184,10 +185,13 @@ Test(stripe, write_at_in_pieces_then_read_at)
     cr_assert_not_null(got);
     memset(got, 0, len);
     cr_assert_eq(
-        cl_stripe_read_at(cl, obj, 3, cl_cluster_layout(cl), NULL, 3, got, len - 3 * STRIPE, &st), 0);
+        cl_stripe_read_at(cl, obj, 3, cl_cluster_layout(cl), NULL, 3, got, len - 3 * STRIPE,
+                          &st),
+        0);
     assert_same(got, data + 3 * STRIPE, len - 3 * STRIPE, "read_at tail");
     memset(got, 0, len);
-    cr_assert_eq(cl_stripe_read_at(cl, obj, 3, cl_cluster_layout(cl), NULL, 1, got, 2 * STRIPE, &st), 0);
+    cr_assert_eq(
+        cl_stripe_read_at(cl, obj, 3, cl_cluster_layout(cl), NULL, 1, got, 2 * STRIPE, &st), 0);
     assert_same(got, data + STRIPE, 2 * STRIPE, "read_at middle");
     free(got);
     free(data);
@@ -598,7 +602,8 @@ Test(stripe, placed_write_with_a_node_dying_goes_on_degraded)
 
 /* Small devices filled by placed writes: positions whose device is full go missing like dead
  * ones, and once too few are left the write fails saying the cluster is full (CAIRN_ENOSPC:
- * NFS NOSPC, S3 a retryable 503), not that D-nodes are unreachable; deleting an object makes room again. */
+ * NFS NOSPC, S3 a retryable 503), not that D-nodes are unreachable; deleting an object makes
+ * room again. */
 Test(full, placed_writes_to_full_devices_say_so)
 {
     struct dcluster_opts o = {.nodes = NODES, .k = K, .m = M, .frag_size = FRAG,
