@@ -632,7 +632,9 @@ int meta_entry_create(struct cl_cluster *cl, uint64_t dir, const char *name, siz
     if (!rc || rc == CAIRN_EUNREACH)
         *ino = n;
 out:
-    if (rc && rc != CAIRN_EUNREACH)
+    /* Only a definite failure frees the slice records: an update whose outcome is unknown may
+     * have made the directory, and a sliced directory without them refuses creates. */
+    if (rc && rc != CAIRN_EUNREACH && rc != CAIRN_ETIMEDOUT && rc != CAIRN_EUNKNOWN)
         slices_forget(cl, n); /* nothing names it */
     free(ib);
     free(db);
