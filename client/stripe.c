@@ -680,3 +680,184 @@ int cl_stripe_delete(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
         tp_ctx_wait(cl_cluster_tp(cl), 1000);
     return d.err;
 }
+
+/* ---- repair ---- */
+
+uint32_t cl_placement_lost(const struct cl_cluster *cl, const struct cl_placement *pl)
+{
+    uint32_t lost = pl->missing;
+
+    for (unsigned p = 0; p < pl->n && p < CL_PLACE_MAX; p++) {
+        int idx = pl->ids[p] ? cl_cluster_node_index(cl, pl->ids[p]) : -1;
+
+        if (idx < 0 || !cl_cluster_node_member(cl, (unsigned)idx))
+            lost |= 1u << p;
+    }
+    return lost;
+}
+
+/* Whether position p's node may take the rebuild: placeable, not seen down (callers keep the
+ * view's marks fresh, cl_cluster_probe), named by no other position. */
+static bool target_ok(struct cl_cluster *cl, const struct cl_placement *pl, unsigned p,
+                      unsigned idx)
+{
+    uint64_t id = cl_cluster_node_id(cl, idx);
+
+    if (!id || !cl_cluster_node_placeable(cl, idx) || cl_cluster_node_down(cl, idx))
+        return false;
+    for (unsigned q = 0; q < pl->n; q++)
+        if (q != p && pl->ids[q] == id)
+            return false;
+    return true;
+}
+
+int cl_placement_target(struct cl_cluster *cl, uint64_t object_id, const struct cl_placement *pl,
+                        unsigned p, uint64_t *id)
+{
+    unsigned nd = cl_cluster_dnodes(cl), *order;
+    int idx = pl->ids[p] ? cl_cluster_node_index(cl, pl->ids[p]) : -1;
+    int rc = CAIRN_ENOSPC;
+
+    if (p >= pl->n || pl->n > CL_PLACE_MAX)
+        return CAIRN_EINVAL;
+    if (idx >= 0 && target_ok(cl, pl, p, (unsigned)idx)) {
+        *id = pl->ids[p];
+        return 0;
+    }
+    order = calloc(nd ? nd : 1, sizeof(*order));
+    if (!order)
+        return CAIRN_ENOMEM;
+    if (cl_cluster_order(cl, object_id, order)) {
+        rc = CAIRN_EINVAL;
+        goto out;
+    }
+    for (unsigned j = 0; j < nd && rc; j++) {
+        const char *dom = cl_cluster_node_domain(cl, order[j]);
+        bool clash = false;
+
+        if (!target_ok(cl, pl, p, order[j]))
+            continue;
+        /* Another position's domain: only nodes that still count (members) hold one. */
+        for (unsigned q = 0; q < pl->n && !clash; q++) {
+            int qi = q == p || !pl->ids[q] ? -1 : cl_cluster_node_index(cl, pl->ids[q]);
+
+            clash = qi >= 0 && cl_cluster_node_member(cl, (unsigned)qi) &&
+                    !strcmp(cl_cluster_node_domain(cl, (unsigned)qi), dom);
+        }
+        if (clash)
+            continue;
+        *id = cl_cluster_node_id(cl, order[j]);
+        rc = 0;
+    }
+out:
+    free(order);
+    return rc;
+}
+
+struct put_state {
+    unsigned outstanding;
+    int err;
+};
+
+static void rebuild_put_done(void *arg, int status, const Cairn__Response *resp)
+{
+    struct put_state *ps = arg;
+    int rc = status ? status : resp->status;
+
+    if (rc && !ps->err)
+        ps->err = rc;
+    ps->outstanding--;
+}
+
+int cl_stripe_rebuild(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
+                      const struct ec_layout *l, const struct cl_placement *pl, uint64_t len,
+                      uint32_t positions, const uint64_t *targets, uint64_t *bytes)
+{
+    unsigned n = l->k + l->m, chunk = cl_cluster_depth(cl), npos = 0;
+    uint64_t nstripes = ec_layout_stripes(l, len), sbytes = (uint64_t)l->k * l->frag_size;
+    struct ec_codec *codec = cl_cluster_codec(cl, l->k, l->m);
+    int tidx[CL_PLACE_MAX];
+    struct cl_placement src;
+    uint8_t *buf = NULL, *out = NULL, *pad = NULL;
+    struct put_state ps = {0};
+    int rc = 0;
+
+    if (bytes)
+        *bytes = 0;
+    if (!pl || pl->n != n || n > CL_PLACE_MAX || !positions || (positions >> n) || !codec)
+        return CAIRN_EINVAL;
+    for (unsigned p = 0; p < n; p++) {
+        tidx[p] = (positions >> p) & 1u ? cl_cluster_node_index(cl, targets[p]) : -1;
+        if ((positions >> p) & 1u) {
+            if (tidx[p] < 0)
+                return CAIRN_EINVAL;
+            npos++;
+        }
+    }
+    /* Read from the other positions only: what these hold now is what is being replaced. */
+    src = *pl;
+    src.missing |= positions;
+    if (n - cl_placement_missing(&src) < l->k)
+        return CAIRN_EDEGRADED;
+    if (chunk == 0)
+        chunk = 1;
+    buf = aligned_alloc(CAIRN_BLOCK, (size_t)chunk * sbytes);
+    out = aligned_alloc(CAIRN_BLOCK, (size_t)chunk * npos * l->frag_size);
+    pad = aligned_alloc(CAIRN_BLOCK, (size_t)n * l->frag_size);
+    if (!buf || !out || !pad) {
+        rc = CAIRN_ENOMEM;
+        goto out;
+    }
+    for (uint64_t s0 = 0; s0 < nstripes && !rc; s0 += chunk) {
+        uint64_t cnt = nstripes - s0 < chunk ? nstripes - s0 : chunk;
+        uint64_t clen = len - s0 * sbytes < cnt * sbytes ? len - s0 * sbytes : cnt * sbytes;
+        uint8_t *frag = out;
+
+        rc = cl_stripe_read_at(cl, object_id, gen, l, &src, s0, buf, clen, NULL);
+        for (uint64_t j = 0; j < cnt && !rc; j++) {
+            uint64_t s = s0 + j, have = ec_layout_stripe_bytes(l, clen, j);
+            uint32_t flen = ec_layout_frag_len(l, clen, j);
+            uint8_t *frags[EC_MAX_FRAGS];
+
+            /* The stripe as the writer encoded it: k equal fragments, the last zero-padded. */
+            memset(pad, 0, (size_t)l->k * flen);
+            memcpy(pad, buf + j * sbytes, have);
+            for (unsigned x = 0; x < n; x++)
+                frags[x] = pad + (size_t)x * flen;
+            ec_encode(codec, flen, (const uint8_t *const *)frags, frags + l->k);
+            for (unsigned p = 0; p < n && !rc; p++) {
+                unsigned i = (unsigned)((p + n - s % n) % n); /* position p holds fragment i */
+                Cairn__Request req = CAIRN__REQUEST__INIT;
+                Cairn__FragId fid = CAIRN__FRAG_ID__INIT;
+
+                if (!((positions >> p) & 1u))
+                    continue;
+                memcpy(frag, frags[i], flen);
+                fid.stripe = cl_stripe_id(object_id, s);
+                fid.gen = gen;
+                fid.index = i;
+                req.op = CAIRN__OP__OP_FRAG_PUT;
+                req.frag = &fid;
+                req.crc = ec_crc32c(0, frag, flen);
+                ps.outstanding++;
+                rc = cl_cluster_call(cl, (unsigned)tidx[p], &req, frag, flen, NULL, 0,
+                                     rebuild_put_done, &ps);
+                if (rc)
+                    ps.outstanding--;
+                else if (bytes)
+                    *bytes += flen;
+                frag += l->frag_size;
+            }
+        }
+        /* out is reused by the next chunk: every put of this one must be answered first. */
+        while (ps.outstanding)
+            tp_ctx_wait(cl_cluster_tp(cl), 1000);
+        if (!rc)
+            rc = ps.err;
+    }
+out:
+    free(buf);
+    free(out);
+    free(pad);
+    return rc;
+}

@@ -92,6 +92,34 @@ int cl_stripe_read_at(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
                       uint64_t first_stripe, uint8_t *out, uint64_t len,
                       struct cl_io_stats *st);
 
+/* ---- repair (the repair service, repair/repair.h, calls these) ---- */
+
+/* The positions of pl that hold nothing that counts for good: missing ones, and ones whose
+ * D-node the map has taken out, is draining or does not name (bit p per position).  A node
+ * that is merely down keeps its positions: it may come back with its fragments. */
+uint32_t cl_placement_lost(const struct cl_cluster *cl, const struct cl_placement *pl);
+
+/* Where to rebuild position p of object object_id's placement pl: the node p names if it is
+ * live, the map places on it and no other position names it (a node that came back gets its
+ * position again); else the first node of the object's rendezvous order that is live,
+ * placeable, named by no position and in a failure domain no other position's node is in.
+ * "Live" is the view's picture (cl_cluster_node_down): callers keep it fresh with
+ * cl_cluster_probe.  Returns 0 with *id, or CAIRN_ENOSPC when no D-node qualifies (too few
+ * domains live). */
+int cl_placement_target(struct cl_cluster *cl, uint64_t object_id, const struct cl_placement *pl,
+                        unsigned p, uint64_t *id);
+
+/* Rebuild the positions in mask `positions` of the object (layout l, len bytes, placed at
+ * pl): every stripe is read once from the other positions (degraded reads rebuild what is
+ * lost), encoded again, and the fragment each position p holds is stored durably on D-node
+ * targets[p].  pl is not changed: the caller records the new nodes afterwards (and only then
+ * may anyone rely on them).  Returns 0, CAIRN_EDEGRADED (fewer than k fragments of some
+ * stripe are readable), or the first other error; *bytes (may be NULL) gets the fragment
+ * bytes stored. */
+int cl_stripe_rebuild(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
+                      const struct ec_layout *l, const struct cl_placement *pl, uint64_t len,
+                      uint32_t positions, const uint64_t *targets, uint64_t *bytes);
+
 /* Delete every fragment of the object; missing fragments are not an error.  Returns the first
  * other error, after trying them all. */
 int cl_stripe_delete(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,

@@ -10,7 +10,9 @@
  *                 [--log-level L]
  *
  * cluster.env may set TOP_DIR_SLICES and DIR_SLICES: how many slices (meta/ns.h) the
- * directories this C-node makes get, in the root and elsewhere (1..64).
+ * directories this C-node makes get, in the root and elsewhere (1..64); REPAIR_INTERVAL_S,
+ * how often its repair service (repair/repair.h) passes over the cluster (0: it runs none),
+ * and REPAIR_MBPS, the MiB per second a rebuild may read.
  *
  * --listen is the S3 endpoint; NFS and MOUNT are served when their ports are given.  --ready
  * names a file that gets the bound ports (S3, then NFS and MOUNT) once every head serves.
@@ -30,6 +32,7 @@
 #include "cnode/s3/s3.h"
 #include "common/cairn.h"
 #include "common/log.h"
+#include "repair/repair.h"
 
 #define TAG "cnode"
 
@@ -57,8 +60,9 @@ static const char *setting(void *arg, const char *name)
     return cl_env_get(s->env, name);
 }
 
-/* A directory slice count from cluster.env (1..64), or def when unset or out of range. */
-static uint32_t env_slices(const struct cl_env *env, const char *name, uint32_t def)
+/* A number from cluster.env in lo..hi, or def when unset or out of range. */
+static uint32_t env_num(const struct cl_env *env, const char *name, uint32_t lo, uint32_t hi,
+                        uint32_t def)
 {
     const char *v = cl_env_get(env, name);
     char *end;
@@ -67,8 +71,8 @@ static uint32_t env_slices(const struct cl_env *env, const char *name, uint32_t 
     if (!v)
         return def;
     n = strtoul(v, &end, 10);
-    if (*end || n < 1 || n > 64) {
-        log_warn(TAG, "%s=%s: not 1..64, using %u", name, v, def);
+    if (!*v || *end || n < lo || n > hi) {
+        log_warn(TAG, "%s=%s: not %u..%u, using %u", name, v, lo, hi, def);
         return def;
     }
     return (uint32_t)n;
@@ -113,6 +117,9 @@ int main(int argc, char **argv)
     struct settings set = {0};
     struct cl_env env = {0};
     struct fs *fs = NULL;
+    struct rp_service *repair = NULL;
+    uint32_t repair_interval;
+    uint64_t repair_rate;
     unsigned loops = 0;
     char host[256];
     sigset_t sigs;
@@ -151,8 +158,11 @@ int main(int argc, char **argv)
         return 1;
     }
     set.env = &env;
-    fcfg.top_slices = env_slices(&env, "TOP_DIR_SLICES", FS_DEFAULT_TOP_SLICES);
-    fcfg.dir_slices = env_slices(&env, "DIR_SLICES", FS_DEFAULT_DIR_SLICES);
+    fcfg.top_slices = env_num(&env, "TOP_DIR_SLICES", 1, 64, FS_DEFAULT_TOP_SLICES);
+    fcfg.dir_slices = env_num(&env, "DIR_SLICES", 1, 64, FS_DEFAULT_DIR_SLICES);
+    repair_interval = env_num(&env, "REPAIR_INTERVAL_S", 0, 86400, RP_DEFAULT_INTERVAL_S);
+    repair_rate = (uint64_t)env_num(&env, "REPAIR_MBPS", 1, 1u << 20,
+                                    (uint32_t)(RP_DEFAULT_RATE >> 20)) << 20;
     if (cl_env_cluster_config(&env, &fcfg.cluster) || fs_open(&fcfg, &fs))
         goto out;
 
@@ -176,12 +186,16 @@ int main(int argc, char **argv)
             log_info(TAG, "serving %s on %s:%u", heads[i].ops->name, host,
                      heads[i].ops->port(heads[i].running, p));
     }
+    /* The repair service has its own thread and view; the heads never wait for it. */
+    if (repair_interval && rp_service_start(&fcfg.cluster, repair_interval, repair_rate, &repair))
+        log_warn(TAG, "the repair service did not start: this C-node repairs nothing");
     if (ready)
         write_ready(ready, heads, CAIRN_ARRAY_SIZE(heads));
     sigwait(&sigs, &sig);
     log_info(TAG, "signal %d: stopping", sig);
     status = 0;
 stop:
+    rp_service_stop(repair);
     for (size_t i = CAIRN_ARRAY_SIZE(heads); i-- > 0;)
         if (heads[i].running)
             heads[i].ops->stop(heads[i].running);

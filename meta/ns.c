@@ -372,6 +372,23 @@ int meta_inode_put(struct cl_cluster *cl, uint64_t ino, const Cairn__Inode *in, 
     return rc;
 }
 
+int meta_inode_scan(struct cl_cluster *cl, uint32_t shard, uint64_t from, unsigned limit,
+                    struct meta_scan *out)
+{
+    uint8_t start[9], end[1] = {'I' + 1};
+
+    /* A shard key below the shard count is that shard. */
+    return meta_rec_scan(cl, shard, start, inode_key(start, from), end, sizeof(end), limit, out);
+}
+
+Cairn__Inode *meta_inode_of_entry(const struct meta_entry *e, uint64_t *ino)
+{
+    if (e->klen != 9 || e->key[0] != 'I')
+        return NULL;
+    *ino = get_be64(e->key + 1);
+    return inode_unpack(e->val, e->len);
+}
+
 /* The stamp op raising the times of slice s of dir to t (key in key[SLICE_KEY_LEN], lanes in
  * lane[16]): slice 0's times are the inode's own. */
 static struct meta_op dir_stamp_op(uint8_t *key, uint8_t *lane, uint64_t dir, unsigned s,
@@ -929,6 +946,45 @@ int meta_dir_empty(struct cl_cluster *cl, uint64_t dir, bool *empty)
         slen = s.next_len - 9;
         meta_scan_fini(&s);
     }
+}
+
+/* ---- repair records ---- */
+
+static const uint8_t repair_key[1] = {'R'};
+
+int meta_repair_get(struct cl_cluster *cl, uint32_t shard, Cairn__RepairShard **out,
+                    uint64_t *version)
+{
+    return msg_get(cl, shard, repair_key, sizeof(repair_key), &cairn__repair_shard__descriptor,
+                   (ProtobufCMessage **)out, version);
+}
+
+int meta_repair_put(struct cl_cluster *cl, uint32_t shard, const Cairn__RepairShard *r,
+                    uint64_t expect, uint64_t *version)
+{
+    return msg_put(cl, shard, repair_key, sizeof(repair_key), &r->base, expect, version);
+}
+
+void meta_repair_get_all(struct cl_cluster *cl, unsigned n, Cairn__RepairShard **outs)
+{
+    struct meta_get *g = calloc(n ? n : 1, sizeof(*g));
+
+    for (unsigned s = 0; s < n; s++)
+        outs[s] = NULL;
+    if (!g) {
+        for (unsigned s = 0; s < n; s++)
+            (void)meta_repair_get(cl, s, &outs[s], NULL);
+        return;
+    }
+    for (unsigned s = 0; s < n; s++)
+        g[s] = (struct meta_get){.shard = s, .key = repair_key, .klen = sizeof(repair_key)};
+    meta_rec_get_many(cl, g, n);
+    for (unsigned s = 0; s < n; s++) {
+        if (g[s].rc == 0)
+            outs[s] = cairn__repair_shard__unpack(NULL, g[s].rec.len, g[s].rec.val);
+        free(g[s].rec.val);
+    }
+    free(g);
 }
 
 /* ---- users ---- */

@@ -17,6 +17,9 @@
  *     'K' name                         cluster secret (32 bytes) shard of the name bytes
  *     "stripe/" name                   cairnctl stripe object    shard of the key bytes
  *                                      (StripeManifest)
+ *     'R'                              the repair service's      every shard has one
+ *                                      lease and last pass over
+ *                                      the shard (RepairShard)
  *
  * A directory's entries share one shard, so a listing is a range scan.  A subdirectory's
  * entry carries a trailing '/' in its key: the shard's byte order is then exactly S3's key
@@ -95,6 +98,15 @@ int meta_inode_put(struct cl_cluster *cl, uint64_t ino, const Cairn__Inode *in, 
 int meta_inode_del(struct cl_cluster *cl, uint64_t ino, uint64_t expect);
 /* Create an inode under a fresh number (retries on the rare collision); *ino gets it. */
 int meta_inode_create(struct cl_cluster *cl, const Cairn__Inode *in, uint64_t *ino);
+
+/* The inodes of cluster shard `shard` (0 .. shards - 1, not a shard key) in number order, from
+ * inode number `from` on: one page, as meta_rec_scan (limit <= META_SCAN_MAX).  Decode an
+ * entry with meta_inode_of_entry. */
+int meta_inode_scan(struct cl_cluster *cl, uint32_t shard, uint64_t from, unsigned limit,
+                    struct meta_scan *out);
+/* The inode an entry of meta_inode_scan holds (free with cairn__inode__free_unpacked) and its
+ * number in *ino, or NULL if the record cannot be decoded. */
+Cairn__Inode *meta_inode_of_entry(const struct meta_entry *e, uint64_t *ino);
 
 /* ---- directory entries ---- */
 
@@ -204,6 +216,18 @@ int meta_part_del(struct cl_cluster *cl, const char *upload_id, uint32_t number)
 /* Parts of an upload in number order, from part number `from` on. */
 int meta_part_scan(struct cl_cluster *cl, const char *upload_id, uint32_t from, unsigned limit,
                    struct meta_scan *out);
+
+/* ---- the repair service's shard records ---- */
+
+/* Shard `shard`'s repair record ('R'; shard as for meta_inode_scan).  Errors as meta_rec_get
+ * (CAIRN_ENOENT: no pass ever; *version is then 0). */
+int meta_repair_get(struct cl_cluster *cl, uint32_t shard, Cairn__RepairShard **out,
+                    uint64_t *version);
+/* Put it if the record still has version expect.  Errors as meta_rec_put. */
+int meta_repair_put(struct cl_cluster *cl, uint32_t shard, const Cairn__RepairShard *r,
+                    uint64_t expect, uint64_t *version);
+/* The records of shards 0 .. n - 1 in one batch: outs[s] NULL where absent or unreadable. */
+void meta_repair_get_all(struct cl_cluster *cl, unsigned n, Cairn__RepairShard **outs);
 
 /* ---- cluster secrets ---- */
 

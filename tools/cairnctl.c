@@ -20,6 +20,10 @@
  *   cairnctl map out|drain|in NODE      take a D-node (HOST:PORT or id) out of shard placement
  *                                       (out: leaving; drain: being emptied), or back in: the
  *                                       next map; its replicas move by agreement
+ *   cairnctl repair run [--mbps N]      one repair pass over every shard (repair/repair.h):
+ *                                       rebuild lost fragment positions, record them; waits
+ *                                       for shards other workers hold; exit 1 if some are left
+ *   cairnctl repair status              what the last passes found: NAME VALUE lines
  *
  * A stripe object is its fragments plus a StripeManifest record under the key "stripe/NAME",
  * kept in the metadata shards on the D-nodes (meta/rec.h: Raft groups, compare-and-set).
@@ -46,6 +50,7 @@
 #include "common/log.h"
 #include "meta/ns.h"
 #include "meta/rec.h"
+#include "repair/repair.h"
 
 #define KEY_PREFIX "stripe/"
 #define SIGV4_ACCESS_KEY_MAX 128u
@@ -67,7 +72,9 @@ static void usage(void)
             "  map init [--shards N]\n"
             "  map show\n"
             "  map add HOST:PORT\n"
-            "  map out|drain|in NODE\n");
+            "  map out|drain|in NODE\n"
+            "  repair run [--mbps N]\n"
+            "  repair status\n");
 }
 
 static int fail(const char *what, int rc)
@@ -174,6 +181,56 @@ static int cmd_ping(struct cl_cluster *cl)
         }
     }
     return bad ? 1 : 0;
+}
+
+/* cairnctl repair run: one pass, in this process, over every shard. */
+static int cmd_repair_run(struct cl_cluster *cl, uint64_t mbps)
+{
+    struct rp_opts o = {.rate = mbps << 20, .wait_leases = true};
+    struct rp_result r;
+    int rc;
+
+    rc = rp_pass(cl, &o, &r);
+    if (rc)
+        return fail("repair", rc);
+    printf("repair: shards %u, extents %" PRIu64 ", degraded %" PRIu64 ", rebuilt %" PRIu64
+           " positions (%" PRIu64 " bytes), left %" PRIu64 ", failed %" PRIu64 "\n",
+           r.shards, r.extents, r.degraded, r.rebuilt, r.bytes, r.left, r.failed);
+    if (r.left || r.failed) {
+        fprintf(stderr, "cairnctl: repair: %" PRIu64 " extents still short of full redundancy, "
+                "%" PRIu64 " rebuilds failed (the D-nodes' and this log say why)\n", r.left,
+                r.failed);
+        return 1;
+    }
+    return 0;
+}
+
+/* cairnctl repair status: one NAME VALUE line each, for people and scripts. */
+static int cmd_repair_status(struct cl_cluster *cl)
+{
+    struct rp_status st;
+    uint64_t now = (uint64_t)(cairn_wall_ns() / 1000000);
+    int rc = rp_status(cl, &st);
+
+    if (rc)
+        return fail("repair status", rc);
+    printf("shards %u\nshards_passed %u\nshards_leased %u\n", st.shards, st.passed, st.leased);
+    if (st.oldest_pass_ms)
+        printf("oldest_pass_age_s %" PRIu64 "\n",
+               now > st.oldest_pass_ms ? (now - st.oldest_pass_ms) / 1000 : 0);
+    printf("extents %" PRIu64 "\ndegraded_left %" PRIu64 "\n", st.extents, st.left);
+    for (unsigned i = 0; i < 4; i++)
+        printf("degraded_left_lost_%u%s %" PRIu64 "\n", i + 1, i == 3 ? "_or_more" : "",
+               st.left_by_lost[i]);
+    printf("bytes_left %" PRIu64 "\nrebuilt_positions %" PRIu64 "\nbytes_rebuilt %" PRIu64
+           "\nrate_bytes_per_s %" PRIu64 "\n", st.bytes_left, st.rebuilt, st.rebuilt_bytes,
+           st.rate_bps);
+    /* -1: bytes are left but no pass has measured a rate yet. */
+    if (st.bytes_left && !st.rate_bps)
+        printf("eta_s -1\n");
+    else
+        printf("eta_s %" PRIu64 "\n", st.bytes_left ? st.bytes_left / st.rate_bps + 1 : 0);
+    return 0;
 }
 
 static int cmd_map_show(struct cl_cluster *cl)
@@ -639,6 +696,11 @@ int main(int argc, char **argv)
         rc = cmd_map_state(cl, argv[2], CAIRN__NODE_STATE__NODE_DRAINING);
     } else if (strcmp(argv[0], "map") == 0 && argc == 3 && !strcmp(argv[1], "in")) {
         rc = cmd_map_state(cl, argv[2], CAIRN__NODE_STATE__NODE_UP);
+    } else if (strcmp(argv[0], "repair") == 0 && argc == 2 && !strcmp(argv[1], "status")) {
+        rc = cmd_repair_status(cl);
+    } else if (strcmp(argv[0], "repair") == 0 && !strcmp(argv[1 % argc], "run") &&
+               (argc == 2 || (argc == 4 && !strcmp(argv[2], "--mbps") && atoi(argv[3]) > 0))) {
+        rc = cmd_repair_run(cl, argc == 4 ? (uint64_t)atoi(argv[3]) : RP_DEFAULT_RATE >> 20);
     } else if (strcmp(argv[0], "bucket") == 0 && argc >= 2) {
         cl_cluster_probe(cl);
         rc = cmd_bucket(cl, argc, argv);

@@ -598,6 +598,62 @@ Test(stripe, placed_write_with_a_node_dying_goes_on_degraded)
     cl_cluster_close(v);
 }
 
+/* ---- repair: rebuilding a lost position ---- */
+
+/* A position left missing by a degraded write is rebuilt onto its node once it is back: the
+ * target is that node (no other is free: six D-nodes, 4+2), every stripe's fragment for the
+ * position lands there (data fragments for some stripes, parity for others, as the position
+ * rotates), and the object then survives two other D-nodes dying, which it could not before. */
+Test(stripe, rebuild_puts_a_missing_position_back)
+{
+    const uint64_t len = 5 * STRIPE + 4097, obj = 4901, nstripes = 6;
+    const unsigned victim = 1, others[2] = {3, 5};
+    uint8_t *data = pattern(len, obj), *got = malloc(len);
+    struct cl_placement pl = {0};
+    uint64_t targets[CL_PLACE_MAX] = {0}, target = 0, bytes = 0, on_victim;
+    const struct ec_layout *l = cl_cluster_layout(cl);
+    unsigned mp = K + M;
+
+    cr_assert_not_null(got);
+    cr_assert_eq(dcluster_kill(dc, victim), 0);
+    cr_assert_eq(cl_cluster_probe(cl), 1);
+    cr_assert_eq(cl_stripe_write(cl, obj, 1, data, len, &pl, NULL), 0);
+    cr_assert_eq(cl_placement_missing(&pl), 1);
+    for (unsigned p = 0; p < pl.n; p++)
+        if (pl.missing & (1u << p))
+            mp = p;
+    cr_assert_eq(cl_placement_lost(cl, &pl), 1u << mp, "lost: %#x", cl_placement_lost(cl, &pl));
+    /* While it is down there is nowhere to rebuild to: every other node holds a position. */
+    cr_assert_eq(cl_placement_target(cl, obj, &pl, mp, &target), CAIRN_ENOSPC);
+
+    cr_assert_eq(dcluster_restart(dc, victim), 0);
+    cr_assert_eq(dcluster_probe(dc, cl), 0);
+    on_victim = frags_on(victim);
+    cr_assert_eq(cl_placement_target(cl, obj, &pl, mp, &target), 0);
+    cr_assert_eq(target, cl_cluster_node_id(cl, victim), "the node that came back is not chosen");
+    targets[mp] = target;
+    cr_assert_eq(cl_stripe_rebuild(cl, obj, 1, l, &pl, len, 1u << mp, targets, &bytes), 0);
+    cr_assert_eq(frags_on(victim) - on_victim, nstripes, "fragments rebuilt on the node: %llu",
+                 (unsigned long long)(frags_on(victim) - on_victim));
+    cr_assert_gt(bytes, (nstripes - 1) * FRAG);
+    pl.missing &= ~(1u << mp);
+    cr_assert_eq(cl_placement_lost(cl, &pl), 0);
+
+    /* Two others die: k = 4 positions are left, the rebuilt one among them. */
+    for (unsigned i = 0; i < 2; i++)
+        cr_assert_eq(dcluster_kill(dc, others[i]), 0);
+    cr_assert_eq(cl_cluster_probe(cl), 2);
+    memset(got, 0, len);
+    cr_assert_eq(cl_stripe_read(cl, obj, 1, l, &pl, got, len, NULL), 0,
+                 "the rebuilt object does not survive two more failures");
+    assert_same(got, data, len, "rebuilt, two others down");
+    cr_assert_eq(dcluster_restart_set(dc, others, 2), 0);
+    cr_assert_eq(dcluster_probe(dc, cl), 0);
+    cr_assert_eq(cl_stripe_delete(cl, obj, 1, l, &pl, len), 0);
+    free(got);
+    free(data);
+}
+
 /* ---- full devices ---- */
 
 /* Small devices filled by placed writes: positions whose device is full go missing like dead

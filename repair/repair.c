@@ -1,0 +1,708 @@
+/*
+ * repair.c - the repair service (see repair.h).
+ */
+#include "repair/repair.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/stripe.h"
+#include "common/cairn.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "meta/ns.h"
+
+#define TAG "repair"
+#define WORK_MAX 65536u   /* extents one shard pass takes on; the rest wait for the next pass */
+#define SCAN_PAGE 256u    /* inode records per scan page */
+#define RECORD_TRIES 8u   /* compare-and-set attempts to record one rebuild */
+#define LOST_ROWS 4u      /* rp_status.left_by_lost */
+
+static uint64_t wall_ms(void)
+{
+    return (uint64_t)(cairn_wall_ns() / 1000000);
+}
+
+static void sleep_ms(uint64_t ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+
+    nanosleep(&ts, NULL);
+}
+
+/* ---- one worker's pass ---- */
+
+/* An extent with lost positions, as the scan found it. */
+struct work {
+    uint64_t ino;
+    uint64_t object_id;
+    uint32_t gen;
+    unsigned lost; /* positions */
+    uint64_t bytes; /* fragment bytes the lost positions hold */
+};
+
+/* A shard's record while a worker holds its lease. */
+struct lease {
+    uint32_t shard;
+    uint64_t version; /* of the record, as last written by us */
+    uint64_t renew_ms; /* monotonic: renew after this */
+    Cairn__RepairShard rec;
+    uint64_t by_lost[LOST_ROWS];
+};
+
+struct rp {
+    struct cl_cluster *cl;
+    const struct rp_opts *o;
+    uint64_t owner;
+    uint64_t rate;
+    uint64_t t0_ms, moved; /* throttle: bytes moved since t0 */
+    uint64_t probed_ms;    /* when the D-nodes were last pinged */
+};
+
+/* Keep the view's picture of which D-nodes are down fresh (a mark lasts CL_DOWN_MS): a rebuild
+ * must not choose a dead node as its target, nor wait out a deadline on one per call. */
+static void keep_probed(struct rp *r)
+{
+    if (cairn_now_ms() - r->probed_ms < CL_DOWN_MS * 4 / 5)
+        return;
+    cl_cluster_probe(r->cl);
+    r->probed_ms = cairn_now_ms();
+}
+
+/* The object's length in bytes, from an extent that shows part of it. */
+static uint64_t object_len(const Cairn__Extent *x)
+{
+    return x->obj_size ? x->obj_size : x->obj_offset + x->length;
+}
+
+static bool extent_place(const Cairn__Extent *x, struct cl_placement *pl)
+{
+    if (!x->n_nodes || x->n_nodes > CL_PLACE_MAX || x->n_nodes != (size_t)x->k + x->m)
+        return false;
+    memset(pl, 0, sizeof(*pl));
+    pl->n = (unsigned)x->n_nodes;
+    memcpy(pl->ids, x->nodes, x->n_nodes * sizeof(*x->nodes));
+    pl->missing = x->missing;
+    return true;
+}
+
+static bool same_place(const Cairn__Extent *x, const struct cl_placement *pl)
+{
+    return x->n_nodes == pl->n && x->missing == pl->missing &&
+           !memcmp(x->nodes, pl->ids, pl->n * sizeof(*pl->ids));
+}
+
+/* Fragment bytes the positions in mask hold, about (a whole stripe's fragment each). */
+static uint64_t lost_bytes(const Cairn__Extent *x, unsigned positions)
+{
+    struct ec_layout l = {.k = x->k, .m = x->m, .frag_size = x->frag_size};
+
+    return ec_layout_stripes(&l, object_len(x)) * x->frag_size * positions;
+}
+
+/* Take shard's lease.  Returns 0 (held), CAIRN_EAGAIN (another worker holds it), CAIRN_EEXIST
+ * (passed within o->fresh_ms), or an error. */
+static int lease_take(struct rp *r, uint32_t shard, struct lease *ls)
+{
+    Cairn__RepairShard *got = NULL, init = CAIRN__REPAIR_SHARD__INIT;
+    uint64_t now = wall_ms(), ver = 0;
+    int rc = meta_repair_get(r->cl, shard, &got, &ver);
+
+    if (rc && rc != CAIRN_ENOENT)
+        return rc;
+    memset(ls, 0, sizeof(*ls));
+    ls->shard = shard;
+    ls->rec = init;
+    if (got) {
+        /* The figures carry over (status shows them until this pass ends). */
+        ls->rec.owner = got->owner;
+        ls->rec.lease_until_ms = got->lease_until_ms;
+        ls->rec.pass_end_ms = got->pass_end_ms;
+        ls->rec.passes = got->passes;
+        ls->rec.extents = got->extents;
+        ls->rec.degraded = got->degraded;
+        ls->rec.left = got->left;
+        ls->rec.bytes_left = got->bytes_left;
+        for (size_t i = 0; i < got->n_left_by_lost && i < LOST_ROWS; i++)
+            ls->by_lost[i] = got->left_by_lost[i];
+        ls->rec.rebuilt = got->rebuilt;
+        ls->rec.rebuilt_bytes = got->rebuilt_bytes;
+        ls->rec.rate_bps = got->rate_bps;
+        cairn__repair_shard__free_unpacked(got, NULL);
+    }
+    ls->rec.n_left_by_lost = LOST_ROWS;
+    ls->rec.left_by_lost = ls->by_lost;
+    if (ls->rec.owner && ls->rec.owner != r->owner && ls->rec.lease_until_ms > now)
+        return CAIRN_EAGAIN;
+    if (r->o->fresh_ms && ls->rec.pass_end_ms + r->o->fresh_ms > now)
+        return CAIRN_EEXIST;
+    ls->rec.owner = r->owner;
+    ls->rec.lease_until_ms = now + RP_LEASE_MS;
+    rc = meta_repair_put(r->cl, shard, &ls->rec, ver, &ls->version);
+    if (rc == CAIRN_ECONFLICT)
+        return CAIRN_EAGAIN;
+    ls->renew_ms = cairn_now_ms() + RP_LEASE_MS / 4;
+    return rc;
+}
+
+/* Keep the lease: renewed when a quarter of it has passed.  CAIRN_ECANCELED: lost it. */
+static int lease_keep(struct rp *r, struct lease *ls)
+{
+    int rc;
+
+    if (r->o->stop && *r->o->stop)
+        return CAIRN_ECANCELED;
+    if (cairn_now_ms() < ls->renew_ms)
+        return 0;
+    ls->rec.lease_until_ms = wall_ms() + RP_LEASE_MS;
+    rc = meta_repair_put(r->cl, ls->shard, &ls->rec, ls->version, &ls->version);
+    if (rc == CAIRN_ECONFLICT) {
+        log_warn(TAG, "shard %u: another worker took the repair lease; leaving the shard to it",
+                 ls->shard);
+        return CAIRN_ECANCELED;
+    }
+    if (!rc)
+        ls->renew_ms = cairn_now_ms() + RP_LEASE_MS / 4;
+    return rc;
+}
+
+/* Give the lease back; with done, record the pass (rec's figures were filled in). */
+static void lease_give(struct rp *r, struct lease *ls, bool done)
+{
+    int rc;
+
+    ls->rec.owner = 0;
+    ls->rec.lease_until_ms = 0;
+    if (done) {
+        ls->rec.pass_end_ms = wall_ms();
+        ls->rec.passes++;
+    }
+    rc = meta_repair_put(r->cl, ls->shard, &ls->rec, ls->version, NULL);
+    if (rc)
+        log_warn(TAG, "shard %u: giving the repair lease back: %s", ls->shard,
+                 cairn_strerror(rc));
+}
+
+/* Stay under the rate: sleep until the bytes moved since the pass began fit it. */
+static void throttle(struct rp *r, uint64_t moved)
+{
+    uint64_t due, now;
+
+    r->moved += moved;
+    due = r->t0_ms + r->moved * 1000 / r->rate;
+    now = cairn_now_ms();
+    while (now < due && !(r->o->stop && *r->o->stop)) {
+        sleep_ms(due - now < 200 ? due - now : 200);
+        now = cairn_now_ms();
+    }
+}
+
+/* Delete what a rebuild stored at positions `positions` (targets) of an object no record shows. */
+static void drop_rebuilt(struct rp *r, const Cairn__Extent *x, unsigned positions,
+                         const uint64_t *targets)
+{
+    struct ec_layout l = {.k = x->k, .m = x->m, .frag_size = x->frag_size};
+    struct cl_placement d = {.n = x->k + x->m};
+    int rc;
+
+    for (unsigned p = 0; p < d.n; p++)
+        d.ids[p] = (positions >> p) & 1u ? targets[p] : 0;
+    rc = cl_stripe_delete(r->cl, x->object_id, x->gen, &l, &d, object_len(x));
+    if (rc)
+        log_warn(TAG, "object %016llx: deleting rebuilt fragments: %s (they stay as garbage)",
+                 (unsigned long long)x->object_id, cairn_strerror(rc));
+}
+
+enum outcome { REBUILT, LEFT, GONE, FAILED };
+
+/* Record the rebuilt positions in every extent of the object that still has placement pl. */
+static enum outcome record(struct rp *r, const struct work *w, Cairn__Inode *in, uint64_t ver,
+                           const Cairn__Extent *x0, const struct cl_placement *pl,
+                           unsigned done, const uint64_t *targets)
+{
+    for (unsigned t = 0;; t++) {
+        unsigned patched = 0, shown = 0;
+        int rc;
+
+        if (t) {
+            in = NULL;
+            rc = meta_inode_get(r->cl, w->ino, &in, &ver);
+            if (rc == CAIRN_ENOENT) {
+                drop_rebuilt(r, x0, done, targets);
+                return GONE;
+            }
+            if (rc) {
+                log_warn(TAG, "inode %016llx: reading it again: %s", (unsigned long long)w->ino,
+                         cairn_strerror(rc));
+                return FAILED;
+            }
+        }
+        for (size_t i = 0; i < in->n_extents; i++) {
+            Cairn__Extent *y = in->extents[i];
+
+            if (y->object_id != w->object_id || y->gen != w->gen)
+                continue;
+            shown++;
+            if (!same_place(y, pl))
+                continue;
+            for (unsigned p = 0; p < pl->n; p++) {
+                if ((done >> p) & 1u) {
+                    y->nodes[p] = targets[p];
+                    y->missing &= ~(1u << p);
+                }
+            }
+            patched++;
+        }
+        if (!patched) {
+            /* A write or another worker changed the object's record: the next pass looks
+             * again.  If nothing shows the object any more, its rebuilt fragments go. */
+            if (!shown)
+                drop_rebuilt(r, x0, done, targets);
+            if (t)
+                cairn__inode__free_unpacked(in, NULL);
+            return GONE;
+        }
+        rc = meta_inode_put(r->cl, w->ino, in, ver, NULL);
+        if (t)
+            cairn__inode__free_unpacked(in, NULL);
+        if (rc == 0)
+            return REBUILT;
+        if (rc != CAIRN_ECONFLICT || t + 1 == RECORD_TRIES) {
+            log_warn(TAG, "inode %016llx: recording the rebuild of object %016llx: %s",
+                     (unsigned long long)w->ino, (unsigned long long)w->object_id,
+                     cairn_strerror(rc));
+            return FAILED;
+        }
+    }
+}
+
+/* Rebuild the lost positions of one object.  *rebuilt and *bytes get what was stored and
+ * recorded; *still the positions still lost when it returns LEFT. */
+static enum outcome repair_one(struct rp *r, const struct work *w, unsigned *rebuilt,
+                               uint64_t *bytes, unsigned *still, uint64_t *still_bytes)
+{
+    Cairn__Inode *in = NULL;
+    const Cairn__Extent *x = NULL;
+    struct cl_placement pl, tmp;
+    uint64_t ver, targets[CL_PLACE_MAX] = {0}, stored = 0;
+    uint32_t lost, todo = 0;
+    enum outcome out = GONE;
+    struct ec_layout l;
+    int rc;
+
+    *rebuilt = 0;
+    *bytes = 0;
+    rc = meta_inode_get(r->cl, w->ino, &in, &ver);
+    if (rc == CAIRN_ENOENT)
+        return GONE;
+    if (rc) {
+        log_warn(TAG, "inode %016llx: %s", (unsigned long long)w->ino, cairn_strerror(rc));
+        return FAILED;
+    }
+    for (size_t i = 0; i < in->n_extents && !x; i++)
+        if (in->extents[i]->object_id == w->object_id && in->extents[i]->gen == w->gen &&
+            extent_place(in->extents[i], &pl))
+            x = in->extents[i];
+    if (!x)
+        goto out;
+    lost = cl_placement_lost(r->cl, &pl);
+    if (!lost)
+        goto out;
+    l = (struct ec_layout){.k = x->k, .m = x->m, .frag_size = x->frag_size};
+    tmp = pl;
+    for (unsigned p = 0; p < pl.n; p++) {
+        if (!((lost >> p) & 1u))
+            continue;
+        if (cl_placement_target(r->cl, w->object_id, &tmp, p, &targets[p]) == 0) {
+            tmp.ids[p] = targets[p];
+            todo |= 1u << p;
+        }
+    }
+    *still = (unsigned)__builtin_popcount(lost & ~todo);
+    *still_bytes = lost_bytes(x, *still);
+    if (!todo) {
+        log_info(TAG, "object %016llx: %u positions lost and no live D-node in a failure domain "
+                 "it does not use yet; waiting for one", (unsigned long long)w->object_id,
+                 (unsigned)__builtin_popcount(lost));
+        out = LEFT;
+        goto out;
+    }
+    rc = cl_stripe_rebuild(r->cl, w->object_id, w->gen, &l, &pl, object_len(x), todo, targets,
+                           &stored);
+    throttle(r, object_len(x) + stored);
+    if (rc) {
+        log_warn(TAG, "object %016llx of inode %016llx: rebuilding %u positions: %s",
+                 (unsigned long long)w->object_id, (unsigned long long)w->ino,
+                 (unsigned)__builtin_popcount(todo), cairn_strerror(rc));
+        *still = (unsigned)__builtin_popcount(lost);
+        *still_bytes = lost_bytes(x, *still);
+        out = FAILED;
+        goto out;
+    }
+    out = record(r, w, in, ver, x, &pl, todo, targets);
+    if (out == REBUILT) {
+        *rebuilt = (unsigned)__builtin_popcount(todo);
+        *bytes = stored;
+        log_info(TAG, "object %016llx of inode %016llx: rebuilt %u positions (%llu bytes)",
+                 (unsigned long long)w->object_id, (unsigned long long)w->ino, *rebuilt,
+                 (unsigned long long)stored);
+        if (*still)
+            out = LEFT;
+    } else if (out == FAILED) {
+        *still = (unsigned)__builtin_popcount(lost);
+        *still_bytes = lost_bytes(x, *still);
+    }
+out:
+    cairn__inode__free_unpacked(in, NULL);
+    return out;
+}
+
+static int work_cmp(const void *a, const void *b)
+{
+    const struct work *x = a, *y = b;
+
+    /* Least redundancy left first. */
+    return x->lost != y->lost ? (x->lost < y->lost ? 1 : -1) : 0;
+}
+
+/* Collect the shard's extents with lost positions into *wv (malloc'd, *nw of them). */
+static int shard_scan(struct rp *r, struct lease *ls, struct work **wv, unsigned *nw,
+                      uint64_t *extents)
+{
+    uint64_t from = 0;
+    unsigned cap = 0;
+    int rc;
+
+    *wv = NULL;
+    *nw = 0;
+    for (;;) {
+        struct meta_scan pg;
+
+        keep_probed(r);
+        rc = lease_keep(r, ls);
+        if (rc)
+            return rc;
+        rc = meta_inode_scan(r->cl, ls->shard, from, SCAN_PAGE, &pg);
+        if (rc)
+            return rc;
+        for (unsigned e = 0; e < pg.n; e++) {
+            uint64_t ino;
+            Cairn__Inode *in = meta_inode_of_entry(&pg.entries[e], &ino);
+
+            for (size_t i = 0; in && i < in->n_extents; i++) {
+                const Cairn__Extent *x = in->extents[i];
+                struct cl_placement pl;
+                uint32_t lost;
+
+                if (!extent_place(x, &pl))
+                    continue;
+                (*extents)++;
+                lost = cl_placement_lost(r->cl, &pl);
+                if (!lost || *nw == WORK_MAX)
+                    continue;
+                /* Extents showing pieces of one object come in a row: one work item. */
+                if (*nw && (*wv)[*nw - 1].ino == ino && (*wv)[*nw - 1].object_id == x->object_id)
+                    continue;
+                if (*nw == cap) {
+                    unsigned ncap = cap ? cap * 2 : 64;
+                    struct work *nv = realloc(*wv, ncap * sizeof(*nv));
+
+                    if (!nv) {
+                        cairn__inode__free_unpacked(in, NULL);
+                        meta_scan_fini(&pg);
+                        return CAIRN_ENOMEM;
+                    }
+                    *wv = nv;
+                    cap = ncap;
+                }
+                (*wv)[(*nw)++] = (struct work){
+                    .ino = ino, .object_id = x->object_id, .gen = x->gen,
+                    .lost = (unsigned)__builtin_popcount(lost),
+                    .bytes = lost_bytes(x, (unsigned)__builtin_popcount(lost))};
+            }
+            if (in)
+                cairn__inode__free_unpacked(in, NULL);
+        }
+        if (!pg.more || !pg.next || pg.next_len != 9) {
+            meta_scan_fini(&pg);
+            return 0;
+        }
+        from = 0;
+        for (unsigned b = 1; b < 9; b++)
+            from = (from << 8) | pg.next[b];
+        meta_scan_fini(&pg);
+    }
+}
+
+/* One shard, under its lease. */
+static int shard_pass(struct rp *r, struct lease *ls, struct rp_result *res)
+{
+    struct work *wv = NULL;
+    unsigned nw = 0;
+    uint64_t extents = 0, rebuilt = 0, bytes = 0, t0 = cairn_now_ms();
+    int rc = shard_scan(r, ls, &wv, &nw, &extents);
+
+    if (rc)
+        goto out;
+    qsort(wv, nw, sizeof(*wv), work_cmp);
+    ls->rec.extents = extents;
+    ls->rec.degraded = nw;
+    ls->rec.left = 0;
+    ls->rec.bytes_left = 0;
+    memset(ls->by_lost, 0, sizeof(ls->by_lost));
+    res->extents += extents;
+    res->degraded += nw;
+    for (unsigned i = 0; i < nw; i++) {
+        unsigned got = 0, still = 0;
+        uint64_t b = 0, still_bytes = 0;
+        enum outcome o;
+
+        keep_probed(r);
+        rc = lease_keep(r, ls);
+        if (rc)
+            goto out;
+        o = repair_one(r, &wv[i], &got, &b, &still, &still_bytes);
+        rebuilt += got;
+        bytes += b;
+        if (o == FAILED)
+            res->failed++;
+        if (o == LEFT || o == FAILED) {
+            ls->rec.left++;
+            ls->rec.bytes_left += still_bytes;
+            unsigned row = still ? still : 1;
+
+            ls->by_lost[(row > LOST_ROWS ? LOST_ROWS : row) - 1]++;
+        }
+    }
+    ls->rec.rebuilt += rebuilt;
+    ls->rec.rebuilt_bytes += bytes;
+    if (bytes) {
+        uint64_t ms = cairn_now_ms() - t0;
+
+        ls->rec.rate_bps = bytes * 1000 / (ms ? ms : 1);
+    }
+    res->rebuilt += rebuilt;
+    res->bytes += bytes;
+    res->left += ls->rec.left;
+out:
+    free(wv);
+    return rc;
+}
+
+int rp_pass(struct cl_cluster *cl, const struct rp_opts *o, struct rp_result *res)
+{
+    struct rp r = {.cl = cl, .o = o, .owner = cl_cluster_session(cl),
+                   .rate = o->rate ? o->rate : RP_DEFAULT_RATE, .t0_ms = cairn_now_ms()};
+    unsigned shards, pending, start;
+    uint8_t *todo;
+    int rc = 0;
+
+    memset(res, 0, sizeof(*res));
+    /* Nodes added or taken out since the view opened are targets or sources now. */
+    (void)cl_cluster_refresh(cl);
+    shards = cl_cluster_shards(cl);
+    todo = malloc(shards ? shards : 1);
+    if (!todo)
+        return CAIRN_ENOMEM;
+    memset(todo, 1, shards);
+    pending = shards;
+    /* Workers start at different shards, so several spread out rather than queue up. */
+    start = shards ? (unsigned)(r.owner % shards) : 0;
+    while (pending && !rc) {
+        unsigned busy = 0;
+
+        for (unsigned j = 0; j < shards && !rc; j++) {
+            unsigned s = (start + j) % shards;
+            struct lease ls;
+            int lr;
+
+            if (!todo[s])
+                continue;
+            if (o->stop && *o->stop) {
+                rc = CAIRN_ECANCELED;
+                break;
+            }
+            lr = lease_take(&r, s, &ls);
+            if (lr == CAIRN_EAGAIN && o->wait_leases) {
+                busy++;
+                continue;
+            }
+            todo[s] = 0;
+            pending--;
+            if (lr == CAIRN_EAGAIN || lr == CAIRN_EEXIST) {
+                res->skipped++;
+                continue;
+            }
+            if (lr) {
+                log_warn(TAG, "shard %u: taking the repair lease: %s", s, cairn_strerror(lr));
+                res->failed++;
+                continue;
+            }
+            lr = shard_pass(&r, &ls, res);
+            if (lr == CAIRN_ECANCELED && o->stop && *o->stop)
+                rc = lr;
+            if (lr && lr != CAIRN_ECANCELED) {
+                log_warn(TAG, "shard %u: %s", s, cairn_strerror(lr));
+                res->failed++;
+            }
+            if (lr != CAIRN_ECANCELED || rc)
+                lease_give(&r, &ls, lr == 0);
+            if (!lr)
+                res->shards++;
+        }
+        if (busy && !rc)
+            sleep_ms(1000); /* other workers hold these; a lease ends within RP_LEASE_MS */
+    }
+    free(todo);
+    return rc;
+}
+
+/* ---- status ---- */
+
+int rp_status(struct cl_cluster *cl, struct rp_status *st)
+{
+    unsigned n = cl_cluster_shards(cl);
+    Cairn__RepairShard **recs = calloc(n ? n : 1, sizeof(*recs));
+    uint64_t now = wall_ms();
+
+    memset(st, 0, sizeof(*st));
+    if (!recs)
+        return CAIRN_ENOMEM;
+    meta_repair_get_all(cl, n, recs);
+    st->shards = n;
+    st->oldest_pass_ms = UINT64_MAX;
+    for (unsigned s = 0; s < n; s++) {
+        const Cairn__RepairShard *x = recs[s];
+
+        if (!x || !x->passes) {
+            st->oldest_pass_ms = 0;
+        } else {
+            st->passed++;
+            if (x->pass_end_ms < st->oldest_pass_ms)
+                st->oldest_pass_ms = x->pass_end_ms;
+        }
+        if (!x)
+            continue;
+        if (x->owner && x->lease_until_ms > now)
+            st->leased++;
+        st->extents += x->extents;
+        st->left += x->left;
+        st->bytes_left += x->bytes_left;
+        for (size_t i = 0; i < x->n_left_by_lost && i < LOST_ROWS; i++)
+            st->left_by_lost[i] += x->left_by_lost[i];
+        st->rebuilt += x->rebuilt;
+        st->rebuilt_bytes += x->rebuilt_bytes;
+        if (x->rate_bps > st->rate_bps)
+            st->rate_bps = x->rate_bps;
+        cairn__repair_shard__free_unpacked(recs[s], NULL);
+    }
+    if (st->oldest_pass_ms == UINT64_MAX)
+        st->oldest_pass_ms = 0;
+    free(recs);
+    return 0;
+}
+
+/* ---- the background service ---- */
+
+struct rp_service {
+    struct cl_cluster_config cfg;
+    uint32_t interval_s;
+    uint64_t rate;
+    volatile bool stop;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+/* Wait up to ms, or until stopped.  Returns whether to stop. */
+static bool service_wait(struct rp_service *svc, uint64_t ms)
+{
+    struct timespec ts;
+    bool stop;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&svc->mu);
+    while (!svc->stop && pthread_cond_timedwait(&svc->cv, &svc->mu, &ts) == 0)
+        ;
+    stop = svc->stop;
+    pthread_mutex_unlock(&svc->mu);
+    return stop;
+}
+
+static void *service_main(void *arg)
+{
+    struct rp_service *svc = arg;
+    struct cl_cluster *cl = NULL;
+    struct rp_opts o = {.rate = svc->rate, .stop = &svc->stop,
+                        /* Passes of other C-nodes count: one pass per interval in all. */
+                        .fresh_ms = svc->interval_s * 1000u - svc->interval_s * 100u};
+
+    while (!service_wait(svc, (uint64_t)svc->interval_s * 1000u)) {
+        struct rp_result res;
+        int rc;
+
+        if (!cl && cl_cluster_open(&svc->cfg, &cl)) {
+            cl = NULL;
+            continue;
+        }
+        rc = rp_pass(cl, &o, &res);
+        if (rc && rc != CAIRN_ECANCELED)
+            log_warn(TAG, "pass: %s", cairn_strerror(rc));
+        if (res.degraded || res.failed)
+            log_info(TAG, "pass: %u shards (%u left to others), %llu extents, %llu degraded, "
+                     "%llu positions rebuilt (%llu bytes), %llu left, %llu failed", res.shards,
+                     res.skipped, (unsigned long long)res.extents,
+                     (unsigned long long)res.degraded, (unsigned long long)res.rebuilt,
+                     (unsigned long long)res.bytes, (unsigned long long)res.left,
+                     (unsigned long long)res.failed);
+    }
+    cl_cluster_close(cl);
+    return NULL;
+}
+
+int rp_service_start(const struct cl_cluster_config *cfg, uint32_t interval_s, uint64_t rate,
+                     struct rp_service **out)
+{
+    struct rp_service *svc;
+
+    if (!interval_s)
+        return CAIRN_EINVAL;
+    svc = calloc(1, sizeof(*svc));
+    if (!svc)
+        return CAIRN_ENOMEM;
+    svc->cfg = *cfg;
+    svc->interval_s = interval_s;
+    svc->rate = rate;
+    pthread_mutex_init(&svc->mu, NULL);
+    pthread_cond_init(&svc->cv, NULL);
+    if (pthread_create(&svc->thread, NULL, service_main, svc)) {
+        pthread_mutex_destroy(&svc->mu);
+        pthread_cond_destroy(&svc->cv);
+        free(svc);
+        return CAIRN_ENOMEM;
+    }
+    *out = svc;
+    return 0;
+}
+
+void rp_service_stop(struct rp_service *svc)
+{
+    if (!svc)
+        return;
+    pthread_mutex_lock(&svc->mu);
+    svc->stop = true;
+    pthread_cond_signal(&svc->cv);
+    pthread_mutex_unlock(&svc->mu);
+    pthread_join(svc->thread, NULL);
+    pthread_mutex_destroy(&svc->mu);
+    pthread_cond_destroy(&svc->cv);
+    free(svc);
+}

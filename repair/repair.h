@@ -1,0 +1,100 @@
+/*
+ * repair.h - the repair service: puts back the redundancy that failures took from the data.
+ *
+ * What it repairs.  Every file's and object's extents record where their fragments are
+ * (client/stripe.h: a D-node per position).  A position is lost when it is marked missing (a
+ * degraded write: its node was down or failed during the write) or when its node is out,
+ * draining or gone from the map (cl_placement_lost).  A node that is merely down keeps its
+ * positions: it may come back with its fragments, and reads go to parity meanwhile.
+ *
+ * How.  A position is the unit of repair: every stripe of the object is read from the other
+ * positions (degraded reads rebuild what is lost), encoded again, and the fragment the lost
+ * position holds is stored on a target node (cl_placement_target: the position's own node if
+ * it is back, else a live node in a failure domain the object does not use yet).  Only then
+ * is the inode changed, by compare-and-set: every extent of the object that still has the
+ * placement the rebuild read gets the new node at that position and loses the missing mark.
+ * So a record never names a node before its fragments are durable there; a write, delete or
+ * other repair that changed the record in between wins, and the rebuild's fragments are
+ * deleted again if no extent references the object any more (else the next pass looks again).
+ *
+ * Who.  The service is stateless: any C-node (and `cairnctl repair run`) may run it, all at
+ * once.  They divide the work by metadata shard through the shard's repair record ('R',
+ * meta/ns.h): a worker takes the shard's lease by compare-and-set, renews it while it works,
+ * and gives it back with what it found, so two workers never rebuild the same stripe while
+ * clocks agree within the lease; if they ever did, both rebuild the same bytes and the
+ * compare-and-set on the inode still lets only one placement win.  A pass over a shard reads
+ * its inode records, collects the extents with lost positions, and rebuilds them with the
+ * least redundancy left first.  The rebuild rate is capped (bytes read per second), so
+ * foreground I/O keeps most of the devices.
+ *
+ * What it shows.  Each shard's record keeps what its last pass found, what is left (extents
+ * and bytes), the rate, and totals; rp_status() sums them over the cluster (cairnctl repair
+ * status).
+ *
+ * Not yet (issue 13): multipart parts not yet completed are repaired only once completed;
+ * fragments marked corrupt by scrub; moving data to added nodes.
+ */
+#ifndef CAIRN_REPAIR_REPAIR_H
+#define CAIRN_REPAIR_REPAIR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "client/cluster.h"
+
+#define RP_LEASE_MS 60000u            /* a shard's repair lease */
+#define RP_DEFAULT_RATE (64ull << 20) /* bytes read per second for rebuilds */
+#define RP_DEFAULT_INTERVAL_S 30u     /* between a C-node's passes */
+
+struct rp_opts {
+    uint64_t rate;        /* bytes read per second (0: RP_DEFAULT_RATE) */
+    uint32_t fresh_ms;    /* skip a shard whose last pass ended less than this ago (0: never) */
+    bool wait_leases;     /* wait for shards other workers hold instead of skipping them */
+    volatile bool *stop;  /* may be NULL: set to make a pass return early */
+};
+
+/* What one pass did (summed over the shards it passed). */
+struct rp_result {
+    unsigned shards;      /* shards passed */
+    unsigned skipped;     /* shards left to others (leased, or passed recently) */
+    uint64_t extents;     /* extents with a recorded placement */
+    uint64_t degraded;    /* of them, with lost positions when found */
+    uint64_t rebuilt;     /* positions rebuilt and recorded */
+    uint64_t bytes;       /* fragment bytes stored */
+    uint64_t left;        /* extents still short at the end */
+    uint64_t failed;      /* rebuilds that failed (read, write or record errors) */
+};
+
+/* One pass over every shard of the cluster with view cl.  Returns 0 (see *res), or an error
+ * that stopped it (stop set: CAIRN_ECANCELED). */
+int rp_pass(struct cl_cluster *cl, const struct rp_opts *o, struct rp_result *res);
+
+/* The cluster's repair state, from every shard's record. */
+struct rp_status {
+    unsigned shards;        /* the map's shard count */
+    unsigned passed;        /* shards with a complete pass */
+    unsigned leased;        /* shards a worker holds now */
+    uint64_t oldest_pass_ms; /* wall clock of the oldest shard's last pass end (0: some never) */
+    uint64_t extents;
+    uint64_t left;
+    uint64_t left_by_lost[4]; /* [0] one position lost, [1] two, [2] three, [3] more */
+    uint64_t bytes_left;
+    uint64_t rebuilt;
+    uint64_t rebuilt_bytes;
+    uint64_t rate_bps;      /* the fastest recent pass's rate */
+};
+int rp_status(struct cl_cluster *cl, struct rp_status *st);
+
+/* ---- the background service a C-node runs ---- */
+
+struct rp_service;
+
+/* Start a thread that opens its own view with cfg (copied; its strings must outlive the
+ * service) and runs a pass every interval_s seconds, skipping shards another worker passed
+ * within the interval.  Returns 0, CAIRN_ENOMEM, CAIRN_EINVAL (interval 0). */
+int rp_service_start(const struct cl_cluster_config *cfg, uint32_t interval_s, uint64_t rate,
+                     struct rp_service **out);
+/* Stop it (waits for the rebuild in progress to end); accepts NULL. */
+void rp_service_stop(struct rp_service *svc);
+
+#endif
