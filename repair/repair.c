@@ -199,20 +199,28 @@ static void throttle(struct rp *r, uint64_t moved)
     }
 }
 
-/* Delete what a rebuild stored at positions `positions` (targets) of an object no record shows. */
-static void drop_rebuilt(struct rp *r, const Cairn__Extent *x, unsigned positions,
-                         const uint64_t *targets)
+/* Delete the object's fragments at positions `positions` on nodes[p] (best effort: what
+ * cannot be deleted stays as garbage for the sweeper). */
+static void drop_frags(struct rp *r, const Cairn__Extent *x, unsigned positions,
+                       const uint64_t *nodes, const char *what)
 {
     struct ec_layout l = {.k = x->k, .m = x->m, .frag_size = x->frag_size};
     struct cl_placement d = {.n = x->k + x->m};
     int rc;
 
     for (unsigned p = 0; p < d.n; p++)
-        d.ids[p] = (positions >> p) & 1u ? targets[p] : 0;
+        d.ids[p] = (positions >> p) & 1u ? nodes[p] : 0;
     rc = cl_stripe_delete(r->cl, x->object_id, x->gen, &l, &d, object_len(x));
     if (rc)
-        log_warn(TAG, "object %016llx: deleting rebuilt fragments: %s (they stay as garbage)",
-                 (unsigned long long)x->object_id, cairn_strerror(rc));
+        log_warn(TAG, "object %016llx: deleting %s fragments: %s (they stay as garbage)",
+                 (unsigned long long)x->object_id, what, cairn_strerror(rc));
+}
+
+/* What a rebuild stored for an object no record shows any more. */
+static void drop_rebuilt(struct rp *r, const Cairn__Extent *x, unsigned positions,
+                         const uint64_t *targets)
+{
+    drop_frags(r, x, positions, targets, "rebuilt");
 }
 
 enum outcome { REBUILT, LEFT, GONE, FAILED };
@@ -348,6 +356,21 @@ static enum outcome repair_one(struct rp *r, const struct work *w, unsigned *reb
         log_info(TAG, "object %016llx of inode %016llx: rebuilt %u positions (%llu bytes)",
                  (unsigned long long)w->object_id, (unsigned long long)w->ino, *rebuilt,
                  (unsigned long long)stored);
+        /* Positions that moved leave their old node: a draining node empties this way,
+         * and a node that failed mid-write loses what it half-held.  A reader that still
+         * has the old record rebuilds from parity meanwhile. */
+        uint32_t moved = 0;
+
+        for (unsigned p = 0; p < pl.n; p++) {
+            bool kept = false;
+
+            for (unsigned q = 0; q < pl.n; q++)
+                kept |= ((todo >> q) & 1u) && targets[q] == pl.ids[p];
+            if ((todo >> p) & 1u && pl.ids[p] && !kept)
+                moved |= 1u << p;
+        }
+        if (moved)
+            drop_frags(r, x, moved, pl.ids, "moved");
         if (*still)
             out = LEFT;
     } else if (out == FAILED) {

@@ -4,6 +4,9 @@
  * Commands (the cluster comes from -c DIR/cluster.env or $CAIRN_CLUSTER_ENV):
  *
  *   cairnctl ping                       every D-node's liveness and device usage
+ *   cairnctl status                     map epoch, every D-node's state, answer and device,
+ *                                       capacity, data short of redundancy, repair progress
+ *                                       (exit 1 if a D-node is silent or data is short)
  *   cairnctl stripe put NAME FILE       write FILE as erasure-coded stripes
  *   cairnctl stripe get NAME FILE|-     read it back (degraded reads rebuild from parity)
  *   cairnctl stripe stat NAME           show the stored layout
@@ -62,6 +65,7 @@ static void usage(void)
             "                [--timeout-ms MS] [--leader-wait-ms MS] COMMAND\n"
             "commands:\n"
             "  ping\n"
+            "  status\n"
             "  stripe put NAME FILE\n"
             "  stripe get NAME FILE|-\n"
             "  stripe stat NAME\n"
@@ -181,6 +185,61 @@ static int cmd_ping(struct cl_cluster *cl)
         }
     }
     return bad ? 1 : 0;
+}
+
+/* cairnctl status: the map, every D-node's state and device, and the data's redundancy. */
+static int cmd_status(struct cl_cluster *cl)
+{
+    static const char *const states[] = {"up", "down", "out", "draining"};
+    const Cairn__ClusterMap *m = cl_cluster_map(cl);
+    uint64_t tsize = 0, tused = 0, now = (uint64_t)(cairn_wall_ns() / 1000000);
+    unsigned answering = 0;
+    struct rp_status st;
+    int rc;
+
+    cl_cluster_probe(cl); /* one deadline for all the silent ones, not one each */
+    printf("epoch %" PRIu64 "  code %u+%u  fragment %u  shards %u  replicas %u  dnodes %zu\n",
+           m->epoch, m->k, m->m, m->frag_size, m->shards, m->replicas, m->n_nodes);
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const Cairn__MapNode *n = m->nodes[i];
+        int idx = cl_cluster_node_index(cl, n->id);
+        const char *state = (unsigned)n->state < 4 ? states[n->state] : "?";
+        uint64_t size = 0, used = 0, frags = 0;
+
+        if (idx < 0 || cl_cluster_node_down(cl, (unsigned)idx) ||
+            cl_cluster_ping(cl, (unsigned)idx, &size, &used, &frags)) {
+            printf("dnode %zu %016" PRIx64 " %s domain=%s state=%s answering=no\n", i, n->id,
+                   n->addr, n->host, state);
+            continue;
+        }
+        answering++;
+        tsize += size;
+        tused += used;
+        printf("dnode %zu %016" PRIx64 " %s domain=%s state=%s answering=yes size=%" PRIu64
+               " used=%" PRIu64 " fragments=%" PRIu64 "\n", i, n->id, n->addr, n->host, state,
+               size, used, frags);
+    }
+    printf("answering %u of %zu  capacity %" PRIu64 "  used %" PRIu64 " (%.1f%%)  free %" PRIu64
+           " (raw bytes of the answering D-nodes)\n", answering, m->n_nodes, tsize, tused,
+           tsize ? 100.0 * (double)tused / (double)tsize : 0.0, tsize - tused);
+    rc = rp_status(cl, &st);
+    if (rc)
+        return fail("repair status", rc);
+    printf("data: %" PRIu64 " extents with recorded placement; short of full redundancy: %"
+           PRIu64 " (1 position lost: %" PRIu64 ", 2: %" PRIu64 ", 3: %" PRIu64 ", more: %"
+           PRIu64 "), %" PRIu64 " bytes to rebuild\n", st.extents, st.left, st.left_by_lost[0],
+           st.left_by_lost[1], st.left_by_lost[2], st.left_by_lost[3], st.bytes_left);
+    printf("repair: %u of %u shards passed", st.passed, st.shards);
+    if (st.oldest_pass_ms)
+        printf(" (oldest %" PRIu64 " s ago)", now > st.oldest_pass_ms ?
+               (now - st.oldest_pass_ms) / 1000 : 0);
+    printf(", %u being passed now; rebuilt %" PRIu64 " positions (%" PRIu64 " bytes) in all",
+           st.leased, st.rebuilt, st.rebuilt_bytes);
+    if (st.bytes_left && st.rate_bps)
+        printf("; ETA %" PRIu64 " s at %" PRIu64 " bytes/s", st.bytes_left / st.rate_bps + 1,
+               st.rate_bps);
+    printf("\n");
+    return answering == m->n_nodes && !st.left ? 0 : 1;
 }
 
 /* cairnctl repair run: one pass, in this process, over every shard. */
@@ -696,6 +755,8 @@ int main(int argc, char **argv)
         rc = cmd_map_state(cl, argv[2], CAIRN__NODE_STATE__NODE_DRAINING);
     } else if (strcmp(argv[0], "map") == 0 && argc == 3 && !strcmp(argv[1], "in")) {
         rc = cmd_map_state(cl, argv[2], CAIRN__NODE_STATE__NODE_UP);
+    } else if (strcmp(argv[0], "status") == 0 && argc == 1) {
+        rc = cmd_status(cl);
     } else if (strcmp(argv[0], "repair") == 0 && argc == 2 && !strcmp(argv[1], "status")) {
         rc = cmd_repair_status(cl);
     } else if (strcmp(argv[0], "repair") == 0 && !strcmp(argv[1 % argc], "run") &&
