@@ -764,6 +764,12 @@ static void rebuild_put_done(void *arg, int status, const Cairn__Response *resp)
     struct put_state *ps = arg;
     int rc = status ? status : resp->status;
 
+    /* The target already holds the fragment: a write whose answer was lost (its position went
+     * missing, yet the D-node stored it), or an earlier rebuild.  An object's fragments never
+     * change (a new write is a new object id), so those bytes are the ones being rebuilt; the
+     * D-node's CRC check on every read catches one that rotted since. */
+    if (rc == CAIRN_EEXIST)
+        rc = 0;
     if (rc && !ps->err)
         ps->err = rc;
     ps->outstanding--;

@@ -331,9 +331,11 @@ static enum outcome repair_one(struct rp *r, const struct work *w, unsigned *reb
     *still = (unsigned)__builtin_popcount(lost & ~todo);
     *still_bytes = lost_bytes(x, *still);
     if (!todo) {
-        log_info(TAG, "object %016llx: %u positions lost and no live D-node in a failure domain "
-                 "it does not use yet; waiting for one", (unsigned long long)w->object_id,
-                 (unsigned)__builtin_popcount(lost));
+        /* Every pass meets these again until a node returns or is added: the pass's
+         * summary counts them, the details are for debugging. */
+        log_debug(TAG, "object %016llx: %u positions lost and no live D-node in a failure domain "
+                  "it does not use yet; waiting for one", (unsigned long long)w->object_id,
+                  (unsigned)__builtin_popcount(lost));
         out = LEFT;
         goto out;
     }

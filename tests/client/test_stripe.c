@@ -636,6 +636,10 @@ Test(stripe, rebuild_puts_a_missing_position_back)
     cr_assert_eq(frags_on(victim) - on_victim, nstripes, "fragments rebuilt on the node: %llu",
                  (unsigned long long)(frags_on(victim) - on_victim));
     cr_assert_gt(bytes, (nstripes - 1) * FRAG);
+    /* Again (a worker that lost its lease, a write whose answer was lost): the fragments are
+     * there already and nothing changes. */
+    cr_assert_eq(cl_stripe_rebuild(cl, obj, 1, l, &pl, len, 1u << mp, targets, NULL), 0);
+    cr_assert_eq(frags_on(victim) - on_victim, nstripes);
     pl.missing &= ~(1u << mp);
     cr_assert_eq(cl_placement_lost(cl, &pl), 0);
 
