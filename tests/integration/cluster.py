@@ -68,7 +68,7 @@ class Cluster:
     """A cluster in a fresh temporary directory; use as a context manager."""
 
     def __init__(self, dnodes=6, ec="4+2", frag_size=None, dev_size="1G", cnodes=0,
-                 nfs_exports=None, netns=False):
+                 nfs_exports=None, netns=False, extra_args=()):
         self.dir = tempfile.mkdtemp(prefix="cairn-it-", dir=os.environ.get("CAIRN_TEST_TMP",
                                                                            "/var/tmp"))
         self.args = ["--dnodes", str(dnodes), "--ec", ec, "--dev-size", dev_size,
@@ -79,6 +79,7 @@ class Cluster:
             self.args += ["--nfs-exports", nfs_exports]
         if netns:
             self.args += ["--netns"]  # each D-node on a network of its own: cut() and heal()
+        self.args += list(extra_args)  # more `cairn-local up` options, e.g. --repair-interval
         self.env = None
 
     def local(self, *args, check_rc=True):
