@@ -148,6 +148,22 @@ static void serve_conn(struct admin_server *s, int fd)
     }
 }
 
+/* Close after the answer without losing it: closing a socket with unread input (a head too
+ * large, a body nobody reads) sends a reset, which may destroy the answer before the client
+ * reads it.  So end our side, then drop what the client still sends (bounded: the receive
+ * deadline and ADMIN_MAX_DRAIN bytes). */
+static void linger_close(int fd)
+{
+    char sink[4096];
+    size_t left = ADMIN_MAX_DRAIN;
+    ssize_t n;
+
+    shutdown(fd, SHUT_WR);
+    while (left && (n = recv(fd, sink, sizeof(sink), 0)) > 0)
+        left -= CAIRN_MIN((size_t)n, left);
+    close(fd);
+}
+
 static void *admin_main(void *arg)
 {
     struct admin_server *s = arg;
@@ -175,7 +191,7 @@ static void *admin_main(void *arg)
         setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         serve_conn(s, c);
-        close(c);
+        linger_close(c);
     }
     return NULL;
 }

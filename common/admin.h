@@ -16,6 +16,7 @@
 
 #define ADMIN_MAX_REQUEST 4096u   /* bytes of a request head */
 #define ADMIN_IO_TIMEOUT_MS 2000u /* to receive a request head, and to send an answer */
+#define ADMIN_MAX_DRAIN 65536u    /* bytes read and dropped after an answer, before closing */
 
 struct admin_server;
 
