@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "cnode/fs/fs.h"
+#include "common/metrics.h"
 
 #define CN_HEAD_MAX_PORTS 4u
 
@@ -23,6 +24,9 @@ struct cn_head_args {
      * for the call. */
     const char *(*conf)(void *arg, const char *name);
     void *conf_arg;
+    /* Where the head registers what it counts (requests, errors, bytes and latency per
+     * operation: common/metrics.h), borrowed until stop; NULL: it counts nothing. */
+    struct metrics *metrics;
 };
 
 struct cn_head_ops {

@@ -7,7 +7,7 @@
  *
  *     cairn-cnode --cluster FILE --listen HOST:PORT [--nfs-port P --mount-port Q]
  *                 [--ready FILE] [--loops N] [--workers N] [--nfs-workers N] [--portmap]
- *                 [--log-level L]
+ *                 [--metrics HOST:PORT] [--log-level L]
  *
  * cluster.env may set TOP_DIR_SLICES and DIR_SLICES: how many slices (meta/ns.h) the
  * directories this C-node makes get, in the root and elsewhere (1..64); REPAIR_INTERVAL_S,
@@ -16,6 +16,8 @@
  *
  * --listen is the S3 endpoint; NFS and MOUNT are served when their ports are given.  --ready
  * names a file that gets the bound ports (S3, then NFS and MOUNT) once every head serves.
+ * --metrics serves GET /metrics (Prometheus text: what each head counts per operation, the
+ * degraded stripes reads met, the repair service's totals) and GET /healthz (common/admin.h).
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -30,8 +32,10 @@
 #include "cnode/head.h"
 #include "cnode/nfs/nfs3.h"
 #include "cnode/s3/s3.h"
+#include "common/admin.h"
 #include "common/cairn.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "repair/repair.h"
 
 #define TAG "cnode"
@@ -78,11 +82,73 @@ static uint32_t env_num(const struct cl_env *env, const char *name, uint32_t lo,
     return (uint32_t)n;
 }
 
+/* ---- the C-node's own metrics, read at scrape time from the parts that count them ---- */
+
+struct scrape {
+    struct fs *fs;
+    struct rp_service *repair; /* NULL: no repair service runs here */
+};
+
+#define READ_STAT(fn_name, field)                                                                  \
+    static double fn_name(void *arg)                                                               \
+    {                                                                                              \
+        struct fs_read_stats st;                                                                   \
+        fs_read_stats(((struct scrape *)arg)->fs, &st);                                            \
+        return (double)st.field;                                                                   \
+    }
+READ_STAT(read_stripes, stripes)
+READ_STAT(read_degraded, degraded_stripes)
+READ_STAT(read_frags_failed, frags_failed)
+
+#define REPAIR_STAT(fn_name, field)                                                                \
+    static double fn_name(void *arg)                                                               \
+    {                                                                                              \
+        struct rp_totals t = {0};                                                                  \
+        if (((struct scrape *)arg)->repair)                                                        \
+            rp_service_totals(((struct scrape *)arg)->repair, &t);                                 \
+        return (double)t.field;                                                                    \
+    }
+REPAIR_STAT(repair_passes, passes)
+REPAIR_STAT(repair_degraded, degraded)
+REPAIR_STAT(repair_rebuilt, rebuilt)
+REPAIR_STAT(repair_bytes, bytes)
+REPAIR_STAT(repair_failed, failed)
+
+static int register_own(struct metrics *m, struct scrape *s)
+{
+    static const struct {
+        const char *name, *help;
+        double (*fn)(void *);
+    } own[] = {
+        {"cairn_cnode_stripes_read_total", "Stripes read from the D-nodes.", read_stripes},
+        {"cairn_cnode_degraded_stripes_read_total",
+         "Stripes read that were rebuilt from parity: a fragment was missing or bad.",
+         read_degraded},
+        {"cairn_cnode_fragment_reads_failed_total",
+         "Fragment reads that failed or returned bytes with a bad CRC.", read_frags_failed},
+        {"cairn_repair_passes_total", "Passes of this C-node's repair service.", repair_passes},
+        {"cairn_repair_degraded_extents_total",
+         "Extents a pass found with lost positions (counted again by every pass until mended).",
+         repair_degraded},
+        {"cairn_repair_rebuilt_positions_total", "Fragment positions rebuilt and recorded.",
+         repair_rebuilt},
+        {"cairn_repair_rebuilt_bytes_total", "Fragment bytes the rebuilds stored.", repair_bytes},
+        {"cairn_repair_failed_total", "Rebuilds that failed (read, write or record errors).",
+         repair_failed},
+    };
+    int rc;
+
+    for (size_t i = 0; i < CAIRN_ARRAY_SIZE(own); i++)
+        if ((rc = metrics_func(m, own[i].name, own[i].help, METRICS_COUNTER, own[i].fn, s)))
+            return rc;
+    return 0;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: cairn-cnode --cluster FILE --listen HOST:PORT "
                     "[--nfs-port P --mount-port Q] [--ready FILE] [--loops N] [--workers N] "
-                    "[--nfs-workers N] [--portmap] [--log-level L]\n");
+                    "[--nfs-workers N] [--portmap] [--metrics HOST:PORT] [--log-level L]\n");
     exit(2);
 }
 
@@ -108,7 +174,11 @@ int main(int argc, char **argv)
         {"workers", required_argument, NULL, 'w'}, {"log-level", required_argument, NULL, 'v'},
         {"nfs-port", required_argument, NULL, 'n'}, {"mount-port", required_argument, NULL, 'm'},
         {"nfs-workers", required_argument, NULL, 'W'}, {"portmap", no_argument, NULL, 'P'},
-        {NULL, 0, NULL, 0}};
+        {"metrics", required_argument, NULL, 'X'},  {NULL, 0, NULL, 0}};
+    const char *metrics_addr = NULL;
+    struct metrics *reg = NULL;
+    struct admin_server *admin = NULL;
+    struct scrape scrape = {0};
     struct head heads[] = {{.ops = &s3_head_ops, .enabled = true},
                            {.ops = &nfs_head_ops, .enabled = false}};
     struct head *s3 = &heads[0], *nfs = &heads[1];
@@ -140,6 +210,7 @@ int main(int argc, char **argv)
         case 'm': nfs->ports[MOUNT_LISTENER] = (unsigned)atoi(optarg); nfs->enabled = true; break;
         case 'W': nfs->workers = (unsigned)atoi(optarg); break;
         case 'P': set.portmap = true; break;
+        case 'X': metrics_addr = optarg; break;
         default: usage();
         }
     }
@@ -165,6 +236,11 @@ int main(int argc, char **argv)
                                     (uint32_t)(RP_DEFAULT_RATE >> 20)) << 20;
     if (cl_env_cluster_config(&env, &fcfg.cluster) || fs_open(&fcfg, &fs))
         goto out;
+    scrape.fs = fs;
+    if (metrics_addr && ((rc = metrics_create(&reg)) || (rc = register_own(reg, &scrape)))) {
+        log_error(TAG, "metrics: %s", cairn_strerror(rc));
+        goto out;
+    }
 
     /* Block the stop signals in every thread; main waits for them. */
     sigemptyset(&sigs);
@@ -175,7 +251,8 @@ int main(int argc, char **argv)
 
     for (size_t i = 0; i < CAIRN_ARRAY_SIZE(heads); i++) {
         struct cn_head_args a = {.fs = fs, .host = host, .loops = loops,
-                                 .workers = heads[i].workers, .conf = setting, .conf_arg = &set};
+                                 .workers = heads[i].workers, .conf = setting, .conf_arg = &set,
+                                 .metrics = reg};
 
         if (!heads[i].enabled)
             continue;
@@ -189,17 +266,25 @@ int main(int argc, char **argv)
     /* The repair service has its own thread and view; the heads never wait for it. */
     if (repair_interval && rp_service_start(&fcfg.cluster, repair_interval, repair_rate, &repair))
         log_warn(TAG, "the repair service did not start: this C-node repairs nothing");
+    scrape.repair = repair; /* before the endpoint starts: its thread reads it */
+    if (metrics_addr) {
+        if (admin_start(metrics_addr, reg, &admin))
+            goto stop; /* logged */
+        log_info(TAG, "metrics on http://%s/metrics (port %u)", metrics_addr, admin_port(admin));
+    }
     if (ready)
         write_ready(ready, heads, CAIRN_ARRAY_SIZE(heads));
     sigwait(&sigs, &sig);
     log_info(TAG, "signal %d: stopping", sig);
     status = 0;
 stop:
+    admin_stop(admin); /* first: its scrapes read the heads' counters and the services */
     rp_service_stop(repair);
     for (size_t i = CAIRN_ARRAY_SIZE(heads); i-- > 0;)
         if (heads[i].running)
             heads[i].ops->stop(heads[i].running);
 out:
+    metrics_destroy(reg);
     fs_close(fs);
     cl_env_fini(&env);
     return status;

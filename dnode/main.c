@@ -18,7 +18,10 @@
  * Usage: cairn-dnode --listen HOST:PORT --dev PATH [--dev-size SIZE] --meta DIR
  *                    [--meta-size SIZE] [--provider P] [--max-payload BYTES] [--rx-depth N]
  *                    [--election-ms MS] [--heartbeat-ms MS] [--domain NAME]
- *                    [--ready-file PATH] [--log-level L]
+ *                    [--ready-file PATH] [--metrics HOST:PORT] [--log-level L]
+ *
+ * --metrics serves GET /metrics (Prometheus text: requests, errors, bytes and latency per op,
+ * device use; dnode/stats.h) and GET /healthz on HOST:PORT, from a thread of its own.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,10 +34,13 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "common/admin.h"
 #include "common/cairn.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "dnode/kv.h"
 #include "dnode/shards.h"
+#include "dnode/stats.h"
 #include "dnode/store.h"
 #include "transport/tp.h"
 
@@ -192,7 +198,8 @@ static void usage(void)
             "                   [--meta-size SIZE] [--provider P] [--max-payload BYTES]\n"
             "                   [--rx-depth N] [--election-ms MS] [--heartbeat-ms MS]\n"
             "                   [--domain NAME]\n"
-            "                   [--ready-file PATH] [--log-level error|warn|info|debug]\n");
+            "                   [--ready-file PATH] [--metrics HOST:PORT]\n"
+            "                   [--log-level error|warn|info|debug]\n");
 }
 
 static int write_ready(const char *path, const char *addr)
@@ -220,7 +227,11 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
         {"meta-size", required_argument, NULL, 'M'}, {"election-ms", required_argument, NULL, 'E'},
         {"heartbeat-ms", required_argument, NULL, 'H'}, {"domain", required_argument, NULL, 'D'},
-        {NULL, 0, NULL, 0}};
+        {"metrics", required_argument, NULL, 'X'},  {NULL, 0, NULL, 0}};
+    const char *metrics_addr = NULL;
+    struct metrics *reg = NULL;
+    struct dn_stats *stats = NULL;
+    struct admin_server *admin = NULL;
     const char *listen = NULL, *dev = NULL, *meta = NULL, *ready = NULL, *domain = NULL;
     char domainbuf[256];
     struct tp_config tcfg = {0};
@@ -247,6 +258,7 @@ int main(int argc, char **argv)
         case 'E': election_ms = (unsigned)atoi(optarg); break;
         case 'H': heartbeat_ms = (unsigned)atoi(optarg); break;
         case 'D': domain = optarg; break;
+        case 'X': metrics_addr = optarg; break;
         case 'M':
             if (parse_size(optarg, &meta_size)) {
                 usage();
@@ -309,6 +321,12 @@ int main(int argc, char **argv)
         dn_store_stats(dn.store, &st);
         meta_size = CAIRN_MAX(st.dev_size / 4, DN_KV_DEFAULT_MAP);
     }
+    /* Counted only when someone can read it: without --metrics the transport stamps nothing. */
+    if (metrics_addr && ((rc = metrics_create(&reg)) || (rc = dn_stats_open(reg, dn.store,
+                                                                             &stats)))) {
+        log_error(TAG, "metrics: %s", cairn_strerror(rc));
+        goto out;
+    }
     if ((rc = dn_kv_open(meta, meta_size, &dn.kv))) {
         log_error(TAG, "open metadata store %s: %s", meta, cairn_strerror(rc));
         goto out;
@@ -329,6 +347,8 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (stats)
+        tp_ctx_observe(dn.tp, dn_stats_answered, stats);
     if ((rc = tp_ctx_serve(dn.tp, serve, &dn))) {
         log_error(TAG, "serve: %s", cairn_strerror(rc));
         goto out;
@@ -348,6 +368,13 @@ int main(int argc, char **argv)
     ev.data.u32 = 2;
     epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ev);
 
+    if (metrics_addr) {
+        if ((rc = admin_start(metrics_addr, reg, &admin))) {
+            log_error(TAG, "metrics endpoint on %s: %s", metrics_addr, cairn_strerror(rc));
+            goto out;
+        }
+        log_info(TAG, "metrics on http://%s/metrics (port %u)", metrics_addr, admin_port(admin));
+    }
     if (ready && write_ready(ready, tp_ctx_addr(dn.tp))) {
         log_error(TAG, "cannot write %s", ready);
         rc = CAIRN_EIO;
@@ -392,12 +419,15 @@ int main(int argc, char **argv)
     dn_shards_flush(dn.shards);
     rc = 0;
 out:
+    admin_stop(admin); /* first: it reads the registry */
     if (dn.store)
         dn_store_drain(dn.store);
     dn_shards_close(dn.shards);
     tp_ctx_destroy(dn.tp);
     dn_store_close(dn.store);
     dn_kv_close(dn.kv);
+    dn_stats_close(stats);
+    metrics_destroy(reg);
     if (sfd >= 0)
         close(sfd);
     if (epfd >= 0)

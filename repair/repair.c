@@ -4,6 +4,7 @@
 #include "repair/repair.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -639,6 +640,8 @@ struct rp_service {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    /* every pass's results added up (rp_service_totals; read by other threads) */
+    _Atomic uint64_t passes, degraded, rebuilt, bytes, failed;
 };
 
 /* Wait up to ms, or until stopped.  Returns whether to stop. */
@@ -679,6 +682,11 @@ static void *service_main(void *arg)
             continue;
         }
         rc = rp_pass(cl, &o, &res);
+        atomic_fetch_add(&svc->passes, 1);
+        atomic_fetch_add(&svc->degraded, res.degraded);
+        atomic_fetch_add(&svc->rebuilt, res.rebuilt);
+        atomic_fetch_add(&svc->bytes, res.bytes);
+        atomic_fetch_add(&svc->failed, res.failed);
         if (rc && rc != CAIRN_ECANCELED)
             log_warn(TAG, "pass: %s", cairn_strerror(rc));
         if (res.degraded || res.failed)
@@ -716,6 +724,15 @@ int rp_service_start(const struct cl_cluster_config *cfg, uint32_t interval_s, u
     }
     *out = svc;
     return 0;
+}
+
+void rp_service_totals(struct rp_service *svc, struct rp_totals *out)
+{
+    out->passes = atomic_load(&svc->passes);
+    out->degraded = atomic_load(&svc->degraded);
+    out->rebuilt = atomic_load(&svc->rebuilt);
+    out->bytes = atomic_load(&svc->bytes);
+    out->failed = atomic_load(&svc->failed);
 }
 
 void rp_service_stop(struct rp_service *svc)

@@ -94,6 +94,16 @@ struct rp_service;
  * within the interval.  Returns 0, CAIRN_ENOMEM, CAIRN_EINVAL (interval 0). */
 int rp_service_start(const struct cl_cluster_config *cfg, uint32_t interval_s, uint64_t rate,
                      struct rp_service **out);
+/* What the service's passes found and did since it started, added up (for the C-node's
+ * metrics; any thread may ask). */
+struct rp_totals {
+    uint64_t passes;
+    uint64_t degraded; /* extents found with lost positions (again in every pass until mended) */
+    uint64_t rebuilt;  /* positions rebuilt and recorded */
+    uint64_t bytes;    /* fragment bytes they stored */
+    uint64_t failed;   /* rebuilds that failed */
+};
+void rp_service_totals(struct rp_service *svc, struct rp_totals *out);
 /* Stop it (waits for the rebuild in progress to end); accepts NULL. */
 void rp_service_stop(struct rp_service *svc);
 

@@ -93,6 +93,7 @@ struct tp_req {
     size_t reply_slot_len;
     void (*done)(void *);
     void *done_arg;
+    uint64_t arrived_ns; /* when it was delivered, if someone observes answers */
 };
 
 struct tp_ctx {
@@ -118,6 +119,8 @@ struct tp_ctx {
     struct tp_req *reqs; /* server receive buffers (array of rx_depth) */
     tp_serve_cb serve_cb;
     void *serve_arg;
+    tp_answered_cb answered_cb;
+    void *answered_arg;
     bool closing;
 };
 
@@ -127,6 +130,9 @@ struct tp_later {
     fi_addr_t src;
     uint64_t req_id;
     uint32_t reply_cap;
+    int req_op;          /* for the answer's observer: what was asked, with what, when */
+    uint32_t req_payload;
+    uint64_t arrived_ns;
     size_t slot_len;
     uint8_t slot[TP_HDR_SLOT];
 };
@@ -572,7 +578,26 @@ static void req_received(struct tp_ctx *ctx, struct tp_req *r, size_t len)
         req_repost(ctx, r);
         return;
     }
+    if (ctx->answered_cb)
+        r->arrived_ns = cairn_now_ns();
     ctx->serve_cb(ctx->serve_arg, r);
+}
+
+static void answered(struct tp_ctx *ctx, int op, int status, uint32_t in, uint32_t out,
+                     uint64_t arrived_ns)
+{
+    struct tp_answered a = {.op = op, .status = status, .in_bytes = in, .out_bytes = out};
+
+    if (!ctx->answered_cb)
+        return;
+    a.ns = arrived_ns ? cairn_now_ns() - arrived_ns : 0;
+    ctx->answered_cb(ctx->answered_arg, &a);
+}
+
+void tp_ctx_observe(struct tp_ctx *ctx, tp_answered_cb cb, void *arg)
+{
+    ctx->answered_cb = cb;
+    ctx->answered_arg = arg;
 }
 
 int tp_reply(struct tp_req *r, Cairn__Response *resp, const void *payload, uint32_t payload_len,
@@ -601,6 +626,7 @@ int tp_reply(struct tp_req *r, Cairn__Response *resp, const void *payload, uint3
     r->reply_payload_len = payload_len;
     r->done = done;
     r->done_arg = done_arg;
+    answered(ctx, r->hdr->op, resp->status, r->hdr->payload_len, payload_len, r->arrived_ns);
     op_submit(ctx, &r->send_op);
     return 0;
 }
@@ -615,6 +641,9 @@ struct tp_later *tp_req_later(struct tp_req *r)
     l->src = r->src;
     l->req_id = r->hdr->req_id;
     l->reply_cap = r->hdr->reply_cap;
+    l->req_op = r->hdr->op;
+    l->req_payload = r->hdr->payload_len;
+    l->arrived_ns = r->arrived_ns;
     req_repost(r->ctx, r);
     return l;
 }
@@ -628,6 +657,7 @@ int tp_reply_later(struct tp_ctx *ctx, struct tp_later *l, Cairn__Response *resp
         return CAIRN_ETOOBIG;
     }
     l->slot_len = frame_header(l->slot, &resp->base, false);
+    answered(ctx, l->req_op, resp->status, l->req_payload, 0, l->arrived_ns);
     op_submit(ctx, &l->op);
     return 0;
 }

@@ -148,6 +148,20 @@ struct tp_later *tp_req_later(struct tp_req *req);
 int tp_reply_later(struct tp_ctx *ctx, struct tp_later *l, Cairn__Response *resp);
 void tp_later_drop(struct tp_later *l);
 
+/* What a server answered, for its counters: reported once per answer, as tp_reply or
+ * tp_reply_later sends it (requests dropped or forgotten are not reported). */
+struct tp_answered {
+    int op;             /* the request's Cairn__Op */
+    int status;         /* the answer's status (0 or a CAIRN_E* code) */
+    uint32_t in_bytes;  /* the request's payload */
+    uint32_t out_bytes; /* the answer's payload */
+    uint64_t ns;        /* from the request's delivery to its answer */
+};
+typedef void (*tp_answered_cb)(void *arg, const struct tp_answered *a);
+/* Report every answer to cb(arg, ...) from now on (on the context's thread, inside tp_reply);
+ * NULL stops it.  Only then are requests stamped with the clock on delivery. */
+void tp_ctx_observe(struct tp_ctx *ctx, tp_answered_cb cb, void *arg);
+
 /* Decode a received message (exposed for the fuzz harness and tests): validate the framing of
  * len bytes at buf and unpack the header.  Returns 0 and *out (free with
  * cairn__request__free_unpacked) or CAIRN_EPROTO. */

@@ -317,8 +317,17 @@ static int read_object(struct fs_ctx *f, const Cairn__Extent *x, uint64_t rel, u
             len -= take;
             continue;
         }
+        struct cl_io_stats st = {0};
+
         rc = cl_stripe_read_at(f->cl, x->object_id, x->gen, &l, fs_extent_place(x, &pb), s0,
-                               f->seg, seg_len, NULL);
+                               f->seg, seg_len, &st);
+        atomic_fetch_add_explicit(&f->fs->stripes_read, st.stripes, memory_order_relaxed);
+        if (st.degraded_stripes || st.frags_failed) { /* rare: the shared lines stay quiet */
+            atomic_fetch_add_explicit(&f->fs->degraded_stripes, st.degraded_stripes,
+                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&f->fs->frags_failed, st.frags_failed,
+                                      memory_order_relaxed);
+        }
         if (rc)
             return rc;
         if (one)

@@ -44,6 +44,13 @@ static int ensure_root(struct cl_cluster *cl)
     return rc;
 }
 
+void fs_read_stats(const struct fs *fs, struct fs_read_stats *out)
+{
+    out->stripes = atomic_load_explicit(&fs->stripes_read, memory_order_relaxed);
+    out->degraded_stripes = atomic_load_explicit(&fs->degraded_stripes, memory_order_relaxed);
+    out->frags_failed = atomic_load_explicit(&fs->frags_failed, memory_order_relaxed);
+}
+
 int fs_open(const struct fs_config *cfg, struct fs **out)
 {
     struct fs *fs = calloc(1, sizeof(*fs));

@@ -78,6 +78,15 @@ struct fs_config {
 int fs_open(const struct fs_config *cfg, struct fs **out);
 void fs_close(struct fs *fs); /* after every context is closed; accepts NULL */
 
+/* What the file system's reads have met since it opened, over every context (for the C-node's
+ * metrics; any thread may ask). */
+struct fs_read_stats {
+    uint64_t stripes;          /* stripes read from the D-nodes (cache hits not counted) */
+    uint64_t degraded_stripes; /* of them, rebuilt from parity: a fragment was missing or bad */
+    uint64_t frags_failed;     /* fragment reads that failed or had a bad CRC */
+};
+void fs_read_stats(const struct fs *fs, struct fs_read_stats *out);
+
 /* A context for the calling thread.  stripe_cache: reads within one stripe go through the file
  * system's stripe cache (for clients that read a stripe in several pieces, as NFS does).
  * Returns 0, CAIRN_ENOMEM or an error opening the cluster view. */

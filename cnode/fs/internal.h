@@ -6,6 +6,8 @@
 #ifndef CAIRN_CN_FS_INTERNAL_H
 #define CAIRN_CN_FS_INTERNAL_H
 
+#include <stdatomic.h>
+
 #include "client/cluster.h"
 #include "cnode/fs/extmap.h"
 #include "cnode/fs/fs.h"
@@ -19,6 +21,8 @@ struct fs_deferred;
 struct fs {
     struct fs_config cfg;
     struct fs_scache *cache; /* owned, may be NULL: recently read stripes */
+    /* what every worker's reads met (fs_read_stats): added to, never reset */
+    _Atomic uint64_t stripes_read, degraded_stripes, frags_failed;
 };
 
 struct fs_ctx {

@@ -76,6 +76,8 @@ struct http_req {
     bool chunked;
     int64_t left; /* Content-Length bytes still owed */
     uint64_t body_read;
+    uint64_t body_sent; /* body bytes queued (for the handler's counters) */
+    int status;         /* the status answered, 0 before */
 };
 
 /* The HTTP side of a connection: the data area of nc. */
@@ -380,6 +382,8 @@ static void dispatch(struct http_conn *c)
     c->req.bodyless = c->req.chunked = false;
     c->req.left = 0;
     c->req.body_read = 0;
+    c->req.body_sent = 0;
+    c->req.status = 0;
 
     net_conn_lock(c->nc);
     c->ring = ring;
@@ -939,6 +943,7 @@ static int respond(struct http_req *r, int status, const struct http_header *hea
     if (!o)
         return CAIRN_ENOMEM;
     r->responded = true;
+    r->status = status;
     net_conn_lock(c->nc);
     if (c->gone) {
         net_conn_unlock(c->nc);
@@ -1022,6 +1027,7 @@ int http_req_write(struct http_req *r, const void *data, size_t len)
             return rc;
         if (!r->chunked)
             r->left -= (int64_t)n;
+        r->body_sent += n;
         p += n;
         len -= n;
     }
@@ -1068,6 +1074,13 @@ int http_req_reply(struct http_req *r, int status, const struct http_header *hea
     if (!rc)
         rc = http_req_finish(r);
     return rc;
+}
+
+void http_req_counts(const struct http_req *r, uint64_t *in, uint64_t *out, int *status)
+{
+    *in = r->body_read;
+    *out = r->body_sent;
+    *status = r->status;
 }
 
 void http_req_close_after(struct http_req *r)

@@ -122,6 +122,9 @@ int http_req_finish(struct http_req *r);
  * much).  A handler answering with http_req_respond() may still read the body afterwards. */
 int http_req_reply(struct http_req *r, int status, const struct http_header *headers,
                  unsigned nheaders, const void *body, size_t len);
+/* What the handler's request did so far, for its counters: body bytes read and written and
+ * the status answered (0: none yet).  Valid until the handler returns, after finish too. */
+void http_req_counts(const struct http_req *r, uint64_t *in, uint64_t *out, int *status);
 /* Ask the server to close the connection after this response (e.g. the body was refused).
  * Works until the handler returns, even after http_req_finish() (then without a
  * "Connection: close" header in the response already sent). */

@@ -21,6 +21,7 @@
 #include "cnode/rpc/rpc.h"
 #include "cnode/rpc/server.h"
 #include "cnode/rpc/xdr.h"
+#include "common/metrics.h"
 
 #define NFS_TAG "nfs"
 
@@ -66,8 +67,17 @@ enum { NFS_UNSTABLE = 0, NFS_DATA_SYNC = 1, NFS_FILE_SYNC = 2 };
 struct nfs_wtable;    /* wbuf.c */
 struct nfs_cookies;   /* readdir.c */
 
+/* What the head counts, by procedure (dispatch.c): NFS procedures 0..21, then MOUNT's 0..5,
+ * then calls that name no procedure of either. */
+#define NFS_STAT_MOUNT 22u
+#define NFS_STAT_OTHER 28u
+struct nfs_stats {
+    struct metrics_family *requests, *errors, *latency, *in, *out;
+};
+
 struct nfs_app {
     struct fs *fs; /* borrowed */
+    struct nfs_stats stats;
     struct nfs_exports exports;
     uint8_t fh_key[FS_SECRET_LEN];
     _Atomic uint64_t verf; /* write verifier: new at every start and when buffered writes
@@ -90,6 +100,10 @@ struct nq {
     struct fs_cred cred;       /* the caller, after squashing */
     bool garbage;              /* the arguments did not decode: GARBAGE_ARGS */
     enum nfsstat3 redo_status; /* READ/READDIR failed after its reply was begun: answer this */
+    /* for the head's counters (dispatch.c) */
+    size_t in_len;    /* bytes of the call */
+    size_t stat_idx;  /* its procedure's series */
+    uint64_t t0;      /* when it was decoded; 0: not counted */
 };
 
 /* A decoded handle. */

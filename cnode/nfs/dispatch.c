@@ -24,11 +24,81 @@ static const nfs_proc nfs_procs[22] = {
     nfs_p_pathconf, nfs_p_commit,
 };
 
+/* ---- what the head counts ---- */
+
+static const char *const stat_procs[NFS_STAT_OTHER + 1] = {
+    "NULL",    "GETATTR", "SETATTR",    "LOOKUP",      "ACCESS",     "READLINK",
+    "READ",    "WRITE",   "CREATE",     "MKDIR",       "SYMLINK",    "MKNOD",
+    "REMOVE",  "RMDIR",   "RENAME",     "LINK",        "READDIR",    "READDIRPLUS",
+    "FSSTAT",  "FSINFO",  "PATHCONF",   "COMMIT",      "MOUNT_NULL", "MOUNT_MNT",
+    "MOUNT_DUMP", "MOUNT_UMNT", "MOUNT_UMNTALL", "MOUNT_EXPORT", "other"};
+
+static int stats_register(struct metrics *m, struct nfs_stats *st)
+{
+    struct metrics_desc d = {.type = METRICS_COUNTER, .label = "proc", .values = stat_procs,
+                             .nvalues = CAIRN_ARRAY_SIZE(stat_procs)};
+    int rc;
+
+#define REG(field, nm, hl)                                                                         \
+    do {                                                                                           \
+        d.name = nm;                                                                               \
+        d.help = hl;                                                                               \
+        if ((rc = metrics_register(m, &d, &st->field)))                                            \
+            return rc;                                                                             \
+    } while (0)
+    REG(requests, "cairn_nfs_requests_total", "NFSv3 and MOUNT calls answered, by procedure.");
+    REG(errors, "cairn_nfs_errors_total",
+        "Calls answered with an RPC error or a status other than NFS3_OK (MNT: MNT3_OK).");
+    REG(in, "cairn_nfs_received_bytes_total", "Bytes of calls (RPC records), by procedure.");
+    REG(out, "cairn_nfs_sent_bytes_total", "Bytes of replies, by procedure.");
+    d.type = METRICS_HISTOGRAM;
+    d.bounds = metrics_latency_ns;
+    d.nbounds = METRICS_LATENCY_NBOUNDS;
+    d.unit = METRICS_NS;
+    REG(latency, "cairn_nfs_request_duration_seconds",
+        "Time from a call's decoding to its reply, by procedure.");
+#undef REG
+    return 0;
+}
+
+static uint32_t be32_at(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Whether a reply says the call failed.  An accepted reply (rpc_reply_accepted: xid, REPLY,
+ * MSG_ACCEPTED, AUTH_NONE verifier of length 0, accept_stat) puts the procedure's status
+ * first in its results, at byte 24, for every NFS procedure but NULL and for MNT. */
+static bool reply_failed(const uint8_t *buf, size_t len, bool status_first)
+{
+    if (len < 24 || be32_at(buf + 8) != 0 /* MSG_ACCEPTED */ || be32_at(buf + 20) != RPC_SUCCESS)
+        return true;
+    return status_first && len >= 28 && be32_at(buf + 24) != 0;
+}
+
+static void count(struct nq *q, size_t idx, size_t in, const uint8_t *buf, size_t len,
+                  uint64_t t0)
+{
+    struct nfs_stats *st = &q->app->stats;
+    bool status_first = idx == NFS_STAT_MOUNT + 1 || (idx > 0 && idx < NFS_STAT_MOUNT);
+
+    if (!st->requests)
+        return;
+    metrics_add(st->requests, idx, 1);
+    metrics_add(st->in, idx, in);
+    metrics_add(st->out, idx, len);
+    if (!buf || reply_failed(buf, len, status_first))
+        metrics_add(st->errors, idx, 1);
+    metrics_observe(st->latency, idx, cairn_now_ns() - t0);
+}
+
 static void reply(struct nq *q)
 {
     size_t len;
     uint8_t *buf = xdr_enc_take(&q->e, &len);
 
+    if (q->t0)
+        count(q, q->stat_idx, q->in_len, buf, len, q->t0);
     if (buf)
         rpcsrv_reply(q->call, buf, len);
     else
@@ -38,7 +108,8 @@ static void reply(struct nq *q)
 static void nfs_handle(void *appv, void *wstate, struct rpcsrv_call *call, unsigned listener,
                        const uint8_t *rec, size_t len)
 {
-    struct nq q = {.app = appv, .fs = wstate, .call = call};
+    struct nq q = {.app = appv, .fs = wstate, .call = call, .in_len = len,
+                   .stat_idx = NFS_STAT_OTHER};
     uint32_t prog = listener == MOUNT_LISTENER ? MOUNT_PROGRAM : NFS_PROGRAM;
     uint32_t vers = listener == MOUNT_LISTENER ? MOUNT_V3 : NFS_V3;
     bool known;
@@ -63,6 +134,13 @@ static void nfs_handle(void *appv, void *wstate, struct rpcsrv_call *call, unsig
         rpc_reply_accepted(&q.e, q.c.xid, RPC_PROG_MISMATCH, vers, vers);
         reply(&q);
         return;
+    }
+    if (q.app->stats.requests) { /* a call of ours: counted from here to its reply */
+        q.t0 = cairn_now_ns();
+        if (listener == MOUNT_LISTENER && q.c.proc < NFS_STAT_OTHER - NFS_STAT_MOUNT)
+            q.stat_idx = NFS_STAT_MOUNT + q.c.proc;
+        else if (listener != MOUNT_LISTENER && q.c.proc < NFS_STAT_MOUNT)
+            q.stat_idx = q.c.proc;
     }
     xdr_dec_init(&q.d, q.c.args, q.c.args_len);
     rpc_reply_accepted(&q.e, q.c.xid, RPC_SUCCESS, 0, 0);
@@ -109,7 +187,8 @@ static void nfs_worker_fini(void *appv, void *wstate)
     fs_ctx_close(wstate);
 }
 
-static int nfs_app_init(struct fs *fs, const char *exports, struct rpcsrv_app *out)
+static int nfs_app_init(struct fs *fs, const char *exports, struct metrics *m,
+                        struct rpcsrv_app *out)
 {
     struct nfs_app *app = calloc(1, sizeof(*app));
     struct fs_ctx *c = NULL;
@@ -132,6 +211,11 @@ static int nfs_app_init(struct fs *fs, const char *exports, struct rpcsrv_app *o
         goto err;
     }
     atomic_store(&app->verf, verf);
+    rc = stats_register(m, &app->stats);
+    if (rc) {
+        log_error(NFS_TAG, "metrics: %s", cairn_strerror(rc));
+        goto err;
+    }
     rc = fs_ctx_open(fs, false, &c);
     if (!rc)
         rc = fs_secret(c, "nfs-fh", app->fh_key);
@@ -199,7 +283,7 @@ static int nfs_head_start(const struct cn_head_args *a, void **out)
         return CAIRN_ENOMEM;
     cfg.ports[NFS_LISTENER] = a->ports[NFS_LISTENER];
     cfg.ports[MOUNT_LISTENER] = a->ports[MOUNT_LISTENER];
-    rc = nfs_app_init(a->fs, a->conf(a->conf_arg, "NFS_EXPORTS"), &h->app);
+    rc = nfs_app_init(a->fs, a->conf(a->conf_arg, "NFS_EXPORTS"), a->metrics, &h->app);
     if (rc) {
         free(h);
         return rc;

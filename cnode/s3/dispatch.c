@@ -164,21 +164,31 @@ static void bucket_request(struct s3_req *q)
         return;
     }
     if (m == HTTP_PUT && !s3_param(q, "uploads") && !s3_param(q, "delete")) {
+        q->op = S3_OP_CREATE_BUCKET;
         s3_create_bucket(q);
         return;
     }
     if (m == HTTP_DELETE && !s3_param(q, "uploads") && !s3_param(q, "delete")) {
+        q->op = S3_OP_DELETE_BUCKET;
         s3_delete_bucket(q);
         return;
     }
     if (m == HTTP_HEAD || (m == HTTP_GET && s3_param(q, "location"))) {
+        q->op = S3_OP_HEAD_BUCKET;
         s3_head_bucket(q);
         return;
     }
     if (m == HTTP_GET && !s3_param(q, "uploads")) {
-        s3_list_objects(q, s3_param(q, "list-type") && !strcmp(s3_param(q, "list-type"), "2"));
+        bool v2 = s3_param(q, "list-type") && !strcmp(s3_param(q, "list-type"), "2");
+
+        q->op = v2 ? S3_OP_LIST_OBJECTS_V2 : S3_OP_LIST_OBJECTS;
+        s3_list_objects(q, v2);
         return;
     }
+    if (m == HTTP_GET && s3_param(q, "uploads"))
+        q->op = S3_OP_LIST_UPLOADS;
+    else if (m == HTTP_POST && s3_param(q, "delete"))
+        q->op = S3_OP_DELETE_OBJECTS;
     e = s3_bucket_open(q, m != HTTP_GET, &bucket, NULL);
     if (e) {
         s3_reply_error(q, e);
@@ -216,6 +226,7 @@ static void object_request(struct s3_req *q)
         return;
     }
     if (s3_param(q, "tagging") && (m == HTTP_GET || m == HTTP_DELETE)) {
+        q->op = S3_OP_OBJECT_TAGGING;
         s3_object_tagging(q);
         return;
     }
@@ -225,13 +236,19 @@ static void object_request(struct s3_req *q)
     }
     if (!s3_param(q, "uploadId") && !s3_param(q, "uploads")) {
         switch (m) {
-        case HTTP_PUT: s3_put_object(q); return;
-        case HTTP_GET:
-        case HTTP_HEAD: s3_get_object(q); return;
-        case HTTP_DELETE: s3_delete_object(q); return;
+        case HTTP_PUT: q->op = S3_OP_PUT_OBJECT; s3_put_object(q); return;
+        case HTTP_GET: q->op = S3_OP_GET_OBJECT; s3_get_object(q); return;
+        case HTTP_HEAD: q->op = S3_OP_HEAD_OBJECT; s3_get_object(q); return;
+        case HTTP_DELETE: q->op = S3_OP_DELETE_OBJECT; s3_delete_object(q); return;
         default: break;
         }
     }
+    q->op = m == HTTP_POST && s3_param(q, "uploads")      ? S3_OP_CREATE_UPLOAD
+            : m == HTTP_PUT && s3_param(q, "uploadId")    ? S3_OP_UPLOAD_PART
+            : m == HTTP_POST && s3_param(q, "uploadId")   ? S3_OP_COMPLETE_UPLOAD
+            : m == HTTP_DELETE && s3_param(q, "uploadId") ? S3_OP_ABORT_UPLOAD
+            : m == HTTP_GET && s3_param(q, "uploadId")    ? S3_OP_LIST_PARTS
+                                                          : S3_OP_OTHER;
     e = s3_bucket_open(q, true, &bucket, NULL);
     if (e) {
         s3_reply_error(q, e);
@@ -251,13 +268,67 @@ static void object_request(struct s3_req *q)
         s3_reply_error(q, S3E_METHOD_NOT_ALLOWED);
 }
 
+/* ---- what the head counts ---- */
+
+static const char *const op_names[S3_OP_COUNT] = {
+#define S3_X_NAME(name, text) text,
+    S3_OPS(S3_X_NAME)
+#undef S3_X_NAME
+};
+
+static int stats_register(struct metrics *m, struct s3_stats *st)
+{
+    struct metrics_desc d = {.type = METRICS_COUNTER, .label = "op", .values = op_names,
+                             .nvalues = S3_OP_COUNT};
+    int rc;
+
+#define REG(field, nm, hl)                                                                         \
+    do {                                                                                           \
+        d.name = nm;                                                                               \
+        d.help = hl;                                                                               \
+        if ((rc = metrics_register(m, &d, &st->field)))                                            \
+            return rc;                                                                             \
+    } while (0)
+    REG(requests, "cairn_s3_requests_total", "S3 requests answered, by operation.");
+    REG(errors, "cairn_s3_errors_total", "S3 requests answered with a status of 400 or more.");
+    REG(in, "cairn_s3_received_bytes_total", "Request body bytes read, by operation.");
+    REG(out, "cairn_s3_sent_bytes_total", "Response body bytes sent, by operation.");
+    d.type = METRICS_HISTOGRAM;
+    d.bounds = metrics_latency_ns;
+    d.nbounds = METRICS_LATENCY_NBOUNDS;
+    d.unit = METRICS_NS;
+    REG(latency, "cairn_s3_request_duration_seconds",
+        "Time from a request's head to the end of its answer, by operation.");
+#undef REG
+    return 0;
+}
+
+static void count(struct s3_req *q, uint64_t t0)
+{
+    struct s3_stats *st = &q->app->stats;
+    uint64_t in, out;
+    int status;
+
+    if (!st->requests)
+        return;
+    http_req_counts(q->r, &in, &out, &status);
+    metrics_add(st->requests, q->op, 1);
+    metrics_add(st->in, q->op, in);
+    metrics_add(st->out, q->op, out);
+    if (status >= 400 || status == 0)
+        metrics_add(st->errors, q->op, 1);
+    metrics_observe(st->latency, q->op, cairn_now_ns() - t0);
+}
+
 static void s3_handle(void *appv, void *wstate, struct http_req *r)
 {
     struct s3_req *q = calloc(1, sizeof(*q));
+    uint64_t t0 = cairn_now_ns();
     enum s3_err e;
 
     if (!q)
         return; /* the server answers 500 */
+    q->op = S3_OP_OTHER;
     q->app = appv;
     q->fs = wstate;
     fs_ctx_tick(q->fs);
@@ -286,6 +357,7 @@ static void s3_handle(void *appv, void *wstate, struct http_req *r)
         goto out;
     }
     if (!q->has_bucket) {
+        q->op = S3_OP_LIST_BUCKETS;
         if (q->h->method == HTTP_GET)
             s3_list_buckets(q);
         else
@@ -298,6 +370,7 @@ static void s3_handle(void *appv, void *wstate, struct http_req *r)
     if (!q->responded)
         s3_reply_error(q, S3E_INTERNAL_ERROR);
 out:
+    count(q, t0);
     s3_body_fini(q);
     free_params(q);
     if (q->user)
@@ -361,12 +434,20 @@ static int s3_error_status(void *appv, int status)
     return s3_err_info(s3_error_for_status(status))->status;
 }
 
-static int s3_app_init(struct fs *fs, const char *region, struct http_server_app *out)
+static int s3_app_init(struct fs *fs, const char *region, struct metrics *m,
+                       struct http_server_app *out)
 {
     struct s3_app *app = calloc(1, sizeof(*app));
+    int rc;
 
     if (!app)
         return CAIRN_ENOMEM;
+    rc = stats_register(m, &app->stats);
+    if (rc) {
+        log_error(S3_TAG, "metrics: %s", cairn_strerror(rc));
+        free(app);
+        return rc;
+    }
     app->fs = fs;
     snprintf(app->region, sizeof(app->region), "%s",
              region && *region ? region : "us-east-1");
@@ -413,7 +494,7 @@ static int s3_head_start(const struct cn_head_args *a, void **out)
 
     if (!h)
         return CAIRN_ENOMEM;
-    rc = s3_app_init(a->fs, a->conf(a->conf_arg, "S3_REGION"), &h->app);
+    rc = s3_app_init(a->fs, a->conf(a->conf_arg, "S3_REGION"), a->metrics, &h->app);
     if (rc) {
         free(h);
         return rc;

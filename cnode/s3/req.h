@@ -20,6 +20,7 @@
 #include "cnode/s3/s3.h"
 #include "cnode/s3/sigv4.h"
 #include "cnode/s3/xml.h"
+#include "common/metrics.h"
 
 #define S3_TAG "s3"
 #define S3_XML_TYPE "application/xml"
@@ -27,9 +28,43 @@
 #define S3_LIST_MAX_KEYS 1000u
 #define S3_MAX_RESP_HEADERS 64
 
+/* The operations the head counts (dispatch.c names them as S3's API does). */
+#define S3_OPS(X)                                                                                  \
+    X(LIST_BUCKETS, "ListBuckets")                                                                 \
+    X(CREATE_BUCKET, "CreateBucket")                                                               \
+    X(DELETE_BUCKET, "DeleteBucket")                                                               \
+    X(HEAD_BUCKET, "HeadBucket")                                                                   \
+    X(LIST_OBJECTS, "ListObjects")                                                                 \
+    X(LIST_OBJECTS_V2, "ListObjectsV2")                                                            \
+    X(LIST_UPLOADS, "ListMultipartUploads")                                                        \
+    X(DELETE_OBJECTS, "DeleteObjects")                                                             \
+    X(PUT_OBJECT, "PutObject")                                                                     \
+    X(GET_OBJECT, "GetObject")                                                                     \
+    X(HEAD_OBJECT, "HeadObject")                                                                   \
+    X(DELETE_OBJECT, "DeleteObject")                                                               \
+    X(OBJECT_TAGGING, "ObjectTagging")                                                             \
+    X(CREATE_UPLOAD, "CreateMultipartUpload")                                                      \
+    X(UPLOAD_PART, "UploadPart")                                                                   \
+    X(COMPLETE_UPLOAD, "CompleteMultipartUpload")                                                  \
+    X(ABORT_UPLOAD, "AbortMultipartUpload")                                                        \
+    X(LIST_PARTS, "ListParts")                                                                     \
+    X(OTHER, "other") /* refused before an operation was known */
+
+enum s3_op {
+#define S3_X_OP(name, text) S3_OP_##name,
+    S3_OPS(S3_X_OP)
+#undef S3_X_OP
+        S3_OP_COUNT
+};
+
+struct s3_stats {
+    struct metrics_family *requests, *errors, *latency, *in, *out;
+};
+
 struct s3_app {
     struct fs *fs; /* borrowed */
     char region[64];
+    struct s3_stats stats;
 };
 
 struct s3_param {
@@ -60,6 +95,7 @@ struct s3_req {
     int64_t body_len; /* decoded length, -1 unknown */
     enum s3_err body_err; /* why a body read failed */
     bool responded;
+    enum s3_op op; /* what it was, for the head's counters */
 };
 
 /* ---- req.c ---- */
