@@ -547,7 +547,7 @@ static int request_frag(struct io *io, struct slot *sl, unsigned idx)
 static void read_stripe(struct io *io, struct slot *sl, uint64_t s)
 {
     const struct ec_layout *l = io->l;
-    unsigned want = l->k;
+    unsigned want = l->k, live = 0;
     int rc = slot_prepare(io, sl, s);
 
     if (rc) {
@@ -557,6 +557,16 @@ static void read_stripe(struct io *io, struct slot *sl, uint64_t s)
             slot_release(sl);
         return;
     }
+    /* Short of k fragments on nodes not seen down: a node skipped only because this process
+     * saw it time out (a slow node under load, one that has just come back) is pinged again
+     * (at most once a second per node, cl_cluster_recheck) before the read gives up.  Before
+     * any request of this slot goes out: a ping runs the transport, whose callbacks must not
+     * settle this slot under us. */
+    for (unsigned i = 0; i < l->k + l->m; i++)
+        live += !frag_missing(io, sl, i) && !cl_cluster_node_down(io->cl, sl->nodes[i]);
+    for (unsigned i = 0; i < l->k + l->m && live < l->k; i++)
+        live += !frag_missing(io, sl, i) && cl_cluster_node_down(io->cl, sl->nodes[i]) &&
+                cl_cluster_recheck(io->cl, sl->nodes[i]);
     /* Ask for the k data fragments; a refused call is handled like a failed fragment. */
     for (unsigned i = 0; i < l->k + l->m && want; i++) {
         if (request_frag(io, sl, i) == 0) {
