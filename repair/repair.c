@@ -472,7 +472,8 @@ static int shard_pass(struct rp *r, struct lease *ls, struct rp_result *res)
 
     if (rc)
         goto out;
-    qsort(wv, nw, sizeof(*wv), work_cmp);
+    if (nw) /* qsort wants a non-null array even for none */
+        qsort(wv, nw, sizeof(*wv), work_cmp);
     ls->rec.extents = extents;
     ls->rec.degraded = nw;
     ls->rec.left = 0;
