@@ -423,7 +423,8 @@ out:
     if (dn.store)
         dn_store_drain(dn.store);
     dn_shards_close(dn.shards);
-    tp_ctx_destroy(dn.tp);
+    tp_ctx_destroy(dn.tp); /* its last callbacks still reach the shards */
+    dn_shards_free(dn.shards);
     dn_store_close(dn.store);
     dn_kv_close(dn.kv);
     dn_stats_close(stats);

@@ -1278,7 +1278,7 @@ int dn_shards_open(const struct dn_shards_config *cfg, struct dn_shards **out)
             log_error(TAG, "the stored cluster map is not valid: waiting for a new one");
         free(buf);
     } else if (rc != CAIRN_ENOENT) {
-        dn_shards_close(s);
+        dn_shards_free(s);
         return rc;
     }
     /* Opening groups wrote nothing that needs a commit before anyone asks, but the round
@@ -1293,6 +1293,14 @@ void dn_shards_close(struct dn_shards *s)
     if (!s)
         return;
     cs_node_destroy(s->cs);
+    s->cs = NULL;
+}
+
+void dn_shards_free(struct dn_shards *s)
+{
+    if (!s)
+        return;
+    cs_node_destroy(s->cs); /* a no-op after dn_shards_close */
     if (s->map)
         cairn__cluster_map__free_unpacked(s->map, NULL);
     free(s->map_buf);

@@ -53,7 +53,12 @@ struct dn_shards_config {
 
 /* Load the last map this D-node knew and open its groups.  Returns 0 or a CAIRN_E* code. */
 int dn_shards_open(const struct dn_shards_config *cfg, struct dn_shards **out);
+/* Shutting down takes two steps around the transport's end: dn_shards_close stops the groups
+ * (proposals not yet durable fail, their answers go out), then the caller destroys the
+ * transport, whose last calls (Raft messages in flight) still report to the shards, and only
+ * then dn_shards_free releases them.  Both accept NULL; dn_shards_free alone does both. */
 void dn_shards_close(struct dn_shards *s);
+void dn_shards_free(struct dn_shards *s);
 
 /* Take a request if it is one of ours (KV_*, MAP_*, RAFT): returns true if it took it. */
 bool dn_shards_serve(struct dn_shards *s, struct tp_req *req);

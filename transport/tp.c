@@ -564,6 +564,12 @@ static void req_received(struct tp_ctx *ctx, struct tp_req *r, size_t len)
     Cairn__Request *hdr;
     int rc;
 
+    if (ctx->closing) {
+        /* Shutting down (tp_ctx_destroy drains its calls): whoever serves requests may be
+         * half torn down already; the sender's deadline answers for us. */
+        req_repost(ctx, r);
+        return;
+    }
     rc = tp_decode_request(r->buf, len, ctx->max_payload, &hdr);
     if (rc) {
         log_debug(TAG, "dropped malformed message of %zu bytes", len);
