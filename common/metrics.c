@@ -464,3 +464,50 @@ int metrics_render(struct metrics *m, char **out, size_t *len)
     *len = b.len;
     return 0;
 }
+
+/* ---- the per-operation families ---- */
+
+int metrics_ops_register(struct metrics *m, const struct metrics_ops_desc *d,
+                         struct metrics_ops *out)
+{
+    static const char *const suffix[5] = {"_requests_total", "_errors_total",
+                                          "_received_bytes_total", "_sent_bytes_total",
+                                          "_request_duration_seconds"};
+    const char *help[5] = {d->help_requests, d->help_errors, d->help_in, d->help_out,
+                           d->help_latency};
+    struct metrics_family **fam[5] = {&out->requests, &out->errors, &out->in, &out->out,
+                                      &out->latency};
+    char name[METRICS_MAX_NAME];
+
+    memset(out, 0, sizeof(*out));
+    for (unsigned f = 0; f < 5; f++) {
+        struct metrics_desc md = {.name = name, .help = help[f], .type = METRICS_COUNTER,
+                                  .label = d->label, .values = d->values,
+                                  .nvalues = d->nvalues};
+        int rc;
+
+        if ((size_t)snprintf(name, sizeof(name), "%s%s", d->prefix, suffix[f]) >= sizeof(name))
+            return CAIRN_EINVAL;
+        if (fam[f] == &out->latency) {
+            md.type = METRICS_HISTOGRAM;
+            md.bounds = metrics_latency_ns;
+            md.nbounds = METRICS_LATENCY_NBOUNDS;
+            md.unit = METRICS_NS;
+        }
+        rc = metrics_register(m, &md, fam[f]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void metrics_ops_count(const struct metrics_ops *o, size_t i, int failed, uint64_t in,
+                       uint64_t out, uint64_t ns)
+{
+    metrics_add(o->requests, i, 1);
+    metrics_add(o->in, i, in);
+    metrics_add(o->out, i, out);
+    if (failed)
+        metrics_add(o->errors, i, 1);
+    metrics_observe(o->latency, i, ns);
+}

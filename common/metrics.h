@@ -81,6 +81,33 @@ void metrics_add(struct metrics_family *f, size_t i, uint64_t n);     /* counter
 void metrics_set(struct metrics_family *f, size_t i, int64_t v);      /* gauges */
 void metrics_observe(struct metrics_family *f, size_t i, uint64_t v); /* histograms */
 
+/* ---- the per-operation families every server keeps ---- */
+
+/* What each server (an S3 or NFS head, a D-node) counts per operation: requests answered,
+ * those that failed, bytes in and out, and a latency histogram, named PREFIX_requests_total,
+ * PREFIX_errors_total, PREFIX_received_bytes_total, PREFIX_sent_bytes_total and
+ * PREFIX_request_duration_seconds, all labelled by the operation.  The families are owned by
+ * the registry; all NULL when it is NULL. */
+struct metrics_ops {
+    struct metrics_family *requests, *errors, *in, *out, *latency;
+};
+
+struct metrics_ops_desc {
+    const char *prefix;        /* "cairn_s3" */
+    const char *label;         /* "op", "proc" */
+    const char *const *values; /* the operations */
+    size_t nvalues;
+    /* One line each, what the families count in this server's terms. */
+    const char *help_requests, *help_errors, *help_in, *help_out, *help_latency;
+};
+
+/* Register the five families.  Returns as metrics_register. */
+int metrics_ops_register(struct metrics *m, const struct metrics_ops_desc *d,
+                         struct metrics_ops *out);
+/* One answered request of operation i: failed or not, bytes in and out, latency in ns. */
+void metrics_ops_count(const struct metrics_ops *o, size_t i, int failed, uint64_t in,
+                       uint64_t out, uint64_t ns);
+
 /* The current value of a counter or gauge series (as set or counted; tests and callbacks). */
 int64_t metrics_value(const struct metrics_family *f, size_t i);
 

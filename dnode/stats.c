@@ -20,7 +20,8 @@ struct dn_stats {
     struct dn_store *store;
     size_t nops; /* the enum's values, then "other" */
     char (*labels)[OP_LABEL_MAX];
-    struct metrics_family *requests, *errors, *latency, *in, *out, *crc;
+    struct metrics_ops ops;
+    struct metrics_family *crc;
     struct metrics_family *dev_size, *dev_used, *frags;
 };
 
@@ -46,12 +47,7 @@ void dn_stats_answered(void *arg, const struct tp_answered *a)
     struct dn_stats *st = arg;
     size_t i = op_index(st, a->op);
 
-    metrics_add(st->requests, i, 1);
-    metrics_observe(st->latency, i, a->ns);
-    metrics_add(st->in, i, a->in_bytes);
-    metrics_add(st->out, i, a->out_bytes);
-    if (a->status)
-        metrics_add(st->errors, i, 1);
+    metrics_ops_count(&st->ops, i, a->status != 0, a->in_bytes, a->out_bytes, a->ns);
     if (a->status == CAIRN_ECRC)
         metrics_add(st->crc, 0, 1);
     if (a->op == CAIRN__OP__OP_FRAG_PUT || a->op == CAIRN__OP__OP_FRAG_DEL)
@@ -74,7 +70,15 @@ int dn_stats_open(struct metrics *reg, struct dn_store *store, struct dn_stats *
 {
     struct dn_stats *st = calloc(1, sizeof(*st));
     const char **values = NULL;
-    struct metrics_desc d = {.label = "op"};
+    struct metrics_ops_desc ops = {
+        .prefix = "cairn_dnode", .label = "op",
+        .help_requests = "Requests answered, by operation.",
+        .help_errors = "Requests answered with an error, by operation.",
+        .help_in = "Request payload bytes, by operation.",
+        .help_out = "Answer payload bytes, by operation.",
+        .help_latency =
+            "Time from a request's arrival to its answer (durable, for writes), by operation."};
+    struct metrics_desc d;
     int rc = CAIRN_ENOMEM;
 
     if (!st)
@@ -90,10 +94,12 @@ int dn_stats_open(struct metrics *reg, struct dn_store *store, struct dn_stats *
     strcpy(st->labels[st->nops - 1], "other");
     for (size_t i = 0; i < st->nops; i++)
         values[i] = st->labels[i];
-    d.values = values;
-    d.nvalues = st->nops;
+    ops.values = values;
+    ops.nvalues = st->nops;
+    rc = metrics_ops_register(reg, &ops, &st->ops);
+    if (rc)
+        goto err;
 
-    d.type = METRICS_COUNTER;
 #define REG(field, nm, hl)                                                                         \
     do {                                                                                           \
         d.name = nm;                                                                               \
@@ -101,16 +107,6 @@ int dn_stats_open(struct metrics *reg, struct dn_store *store, struct dn_stats *
         if ((rc = metrics_register(reg, &d, &st->field)))                                          \
             goto err;                                                                              \
     } while (0)
-    REG(requests, "cairn_dnode_requests_total", "Requests answered, by operation.");
-    REG(errors, "cairn_dnode_errors_total", "Requests answered with an error, by operation.");
-    REG(in, "cairn_dnode_received_bytes_total", "Request payload bytes, by operation.");
-    REG(out, "cairn_dnode_sent_bytes_total", "Answer payload bytes, by operation.");
-    d.type = METRICS_HISTOGRAM;
-    d.bounds = metrics_latency_ns;
-    d.nbounds = METRICS_LATENCY_NBOUNDS;
-    d.unit = METRICS_NS;
-    REG(latency, "cairn_dnode_request_duration_seconds",
-        "Time from a request's arrival to its answer (durable, for writes), by operation.");
     d = (struct metrics_desc){.type = METRICS_COUNTER};
     REG(crc, "cairn_dnode_crc_errors_total",
         "Fragment reads whose stored bytes failed their CRC (the client rebuilds them).");

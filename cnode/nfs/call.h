@@ -71,13 +71,9 @@ struct nfs_cookies;   /* readdir.c */
  * then calls that name no procedure of either. */
 #define NFS_STAT_MOUNT 22u
 #define NFS_STAT_OTHER 28u
-struct nfs_stats {
-    struct metrics_family *requests, *errors, *latency, *in, *out;
-};
-
 struct nfs_app {
     struct fs *fs; /* borrowed */
-    struct nfs_stats stats;
+    struct metrics_ops stats;
     struct nfs_exports exports;
     uint8_t fh_key[FS_SECRET_LEN];
     _Atomic uint64_t verf; /* write verifier: new at every start and when buffered writes

@@ -33,32 +33,19 @@ static const char *const stat_procs[NFS_STAT_OTHER + 1] = {
     "FSSTAT",  "FSINFO",  "PATHCONF",   "COMMIT",      "MOUNT_NULL", "MOUNT_MNT",
     "MOUNT_DUMP", "MOUNT_UMNT", "MOUNT_UMNTALL", "MOUNT_EXPORT", "other"};
 
-static int stats_register(struct metrics *m, struct nfs_stats *st)
+static int stats_register(struct metrics *m, struct metrics_ops *st)
 {
-    struct metrics_desc d = {.type = METRICS_COUNTER, .label = "proc", .values = stat_procs,
-                             .nvalues = CAIRN_ARRAY_SIZE(stat_procs)};
-    int rc;
+    const struct metrics_ops_desc d = {
+        .prefix = "cairn_nfs", .label = "proc", .values = stat_procs,
+        .nvalues = CAIRN_ARRAY_SIZE(stat_procs),
+        .help_requests = "NFSv3 and MOUNT calls answered, by procedure.",
+        .help_errors =
+            "Calls answered with an RPC error or a status other than NFS3_OK (MNT: MNT3_OK).",
+        .help_in = "Bytes of calls (RPC records), by procedure.",
+        .help_out = "Bytes of replies, by procedure.",
+        .help_latency = "Time from a call's decoding to its reply, by procedure."};
 
-#define REG(field, nm, hl)                                                                         \
-    do {                                                                                           \
-        d.name = nm;                                                                               \
-        d.help = hl;                                                                               \
-        if ((rc = metrics_register(m, &d, &st->field)))                                            \
-            return rc;                                                                             \
-    } while (0)
-    REG(requests, "cairn_nfs_requests_total", "NFSv3 and MOUNT calls answered, by procedure.");
-    REG(errors, "cairn_nfs_errors_total",
-        "Calls answered with an RPC error or a status other than NFS3_OK (MNT: MNT3_OK).");
-    REG(in, "cairn_nfs_received_bytes_total", "Bytes of calls (RPC records), by procedure.");
-    REG(out, "cairn_nfs_sent_bytes_total", "Bytes of replies, by procedure.");
-    d.type = METRICS_HISTOGRAM;
-    d.bounds = metrics_latency_ns;
-    d.nbounds = METRICS_LATENCY_NBOUNDS;
-    d.unit = METRICS_NS;
-    REG(latency, "cairn_nfs_request_duration_seconds",
-        "Time from a call's decoding to its reply, by procedure.");
-#undef REG
-    return 0;
+    return metrics_ops_register(m, &d, st);
 }
 
 static uint32_t be32_at(const uint8_t *p)
@@ -79,17 +66,13 @@ static bool reply_failed(const uint8_t *buf, size_t len, bool status_first)
 static void count(struct nq *q, size_t idx, size_t in, const uint8_t *buf, size_t len,
                   uint64_t t0)
 {
-    struct nfs_stats *st = &q->app->stats;
+    const struct metrics_ops *st = &q->app->stats;
     bool status_first = idx == NFS_STAT_MOUNT + 1 || (idx > 0 && idx < NFS_STAT_MOUNT);
 
     if (!st->requests)
         return;
-    metrics_add(st->requests, idx, 1);
-    metrics_add(st->in, idx, in);
-    metrics_add(st->out, idx, len);
-    if (!buf || reply_failed(buf, len, status_first))
-        metrics_add(st->errors, idx, 1);
-    metrics_observe(st->latency, idx, cairn_now_ns() - t0);
+    metrics_ops_count(st, idx, !buf || reply_failed(buf, len, status_first), in, len,
+                      cairn_now_ns() - t0);
 }
 
 static void reply(struct nq *q)

@@ -276,48 +276,29 @@ static const char *const op_names[S3_OP_COUNT] = {
 #undef S3_X_NAME
 };
 
-static int stats_register(struct metrics *m, struct s3_stats *st)
+static int stats_register(struct metrics *m, struct metrics_ops *st)
 {
-    struct metrics_desc d = {.type = METRICS_COUNTER, .label = "op", .values = op_names,
-                             .nvalues = S3_OP_COUNT};
-    int rc;
+    const struct metrics_ops_desc d = {
+        .prefix = "cairn_s3", .label = "op", .values = op_names, .nvalues = S3_OP_COUNT,
+        .help_requests = "S3 requests answered, by operation.",
+        .help_errors = "S3 requests answered with a status of 400 or more.",
+        .help_in = "Request body bytes read, by operation.",
+        .help_out = "Response body bytes sent, by operation.",
+        .help_latency = "Time from a request's head to the end of its answer, by operation."};
 
-#define REG(field, nm, hl)                                                                         \
-    do {                                                                                           \
-        d.name = nm;                                                                               \
-        d.help = hl;                                                                               \
-        if ((rc = metrics_register(m, &d, &st->field)))                                            \
-            return rc;                                                                             \
-    } while (0)
-    REG(requests, "cairn_s3_requests_total", "S3 requests answered, by operation.");
-    REG(errors, "cairn_s3_errors_total", "S3 requests answered with a status of 400 or more.");
-    REG(in, "cairn_s3_received_bytes_total", "Request body bytes read, by operation.");
-    REG(out, "cairn_s3_sent_bytes_total", "Response body bytes sent, by operation.");
-    d.type = METRICS_HISTOGRAM;
-    d.bounds = metrics_latency_ns;
-    d.nbounds = METRICS_LATENCY_NBOUNDS;
-    d.unit = METRICS_NS;
-    REG(latency, "cairn_s3_request_duration_seconds",
-        "Time from a request's head to the end of its answer, by operation.");
-#undef REG
-    return 0;
+    return metrics_ops_register(m, &d, st);
 }
 
 static void count(struct s3_req *q, uint64_t t0)
 {
-    struct s3_stats *st = &q->app->stats;
+    const struct metrics_ops *st = &q->app->stats;
     uint64_t in, out;
     int status;
 
     if (!st->requests)
         return;
     http_req_counts(q->r, &in, &out, &status);
-    metrics_add(st->requests, q->op, 1);
-    metrics_add(st->in, q->op, in);
-    metrics_add(st->out, q->op, out);
-    if (status >= 400 || status == 0)
-        metrics_add(st->errors, q->op, 1);
-    metrics_observe(st->latency, q->op, cairn_now_ns() - t0);
+    metrics_ops_count(st, q->op, status >= 400 || status == 0, in, out, cairn_now_ns() - t0);
 }
 
 static void s3_handle(void *appv, void *wstate, struct http_req *r)

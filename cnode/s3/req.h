@@ -57,14 +57,10 @@ enum s3_op {
         S3_OP_COUNT
 };
 
-struct s3_stats {
-    struct metrics_family *requests, *errors, *latency, *in, *out;
-};
-
 struct s3_app {
     struct fs *fs; /* borrowed */
     char region[64];
-    struct s3_stats stats;
+    struct metrics_ops stats;
 };
 
 struct s3_param {

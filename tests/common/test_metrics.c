@@ -368,3 +368,38 @@ Test(admin, bad_addresses_are_refused)
     cr_assert_eq(admin_start("127.0.0.1:0", NULL, &s), 0); /* no registry: /metrics is empty */
     admin_stop(s);
 }
+
+/* The per-operation set every server keeps: five families named from one prefix, and one
+ * count() updating all of them (an error only when the request failed). */
+Test(metrics, ops_set_registers_five_families_and_counts_each)
+{
+    static const char *const ops[] = {"get", "put"};
+    const struct metrics_ops_desc d = {.prefix = "cairn_x", .label = "op", .values = ops,
+                                       .nvalues = 2, .help_requests = "r", .help_errors = "e",
+                                       .help_in = "i", .help_out = "o", .help_latency = "l"};
+    struct metrics_ops o;
+    struct metrics *m;
+    char *t;
+
+    cr_assert_eq(metrics_create(&m), 0);
+    cr_assert_eq(metrics_ops_register(m, &d, &o), 0);
+    metrics_ops_count(&o, 1, 0, 100, 7, 2000000);
+    metrics_ops_count(&o, 1, 1, 50, 3, 500000000);
+    cr_assert_eq(metrics_value(o.requests, 1), 2);
+    cr_assert_eq(metrics_value(o.errors, 1), 1);
+    cr_assert_eq(metrics_value(o.in, 1), 150);
+    cr_assert_eq(metrics_value(o.out, 1), 10);
+    cr_assert_eq(metrics_value(o.requests, 0), 0);
+    t = render(m);
+    cr_assert_not_null(strstr(t, "# TYPE cairn_x_requests_total counter\n"));
+    cr_assert_not_null(strstr(t, "# TYPE cairn_x_errors_total counter\n"));
+    cr_assert_not_null(strstr(t, "cairn_x_received_bytes_total{op=\"put\"} 150\n"));
+    cr_assert_not_null(strstr(t, "cairn_x_sent_bytes_total{op=\"put\"} 10\n"));
+    cr_assert_not_null(strstr(t, "# TYPE cairn_x_request_duration_seconds histogram\n"));
+    cr_assert_not_null(strstr(t, "cairn_x_request_duration_seconds_count{op=\"put\"} 2\n"),
+                       "%s", t);
+    free(t);
+    /* The same prefix again is refused: the names are taken. */
+    cr_assert_eq(metrics_ops_register(m, &d, &o), CAIRN_EEXIST);
+    metrics_destroy(m);
+}
