@@ -281,8 +281,7 @@ struct tp_ctx *cl_cluster_tp(struct cl_cluster *cl)
     return cl->tp;
 }
 
-int cl_cluster_ping(struct cl_cluster *cl, unsigned i, uint64_t *dev_size, uint64_t *dev_used,
-                    uint64_t *frags)
+int cl_cluster_ping_stats(struct cl_cluster *cl, unsigned i, struct cl_node_stats *out)
 {
     Cairn__Request req = CAIRN__REQUEST__INIT;
     struct tp_sync s;
@@ -297,16 +296,70 @@ int cl_cluster_ping(struct cl_cluster *cl, unsigned i, uint64_t *dev_size, uint6
         rc = s.status ? s.status : s.resp->status;
     }
     if (!rc) {
-        if (dev_size)
-            *dev_size = s.resp->dev_size;
-        if (dev_used)
-            *dev_used = s.resp->dev_used;
-        if (frags)
-            *frags = s.resp->frag_count;
+        *out = (struct cl_node_stats){
+            .dev_size = s.resp->dev_size,
+            .dev_used = s.resp->dev_used,
+            .frags = s.resp->frag_count,
+            .scrub_passes = s.resp->scrub_passes,
+            .scrub_bytes = s.resp->scrub_bytes,
+            .scrub_bad = s.resp->scrub_bad,
+            .scrub_pos = s.resp->scrub_pos,
+            .scrub_of = s.resp->scrub_of,
+        };
         cl->last_voter_groups = s.resp->voter_groups;
         cl->last_moving_groups = s.resp->moving_groups;
     }
     tp_sync_fini(&s);
+    return rc;
+}
+
+int cl_cluster_ping(struct cl_cluster *cl, unsigned i, uint64_t *dev_size, uint64_t *dev_used,
+                    uint64_t *frags)
+{
+    struct cl_node_stats ns;
+    int rc = cl_cluster_ping_stats(cl, i, &ns);
+
+    if (!rc) {
+        if (dev_size)
+            *dev_size = ns.dev_size;
+        if (dev_used)
+            *dev_used = ns.dev_used;
+        if (frags)
+            *frags = ns.frags;
+    }
+    return rc;
+}
+
+#define FRAG_LIST_BUF (256u << 10) /* room for a page of about 4,000 fragments */
+
+int cl_cluster_frag_list(struct cl_cluster *cl, unsigned i, uint64_t cursor, bool bad_only,
+                         Cairn__FragList **out)
+{
+    Cairn__Request req = CAIRN__REQUEST__INIT;
+    struct tp_sync s;
+    void *buf;
+    int rc;
+
+    *out = NULL;
+    if (i >= cl->n)
+        return CAIRN_EINVAL;
+    if (!(buf = malloc(FRAG_LIST_BUF)))
+        return CAIRN_ENOMEM;
+    req.op = CAIRN__OP__OP_FRAG_LIST;
+    req.cursor = cursor;
+    req.bad_only = bad_only;
+    rc = tp_call_sync(cl->tp, cl->peers[i], &req, NULL, 0, buf, FRAG_LIST_BUF, &s);
+    if (!rc) {
+        note_status(cl, i, s.status);
+        rc = s.status ? s.status : s.resp->status;
+    }
+    if (!rc) {
+        *out = cairn__frag_list__unpack(NULL, s.resp->payload_len, buf);
+        if (!*out)
+            rc = CAIRN_EPROTO;
+    }
+    tp_sync_fini(&s);
+    free(buf);
     return rc;
 }
 

@@ -129,6 +129,24 @@ int cl_cluster_give_map(struct cl_cluster *cl, const char *addr);
  * CAIRN_EUNREACH (a D-node did not answer: nothing was given to anyone), or another error. */
 int cl_cluster_map_init(struct cl_cluster *cl, uint32_t shards);
 
+/* What a D-node reports when pinged. */
+struct cl_node_stats {
+    uint64_t dev_size, dev_used, frags; /* device bytes, bytes in use, fragments */
+    uint64_t scrub_passes;              /* dnode/scrub.h: complete passes since it started */
+    uint64_t scrub_bytes;               /* ... bytes checked since it started */
+    uint64_t scrub_bad;                 /* fragments found corrupt, not yet replaced */
+    uint64_t scrub_pos, scrub_of;       /* the pass in progress: checked, of */
+};
+
+/* Ping D-node i; on success fills *out. */
+int cl_cluster_ping_stats(struct cl_cluster *cl, unsigned i, struct cl_node_stats *out);
+
+/* One page of D-node i's fragments from cursor on (0: the start; bad_only: only those its
+ * scrub found corrupt).  On success *out is the page (free with cairn__frag_list__free_unpacked);
+ * its cursor goes on, its more says whether there is more. */
+int cl_cluster_frag_list(struct cl_cluster *cl, unsigned i, uint64_t cursor, bool bad_only,
+                         Cairn__FragList **out);
+
 /* Ping D-node i; on success fills the stats the D-node reports (any may be NULL). */
 int cl_cluster_ping(struct cl_cluster *cl, unsigned i, uint64_t *dev_size, uint64_t *dev_used,
                     uint64_t *frags);

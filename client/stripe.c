@@ -286,6 +286,10 @@ static int send_frag(struct io *io, struct slot *sl, unsigned idx, Cairn__Op op_
     req.op = op_code;
     req.frag = &fid;
     req.crc = crc;
+    if (op_code == CAIRN__OP__OP_FRAG_PUT) { /* the owner, for the D-node's header */
+        req.object = io->object_id;
+        req.stripe_no = io->first + sl->s;
+    }
     sl->outstanding++;
     rc = cl_cluster_call(io->cl, sl->nodes[idx], &req, payload, len, resp_buf,
                  resp_len, cb, op);
@@ -789,6 +793,15 @@ int cl_stripe_rebuild(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
                       const struct ec_layout *l, const struct cl_placement *pl, uint64_t len,
                       uint32_t positions, const uint64_t *targets, uint64_t *bytes)
 {
+    return cl_stripe_rebuild_range(cl, object_id, gen, l, pl, len, 0, UINT64_MAX, positions,
+                                   targets, bytes);
+}
+
+int cl_stripe_rebuild_range(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
+                            const struct ec_layout *l, const struct cl_placement *pl,
+                            uint64_t len, uint64_t first, uint64_t end, uint32_t positions,
+                            const uint64_t *targets, uint64_t *bytes)
+{
     unsigned n = l->k + l->m, chunk = cl_cluster_depth(cl), npos = 0;
     uint64_t nstripes = ec_layout_stripes(l, len), sbytes = (uint64_t)l->k * l->frag_size;
     struct ec_codec *codec = cl_cluster_codec(cl, l->k, l->m);
@@ -824,8 +837,10 @@ int cl_stripe_rebuild(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
         rc = CAIRN_ENOMEM;
         goto out;
     }
-    for (uint64_t s0 = 0; s0 < nstripes && !rc; s0 += chunk) {
-        uint64_t cnt = nstripes - s0 < chunk ? nstripes - s0 : chunk;
+    if (end > nstripes)
+        end = nstripes;
+    for (uint64_t s0 = first; s0 < end && !rc; s0 += chunk) {
+        uint64_t cnt = end - s0 < chunk ? end - s0 : chunk;
         uint64_t clen = len - s0 * sbytes < cnt * sbytes ? len - s0 * sbytes : cnt * sbytes;
         uint8_t *frag = out;
 
@@ -855,6 +870,8 @@ int cl_stripe_rebuild(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
                 req.op = CAIRN__OP__OP_FRAG_PUT;
                 req.frag = &fid;
                 req.crc = ec_crc32c(0, frag, flen);
+                req.object = object_id;
+                req.stripe_no = s;
                 ps.outstanding++;
                 rc = cl_cluster_call(cl, (unsigned)tidx[p], &req, frag, flen, NULL, 0,
                                      rebuild_put_done, &ps);

@@ -120,6 +120,14 @@ int cl_stripe_rebuild(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
                       const struct ec_layout *l, const struct cl_placement *pl, uint64_t len,
                       uint32_t positions, const uint64_t *targets, uint64_t *bytes);
 
+/* The same for stripes [first, end) only (end beyond the object: to its end), e.g. the one
+ * stripe whose fragment a D-node's scrub found corrupt (the target then is that D-node, which
+ * replaces its bad copy). */
+int cl_stripe_rebuild_range(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,
+                            const struct ec_layout *l, const struct cl_placement *pl,
+                            uint64_t len, uint64_t first, uint64_t end, uint32_t positions,
+                            const uint64_t *targets, uint64_t *bytes);
+
 /* Delete every fragment of the object; missing fragments are not an error.  Returns the first
  * other error, after trying them all. */
 int cl_stripe_delete(struct cl_cluster *cl, uint64_t object_id, uint32_t gen,

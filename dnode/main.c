@@ -36,9 +36,11 @@
 
 #include "common/admin.h"
 #include "common/cairn.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "dnode/kv.h"
+#include "dnode/scrub.h"
 #include "dnode/shards.h"
 #include "dnode/stats.h"
 #include "dnode/store.h"
@@ -51,6 +53,7 @@ struct dnode {
     struct dn_store *store;
     struct dn_kv *kv;
     struct dn_shards *shards;
+    struct dn_scrub *scrub;
     uint32_t max_payload;
     const char *domain; /* failure domain, reported in PING */
 };
@@ -80,6 +83,46 @@ static void frag_put_done(void *arg, int status, uint32_t len, uint32_t crc)
     (void)len;
     (void)crc;
     reply_status(arg, status);
+}
+
+static int frag_put(struct dnode *dn, struct tp_req *req, const Cairn__Request *h,
+                    const struct dn_fid *fid)
+{
+    struct dn_owner owner = {h->object, h->stripe_no};
+
+    return dn_store_put(dn->store, fid, &owner, tp_req_buf(req), h->payload_len, h->crc,
+                        frag_put_done, req);
+}
+
+/* A put of a fragment the store holds but found corrupt is the repair service bringing it
+ * back: the bad copy is deleted first (a fragment is never overwritten in place), then the new
+ * one put.  Whatever else the fid holds stays (EEXIST), as for any put. */
+struct bad_put {
+    struct dnode *dn;
+    struct tp_req *req;
+};
+
+static void bad_put_deleted(void *arg, int status, uint32_t len, uint32_t crc)
+{
+    struct bad_put *bp = arg;
+    struct dnode *dn = bp->dn;
+    struct tp_req *req = bp->req;
+    const Cairn__Request *h = tp_req_hdr(req);
+    struct dn_fid fid;
+    int rc;
+
+    (void)len;
+    (void)crc;
+    free(bp);
+    if (status && status != CAIRN_ENOENT) {
+        reply_status(req, status);
+        return;
+    }
+    log_info(TAG, "fragment %llu.%u.%u: corrupt copy replaced by the repair service",
+             (unsigned long long)h->frag->stripe, h->frag->gen, h->frag->index);
+    fid_from(h, &fid);
+    if ((rc = frag_put(dn, req, h, &fid)))
+        reply_status(req, rc);
 }
 
 static void frag_get_done(void *arg, int status, uint32_t len, uint32_t crc)
@@ -119,8 +162,19 @@ static void handle_frag(struct dnode *dn, struct tp_req *req, const Cairn__Reque
             reply_status(req, CAIRN_EINVAL);
             return;
         }
-        rc = dn_store_put(dn->store, &fid, tp_req_buf(req), h->payload_len, h->crc,
-                          frag_put_done, req);
+        if (dn_store_is_bad(dn->store, &fid)) {
+            struct bad_put *bp = malloc(sizeof(*bp));
+
+            if (!bp) {
+                rc = CAIRN_ENOMEM;
+                break;
+            }
+            *bp = (struct bad_put){dn, req};
+            if ((rc = dn_store_del(dn->store, &fid, bad_put_deleted, bp)))
+                free(bp);
+            break;
+        }
+        rc = frag_put(dn, req, h, &fid);
         break;
     case CAIRN__OP__OP_FRAG_GET:
         rc = dn_store_get(dn->store, &fid, tp_req_buf(req), tp_req_buf_len(req), frag_get_done,
@@ -134,10 +188,81 @@ static void handle_frag(struct dnode *dn, struct tp_req *req, const Cairn__Reque
         reply_status(req, rc);
 }
 
+/* FRAG_LIST: a page of the store's fragments (dn_store_list), as much as the answer holds. */
+#define LIST_MAX 4096u
+#define LIST_ENTRY_MAX 64u /* a packed FragInfo is at most this long */
+
+static void handle_list(struct dnode *dn, struct tp_req *req, const Cairn__Request *h)
+{
+    Cairn__Response resp = CAIRN__RESPONSE__INIT;
+    Cairn__FragList fl = CAIRN__FRAG_LIST__INIT;
+    size_t cap = CAIRN_MIN(tp_req_buf_len(req) - TP_HDR_SLOT, h->reply_cap), max, n, len;
+    struct dn_frag_info *fi = NULL;
+    Cairn__FragInfo *infos = NULL, **ptrs = NULL;
+    Cairn__FragId *ids = NULL;
+    uint64_t cursor = h->cursor;
+    bool more;
+
+    max = (cap > 16 ? cap - 16 : 0) / LIST_ENTRY_MAX;
+    if (h->limit && h->limit < max)
+        max = h->limit;
+    if (max > LIST_MAX)
+        max = LIST_MAX;
+    if (max == 0) {
+        resp.status = CAIRN_ETOOBIG;
+        resp.payload_needed = 16 + LIST_ENTRY_MAX;
+        tp_reply(req, &resp, NULL, 0, NULL, NULL);
+        return;
+    }
+    fi = calloc(max, sizeof(*fi));
+    infos = calloc(max, sizeof(*infos));
+    ptrs = calloc(max, sizeof(*ptrs));
+    ids = calloc(max, sizeof(*ids));
+    if (!fi || !infos || !ptrs || !ids) {
+        resp.status = CAIRN_ENOMEM;
+        tp_reply(req, &resp, NULL, 0, NULL, NULL);
+        goto out;
+    }
+    n = dn_store_list(dn->store, &cursor, h->bad_only, fi, max, &more);
+    for (size_t i = 0; i < n; i++) {
+        cairn__frag_id__init(&ids[i]);
+        ids[i].stripe = fi[i].fid.stripe;
+        ids[i].gen = fi[i].fid.gen;
+        ids[i].index = fi[i].fid.index;
+        cairn__frag_info__init(&infos[i]);
+        infos[i].id = &ids[i];
+        infos[i].len = fi[i].len;
+        infos[i].object = fi[i].owner.object;
+        infos[i].stripe_no = fi[i].owner.stripe_no;
+        infos[i].birth_ms = fi[i].birth_ms;
+        infos[i].bad = fi[i].bad;
+        ptrs[i] = &infos[i];
+    }
+    fl.frags = ptrs;
+    fl.n_frags = n;
+    fl.cursor = cursor;
+    fl.more = more;
+    len = cairn__frag_list__get_packed_size(&fl);
+    if (len > cap) { /* cannot happen with LIST_ENTRY_MAX right; never send a cut page */
+        resp.status = CAIRN_ETOOBIG;
+        resp.payload_needed = (uint32_t)len;
+        tp_reply(req, &resp, NULL, 0, NULL, NULL);
+        goto out;
+    }
+    len = cairn__frag_list__pack(&fl, tp_req_payload(req));
+    tp_reply(req, &resp, tp_req_payload(req), (uint32_t)len, NULL, NULL);
+out:
+    free(fi);
+    free(infos);
+    free(ptrs);
+    free(ids);
+}
+
 static void handle_ping(struct dnode *dn, struct tp_req *req)
 {
     Cairn__Response resp = CAIRN__RESPONSE__INIT;
     struct dn_store_stats st;
+    struct dn_scrub_stats ss;
 
     dn_store_stats(dn->store, &st);
     resp.dev_size = st.dev_size;
@@ -147,6 +272,12 @@ static void handle_ping(struct dnode *dn, struct tp_req *req)
     resp.epoch = dn_shards_epoch(dn->shards);
     resp.domain = (char *)dn->domain;
     dn_shards_counts(dn->shards, &resp.voter_groups, &resp.moving_groups);
+    dn_scrub_stats(dn->scrub, &ss);
+    resp.scrub_passes = ss.passes;
+    resp.scrub_bytes = ss.bytes;
+    resp.scrub_bad = st.bad_count;
+    resp.scrub_pos = ss.pos;
+    resp.scrub_of = ss.of;
     tp_reply(req, &resp, NULL, 0, NULL, NULL);
 }
 
@@ -163,6 +294,9 @@ static void serve(void *arg, struct tp_req *req)
     case CAIRN__OP__OP_FRAG_GET:
     case CAIRN__OP__OP_FRAG_DEL:
         handle_frag(dn, req, h);
+        break;
+    case CAIRN__OP__OP_FRAG_LIST:
+        handle_list(dn, req, h);
         break;
     default:
         if (!dn_shards_serve(dn->shards, req))
@@ -197,7 +331,7 @@ static void usage(void)
             "usage: cairn-dnode --listen HOST:PORT --dev PATH [--dev-size SIZE] --meta DIR\n"
             "                   [--meta-size SIZE] [--provider P] [--max-payload BYTES]\n"
             "                   [--rx-depth N] [--election-ms MS] [--heartbeat-ms MS]\n"
-            "                   [--domain NAME]\n"
+            "                   [--domain NAME] [--scrub-mbps N] [--scrub-interval S]\n"
             "                   [--ready-file PATH] [--metrics HOST:PORT]\n"
             "                   [--log-level error|warn|info|debug]\n");
 }
@@ -227,7 +361,10 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
         {"meta-size", required_argument, NULL, 'M'}, {"election-ms", required_argument, NULL, 'E'},
         {"heartbeat-ms", required_argument, NULL, 'H'}, {"domain", required_argument, NULL, 'D'},
-        {"metrics", required_argument, NULL, 'X'},  {NULL, 0, NULL, 0}};
+        {"metrics", required_argument, NULL, 'X'},  {"scrub-mbps", required_argument, NULL, 'S'},
+        {"scrub-interval", required_argument, NULL, 'I'}, {NULL, 0, NULL, 0}};
+    uint64_t scrub_mbps = 32, scrub_interval = 86400;
+    char scrub_state[4096];
     const char *metrics_addr = NULL;
     struct metrics *reg = NULL;
     struct dn_stats *stats = NULL;
@@ -243,6 +380,7 @@ int main(int argc, char **argv)
     sigset_t mask;
     int epfd = -1, sfd = -1, c, rc = 1;
     bool stop = false;
+    uint64_t stats_ms = 0;
 
     cairn_log_set_ident("dnode");
     cairn_log_set_level(getenv("CAIRN_LOG"));
@@ -259,6 +397,8 @@ int main(int argc, char **argv)
         case 'H': heartbeat_ms = (unsigned)atoi(optarg); break;
         case 'D': domain = optarg; break;
         case 'X': metrics_addr = optarg; break;
+        case 'S': scrub_mbps = strtoull(optarg, NULL, 10); break;
+        case 'I': scrub_interval = strtoull(optarg, NULL, 10); break;
         case 'M':
             if (parse_size(optarg, &meta_size)) {
                 usage();
@@ -331,6 +471,17 @@ int main(int argc, char **argv)
         log_error(TAG, "open metadata store %s: %s", meta, cairn_strerror(rc));
         goto out;
     }
+    {
+        struct dn_scrub_config sccfg = {.rate_bps = scrub_mbps << 20,
+                                        .interval_s = (uint32_t)scrub_interval,
+                                        .state = scrub_state};
+
+        snprintf(scrub_state, sizeof(scrub_state), "%s/scrub.state", meta);
+        if ((rc = dn_scrub_create(dn.store, &sccfg, &dn.scrub))) {
+            log_error(TAG, "scrub: %s", cairn_strerror(rc));
+            goto out;
+        }
+    }
     if ((rc = tp_ctx_create(&tcfg, &dn.tp))) {
         log_error(TAG, "fabric endpoint on %s: %s", listen, cairn_strerror(rc));
         goto out;
@@ -395,6 +546,16 @@ int main(int argc, char **argv)
         ts = dn_shards_timeout_ms(dn.shards);
         if (ts >= 0 && (t < 0 || ts < t))
             t = ts;
+        ts = dn_scrub_tick(dn.scrub);
+        if (ts >= 0 && (t < 0 || ts < t))
+            t = ts;
+        if (stats && cairn_now_ms() - stats_ms >= 1000) {
+            struct dn_scrub_stats ss;
+
+            dn_scrub_stats(dn.scrub, &ss);
+            dn_stats_scrub(stats, &ss);
+            stats_ms = cairn_now_ms();
+        }
         /* Completions pending: progress again without sleeping, but still look at the other
          * descriptors (a stream of completions, e.g. errors for peers that went away, once
          * kept SIGTERM unread for good). */
@@ -425,6 +586,7 @@ out:
     dn_shards_close(dn.shards);
     tp_ctx_destroy(dn.tp); /* its last callbacks still reach the shards */
     dn_shards_free(dn.shards);
+    dn_scrub_destroy(dn.scrub); /* after the drain: its read has completed */
     dn_store_close(dn.store);
     dn_kv_close(dn.kv);
     dn_stats_close(stats);

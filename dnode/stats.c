@@ -23,6 +23,8 @@ struct dn_stats {
     struct metrics_ops ops;
     struct metrics_family *crc;
     struct metrics_family *dev_size, *dev_used, *frags;
+    struct metrics_family *bad, *lost_runs, *scrub_passes, *scrub_bytes, *scrub_found, *scrub_pos;
+    struct dn_scrub_stats scrub_last; /* what the counters were raised to */
 };
 
 static size_t op_index(const struct dn_stats *st, int op)
@@ -40,6 +42,21 @@ static void refresh_device(struct dn_stats *st)
     metrics_set(st->dev_size, 0, (int64_t)s.dev_size);
     metrics_set(st->dev_used, 0, (int64_t)s.used);
     metrics_set(st->frags, 0, (int64_t)s.frag_count);
+    metrics_set(st->bad, 0, (int64_t)s.bad_count);
+    metrics_set(st->lost_runs, 0, (int64_t)s.lost_runs);
+}
+
+void dn_stats_scrub(struct dn_stats *st, const struct dn_scrub_stats *ss)
+{
+    if (!st)
+        return;
+    /* Counters only rise: add what the scrub did since the last call. */
+    metrics_add(st->scrub_passes, 0, ss->passes - st->scrub_last.passes);
+    metrics_add(st->scrub_bytes, 0, ss->bytes - st->scrub_last.bytes);
+    metrics_add(st->scrub_found, 0, ss->found - st->scrub_last.found);
+    metrics_set(st->scrub_pos, 0, (int64_t)ss->pos);
+    st->scrub_last = *ss;
+    refresh_device(st);
 }
 
 void dn_stats_answered(void *arg, const struct tp_answered *a)
@@ -115,6 +132,18 @@ int dn_stats_open(struct metrics *reg, struct dn_store *store, struct dn_stats *
     REG(dev_used, "cairn_dnode_device_used_bytes",
         "Bytes of the fragment device in use, fragment headers included.");
     REG(frags, "cairn_dnode_fragments", "Fragments stored on the device.");
+    REG(bad, "cairn_dnode_fragments_bad",
+        "Fragments a read found corrupt, waiting for the repair service to replace them.");
+    REG(lost_runs, "cairn_dnode_rotten_headers",
+        "Extent headers found rotten when the device was opened (each lost at least one "
+        "fragment, which reads rebuild from parity).");
+    REG(scrub_pos, "cairn_dnode_scrub_position",
+        "Fragments checked so far by the scrub pass in progress (0 between passes).");
+    d.type = METRICS_COUNTER;
+    REG(scrub_passes, "cairn_dnode_scrub_passes_total", "Complete scrub passes over the device.");
+    REG(scrub_bytes, "cairn_dnode_scrub_bytes_total", "Fragment bytes the scrub read and checked.");
+    REG(scrub_found, "cairn_dnode_scrub_errors_total",
+        "Fragments the scrub found corrupt (each is reported to the repair service).");
 #undef REG
     free(values);
     refresh_device(st);

@@ -11,6 +11,7 @@
 #define CAIRN_DN_STATS_H
 
 #include "common/metrics.h"
+#include "dnode/scrub.h"
 #include "dnode/store.h"
 #include "transport/tp.h"
 
@@ -21,6 +22,9 @@ struct dn_stats;
 int dn_stats_open(struct metrics *reg, struct dn_store *store, struct dn_stats **out);
 /* Free; accepts NULL. */
 void dn_stats_close(struct dn_stats *st);
+
+/* Publish the scrub's figures (and the bad-fragment gauge); NULL st does nothing. */
+void dn_stats_scrub(struct dn_stats *st, const struct dn_scrub_stats *ss);
 
 /* The transport's observer (tp_answered_cb); arg is the struct dn_stats. */
 void dn_stats_answered(void *arg, const struct tp_answered *a);

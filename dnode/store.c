@@ -51,6 +51,7 @@
 #include "dnode/store.h"
 
 #include "common/cairn.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "ec/ec.h"
 
@@ -106,8 +107,44 @@ struct dn_hdr {
     uint32_t hcrc; /* CRC32C of the bytes before it */
 };
 
-_Static_assert(sizeof(struct dn_hdr) <= 512, "a header must fit in one sector");
+/* A USED header's owner and birth time sit after the header proper, under a CRC of their own:
+ * headers written before these existed hold zeros there, which fail the check and read as
+ * "owner unknown", while the chain walk, which trusts only the header proper, stays as it was. */
+struct dn_hdr_owner {
+    uint64_t object;
+    uint64_t stripe_no;
+    uint64_t birth_ms;
+    uint32_t magic;
+    uint32_t ocrc; /* CRC32C of the bytes before it */
+};
+
+#define HDR_OWNER_OFF 64u
+#define OWNER_MAGIC 0x4e574f43u /* "COWN" */
+
+_Static_assert(sizeof(struct dn_hdr) <= HDR_OWNER_OFF, "the owner follows the header proper");
+_Static_assert(HDR_OWNER_OFF + sizeof(struct dn_hdr_owner) <= 512,
+               "a header must fit in one sector");
 _Static_assert(sizeof(struct dn_sb) <= 512, "the superblock must fit in one sector");
+
+/* After the superblock proper, under a CRC of its own (a device formatted before it existed
+ * has zeros there): the hint, a block number no extent header has ever been written at or
+ * beyond.  It lets open() tell the end of the chain from a header that rotted in the middle
+ * of it (see store_load()).  It is raised in steps of HINT_STEP, durably, before a tail
+ * allocation could put a header past it. */
+struct dn_sb_ext {
+    uint64_t magic;
+    uint64_t hint;
+    uint32_t reserved;
+    uint32_t crc; /* CRC32C of the bytes before it */
+};
+
+#define SB_EXT_OFF 128u
+#define SB_EXT_MAGIC 0x544e4948424e5243ull /* "CRNBHINT" */
+#define HINT_STEP ((64u << 20) / CAIRN_BLOCK) /* blocks: an open scans at most this far */
+#define RESYNC_CHUNK 256u                     /* blocks read at once while looking */
+
+_Static_assert(SB_EXT_OFF >= sizeof(struct dn_sb) && SB_EXT_OFF + sizeof(struct dn_sb_ext) <= 512,
+               "the hint shares the superblock's sector");
 
 enum ext_state { EXT_INFLIGHT, EXT_PRESENT, EXT_DELETING };
 
@@ -121,6 +158,9 @@ struct dn_ext {
     uint32_t crc;
     uint32_t readers;  /* gets in flight */
     bool free_pending; /* deleted, space returns when readers drops to 0 */
+    bool bad;          /* a read found the payload or header wrong (dn_store_list) */
+    struct dn_owner owner;
+    uint64_t birth_ms;
     uint64_t free_blk; /* after delete: the coalesced free extent this one became part of */
     uint64_t free_nblk;
     uint8_t state;
@@ -188,6 +228,9 @@ struct dn_store {
     bool failed;
     uint64_t dev_blocks;
     uint64_t hwm;
+    uint64_t hint;       /* see struct dn_sb_ext; 0: the device has none yet */
+    uint64_t lost_runs;  /* rotten headers open() stepped over */
+    void *sb_blk;        /* block 0 as on disk, to rewrite with a new hint */
     uint64_t format_id;
     struct dn_ext **bucket;
     size_t nbucket;
@@ -202,6 +245,7 @@ struct dn_store {
     uint64_t outstanding; /* ops whose callback has not run */
     uint64_t used_blocks;
     uint64_t frag_count;
+    uint64_t bad_count;
     void *zero_blk;
 };
 
@@ -265,6 +309,41 @@ static void hdr_fill_used(const struct dn_store *s, void *blk, const struct dn_e
     h->index = e->fid.index;
     h->pcrc = e->crc;
     h->hcrc = ec_crc32c(0, h, offsetof(struct dn_hdr, hcrc));
+    {
+        struct dn_hdr_owner *o = (struct dn_hdr_owner *)((char *)blk + HDR_OWNER_OFF);
+
+        o->object = e->owner.object;
+        o->stripe_no = e->owner.stripe_no;
+        o->birth_ms = e->birth_ms;
+        o->magic = OWNER_MAGIC;
+        o->ocrc = ec_crc32c(0, o, offsetof(struct dn_hdr_owner, ocrc));
+    }
+}
+
+/* The owner and birth time of a valid USED header, or zeros if it carries none. */
+static void hdr_owner(const void *blk, struct dn_owner *owner, uint64_t *birth_ms)
+{
+    const struct dn_hdr_owner *o = (const struct dn_hdr_owner *)((const char *)blk + HDR_OWNER_OFF);
+
+    if (o->magic == OWNER_MAGIC && o->ocrc == ec_crc32c(0, o, offsetof(struct dn_hdr_owner, ocrc))) {
+        owner->object = o->object;
+        owner->stripe_no = o->stripe_no;
+        *birth_ms = o->birth_ms;
+    } else {
+        owner->object = owner->stripe_no = 0;
+        *birth_ms = 0;
+    }
+}
+
+static void ext_set_bad(struct dn_store *s, struct dn_ext *e, bool bad)
+{
+    if (e->bad == bad)
+        return;
+    e->bad = bad;
+    if (bad)
+        s->bad_count++;
+    else
+        s->bad_count--;
 }
 
 /* Is the header at block b a valid header of this format that fits the device? */
@@ -608,12 +687,17 @@ static void get_io_done(struct dn_store *s, struct dn_op *op, int err)
             h->pcrc != e->crc ||
             ec_crc32c(0, (const char *)op->buf + CAIRN_BLOCK, e->len) != e->crc) {
             op->status = e->state == EXT_PRESENT ? CAIRN_ECRC : CAIRN_ENOENT;
-            if (op->status == CAIRN_ECRC)
-                log_warn(TAG, "fragment %" PRIu64 ".%u.%u at block %" PRIu64 " is corrupt",
-                         e->fid.stripe, e->fid.gen, e->fid.index, e->blk);
+            if (op->status == CAIRN_ECRC) {
+                if (!e->bad)
+                    log_warn(TAG, "fragment %" PRIu64 ".%u.%u at block %" PRIu64 " is corrupt",
+                             e->fid.stripe, e->fid.gen, e->fid.index, e->blk);
+                ext_set_bad(s, e, true);
+            }
         } else {
             op->len = e->len;
             op->crc = e->crc;
+            if (e->state == EXT_PRESENT)
+                ext_set_bad(s, e, false); /* it reads whole now: the earlier read went wrong */
         }
     }
     op->ext = NULL;
@@ -638,6 +722,7 @@ static void del_io_done(struct dn_store *s, struct dn_op *op, int err)
     }
     op->status = 0;
     index_remove(s, e);
+    ext_set_bad(s, e, false);
     s->used_blocks -= e->nblk;
     s->frag_count--;
     e->free_blk = op->mblk;
@@ -796,6 +881,65 @@ static int load_free_run(struct dn_store *s, const char *path, uint64_t start, u
     return extents ? free_insert(s, start, nblk) : 0;
 }
 
+/* Make the hint cover block need - 1, durably, before anything is written there.  A plain
+ * synchronous write on the loop thread: it happens once per HINT_STEP of growth. */
+static int hint_raise(struct dn_store *s, uint64_t need)
+{
+    struct dn_sb_ext *x = (struct dn_sb_ext *)((char *)s->sb_blk + SB_EXT_OFF);
+    uint64_t hint = need + HINT_STEP;
+
+    if (need <= s->hint)
+        return 0;
+    if (hint > s->dev_blocks)
+        hint = s->dev_blocks;
+    x->magic = SB_EXT_MAGIC;
+    x->hint = hint;
+    x->reserved = 0;
+    x->crc = ec_crc32c(0, x, offsetof(struct dn_sb_ext, crc));
+    if (pio(s->fd, s->sb_blk, 0, true)) { /* O_DSYNC: durable when it returns */
+        log_error(TAG, "writing the superblock's hint: %s", strerror(errno));
+        return CAIRN_EIO;
+    }
+    s->hint = hint;
+    return 0;
+}
+
+/* The header at block b is not valid.  If b is below the hint, a header that was written
+ * there may have rotted: look for the next valid header up to the hint.  Returns 0 with *next
+ * set if one is found (blocks [b, *next) are lost), CAIRN_ENOENT if none (b is the end of the
+ * chain), or an I/O error.  A block of user data that happens to be a valid header of this
+ * very device (its random format id and a matching CRC) would be taken for one. */
+static int resync(struct dn_store *s, const char *path, uint64_t b, uint64_t *next)
+{
+    void *buf = NULL;
+    int rc = CAIRN_ENOENT;
+
+    if (b + 1 >= s->hint)
+        return CAIRN_ENOENT;
+    if (posix_memalign(&buf, CAIRN_BLOCK, (size_t)RESYNC_CHUNK * CAIRN_BLOCK))
+        return CAIRN_ENOMEM;
+    for (uint64_t c = b + 1; c < s->hint && rc == CAIRN_ENOENT; c += RESYNC_CHUNK) {
+        uint64_t n = CAIRN_MIN((uint64_t)RESYNC_CHUNK, s->hint - c);
+        ssize_t got = pread(s->fd, buf, n * CAIRN_BLOCK, (off_t)(c * CAIRN_BLOCK));
+
+        if (got != (ssize_t)(n * CAIRN_BLOCK)) {
+            rc = open_errno("read", path);
+            break;
+        }
+        for (uint64_t i = 0; i < n; i++) {
+            const struct dn_hdr *h = (const struct dn_hdr *)((char *)buf + i * CAIRN_BLOCK);
+
+            if (hdr_valid(s, h, c + i)) {
+                *next = c + i;
+                rc = 0;
+                break;
+            }
+        }
+    }
+    free(buf);
+    return rc;
+}
+
 /* Walk the extent chain from block 1 and rebuild the index, the free list and hwm. */
 static int store_load(struct dn_store *s, const char *path, void *blk)
 {
@@ -807,8 +951,28 @@ static int store_load(struct dn_store *s, const char *path, void *blk)
     while (b < s->dev_blocks) {
         if (pio(s->fd, blk, b * CAIRN_BLOCK, false))
             return open_errno("read", path);
-        if (!hdr_valid(s, h, b))
-            break;
+        if (!hdr_valid(s, h, b)) {
+            uint64_t next;
+
+            rc = resync(s, path, b, &next);
+            if (rc == CAIRN_ENOENT)
+                break; /* the end of the chain */
+            if (rc)
+                return rc;
+            /* One header rotted (or a crash left a put's header unwritten and a later one's
+             * durable): what [b, next) held is lost, at least one fragment whose name went
+             * with its header.  The readers and the repair service rebuild it from the other
+             * fragments of its stripes.  The run becomes FREE so the chain is whole again. */
+            log_error(TAG,
+                      "%s: no valid extent header at block %" PRIu64 "; the next is at block %"
+                      PRIu64 ": the %" PRIu64 " blocks between are lost and made free",
+                      path, b, next, next - b);
+            hdr_fill_free(s, blk, next - b);
+            if (pio(s->fd, blk, b * CAIRN_BLOCK, true))
+                return open_errno("write", path);
+            s->lost_runs++;
+            continue; /* read it back as the FREE extent it is now */
+        }
         if (h->type == HDR_FREE) {
             if (!run_extents)
                 run_start = b;
@@ -845,6 +1009,7 @@ static int store_load(struct dn_store *s, const char *path, void *blk)
             e->nblk = h->extent_blocks;
             e->len = h->len;
             e->crc = h->pcrc;
+            hdr_owner(h, &e->owner, &e->birth_ms);
             e->state = EXT_PRESENT;
             index_insert(s, e);
             s->used_blocks += e->nblk;
@@ -856,6 +1021,10 @@ static int store_load(struct dn_store *s, const char *path, void *blk)
     if (rc)
         return rc;
     s->hwm = b;
+    /* A device without a hint (formatted before there was one) gets one now: the chain ends
+     * here, so no header beyond hwm counts. */
+    if ((rc = hint_raise(s, s->hwm)))
+        return rc;
     log_info(TAG,
              "opened %s: %" PRIu64 " fragments, %" PRIu64 " of %" PRIu64
              " blocks used, hwm %" PRIu64,
@@ -877,6 +1046,7 @@ static void store_free_mem(struct dn_store *s)
     while (s->free_head)
         free_remove(s, s->free_head);
     free(s->zero_blk);
+    free(s->sb_blk);
     free(s);
 }
 
@@ -899,8 +1069,9 @@ int dn_store_open(const char *path, uint64_t create_size, unsigned queue_depth,
     s->nbucket = 1024;
     s->bucket = calloc(s->nbucket, sizeof(*s->bucket));
     s->zero_blk = blk_alloc();
+    s->sb_blk = blk_alloc();
     blk = blk_alloc();
-    if (!s->bucket || !s->zero_blk || !blk) {
+    if (!s->bucket || !s->zero_blk || !s->sb_blk || !blk) {
         rc = CAIRN_ENOMEM;
         goto err_mem;
     }
@@ -931,8 +1102,12 @@ int dn_store_open(const char *path, uint64_t create_size, unsigned queue_depth,
             rc = CAIRN_EIO;
             goto err_close;
         }
+        const struct dn_sb_ext *x = (const struct dn_sb_ext *)((char *)blk + SB_EXT_OFF);
+
         s->format_id = sb->format_id;
         s->dev_blocks = sb->dev_size / CAIRN_BLOCK;
+        if (x->magic == SB_EXT_MAGIC && x->crc == ec_crc32c(0, x, offsetof(struct dn_sb_ext, crc)))
+            s->hint = CAIRN_MIN(x->hint, s->dev_blocks);
     } else if (!create_size) {
         log_error(TAG, "%s: no valid superblock", path);
         rc = CAIRN_EINVAL;
@@ -940,6 +1115,7 @@ int dn_store_open(const char *path, uint64_t create_size, unsigned queue_depth,
     } else if ((rc = store_format(s, path, &st, have, create_size, blk))) {
         goto err_close;
     }
+    memcpy(s->sb_blk, blk, CAIRN_BLOCK);
     rc = store_load(s, path, blk);
     if (rc)
         goto err_close;
@@ -1099,6 +1275,10 @@ static int put_alloc(struct dn_store *s, struct dn_op *op, uint64_t n)
         if (dep)
             dep->dep_region = NULL;
     } else if (s->dev_blocks - s->hwm >= n) {
+        int rc = hint_raise(s, s->hwm + n);
+
+        if (rc)
+            return rc;
         e->blk = s->hwm;
         dep = s->tail_dep;
         s->hwm += n;
@@ -1122,8 +1302,8 @@ static int put_alloc(struct dn_store *s, struct dn_op *op, uint64_t n)
     return 0;
 }
 
-int dn_store_put(struct dn_store *s, const struct dn_fid *fid, void *buf, uint32_t len,
-                 uint32_t crc, dn_store_cb cb, void *arg)
+int dn_store_put(struct dn_store *s, const struct dn_fid *fid, const struct dn_owner *owner,
+                 void *buf, uint32_t len, uint32_t crc, dn_store_cb cb, void *arg)
 {
     struct dn_op *op;
     struct dn_ext *e;
@@ -1156,6 +1336,9 @@ int dn_store_put(struct dn_store *s, const struct dn_fid *fid, void *buf, uint32
     e->fid = *fid;
     e->len = len;
     e->crc = crc;
+    if (owner)
+        e->owner = *owner;
+    e->birth_ms = (uint64_t)cairn_wall_ns() / 1000000u;
     e->state = EXT_INFLIGHT;
     op->ext = e;
     rc = put_alloc(s, op, blocks_for(len));
@@ -1283,7 +1466,52 @@ void dn_store_stats(const struct dn_store *s, struct dn_store_stats *st)
     st->dev_size = s->dev_blocks * CAIRN_BLOCK;
     st->used = s->used_blocks * CAIRN_BLOCK;
     st->frag_count = s->frag_count;
+    st->bad_count = s->bad_count;
+    st->lost_runs = s->lost_runs;
     st->hwm = s->hwm * CAIRN_BLOCK;
+}
+
+bool dn_store_is_bad(const struct dn_store *s, const struct dn_fid *fid)
+{
+    const struct dn_ext *e = index_find(s, fid);
+
+    return e && e->state == EXT_PRESENT && e->bad;
+}
+
+/* The cursor is a bucket of the index (low 40 bits) and how many of that bucket's chain were
+ * already listed (high 24 bits); chains are a handful long, the index at most 2^40 buckets. */
+#define CURSOR_BUCKET(c) ((c) & ((1ull << 40) - 1))
+#define CURSOR_SKIP(c) ((c) >> 40)
+#define CURSOR_MAKE(b, k) ((b) | ((uint64_t)(k) << 40))
+
+size_t dn_store_list(const struct dn_store *s, uint64_t *cursor, bool bad_only,
+                     struct dn_frag_info *out, size_t max, bool *more)
+{
+    uint64_t b = CURSOR_BUCKET(*cursor), skip = CURSOR_SKIP(*cursor);
+    size_t n = 0;
+
+    *more = true;
+    for (; b < s->nbucket; b++, skip = 0) {
+        uint64_t k = 0;
+
+        for (const struct dn_ext *e = s->bucket[b]; e; e = e->hnext, k++) {
+            if (k < skip || e->state != EXT_PRESENT || (bad_only && !e->bad))
+                continue;
+            if (n == max || k >= (1ull << 24) - 1) {
+                *cursor = CURSOR_MAKE(b, k);
+                return n;
+            }
+            out[n].fid = e->fid;
+            out[n].len = e->len;
+            out[n].bad = e->bad;
+            out[n].owner = e->owner;
+            out[n].birth_ms = e->birth_ms;
+            n++;
+        }
+    }
+    *cursor = CURSOR_MAKE(b, 0);
+    *more = false;
+    return n;
 }
 
 uint64_t dn_store_id(const struct dn_store *s)

@@ -4,8 +4,8 @@
  * On-disk layout (docs/architecture.md has the full picture):
  *   block 0          superblock: magic, format version, device size, a random format id
  *   blocks 1..N      extents; every extent starts with a 4 KiB header block
- *                    (USED: fragment id, length, CRC32C; FREE: length only) followed by
- *                    the fragment payload padded to 4 KiB.
+ *                    (USED: fragment id, length, CRC32C, owner and birth time; FREE: length
+ *                    only) followed by the fragment payload padded to 4 KiB.
  * From block 1 up to the high-water mark the device is tiled by extents; each header says
  * how long its extent is, so a restart walks the headers and rebuilds the in-memory index
  * and free list.  The walk stops at the first block whose header is not a valid header of
@@ -39,10 +39,29 @@ struct dn_fid {
     uint32_t index;
 };
 
+/* Who a fragment belongs to, kept in its header so a sweep of the device can find the record
+ * that names it: the object and the stripe number within it (the fid's stripe is a hash of the
+ * two).  Zero: not known (fragments written before headers carried it). */
+struct dn_owner {
+    uint64_t object;
+    uint64_t stripe_no;
+};
+
+/* One fragment as dn_store_list() reports it. */
+struct dn_frag_info {
+    struct dn_fid fid;
+    uint32_t len;
+    bool bad; /* a read (the scrub's or a client's) found its CRC wrong */
+    struct dn_owner owner;
+    uint64_t birth_ms; /* wall clock, ms, when the store took the put */
+};
+
 struct dn_store_stats {
     uint64_t dev_size;   /* bytes */
     uint64_t used;       /* bytes in USED extents, headers included */
     uint64_t frag_count; /* fragments stored */
+    uint64_t bad_count;  /* of them, found corrupt by a read and not replaced yet */
+    uint64_t lost_runs;  /* rotten extent headers open() stepped over (fragments lost) */
     uint64_t hwm;        /* high-water mark, bytes */
 };
 
@@ -71,7 +90,8 @@ int dn_store_poll(struct dn_store *s);
 /* Block until every submitted operation has completed and its callback has run (tests, close). */
 void dn_store_drain(struct dn_store *s);
 
-/* Store a fragment of len bytes (1 <= len <= DN_MAX_FRAG) whose payload is at buf + CAIRN_BLOCK.
+/* Store a fragment of len bytes (1 <= len <= DN_MAX_FRAG) whose payload is at buf + CAIRN_BLOCK,
+ * owned by *owner (NULL: unknown).
  * buf must be CAIRN_BLOCK-aligned and hold CAIRN_BLOCK + ALIGN_UP(len, CAIRN_BLOCK) bytes; the
  * store overwrites the first block and zeroes the padding after the payload.  The store checks
  * the payload against crc (CRC32C) before writing: a mismatch fails with CAIRN_ECRC.
@@ -79,12 +99,13 @@ void dn_store_drain(struct dn_store *s);
  * durable, or with an error (CAIRN_EEXIST, CAIRN_ENOSPC, CAIRN_ECRC, CAIRN_EIO).  Errors found
  * before any I/O are also reported through cb (from the next dn_store_poll()), so the return
  * value is 0 unless the arguments are invalid (CAIRN_EINVAL; cb does not run). */
-int dn_store_put(struct dn_store *s, const struct dn_fid *fid, void *buf, uint32_t len,
-                 uint32_t crc, dn_store_cb cb, void *arg);
+int dn_store_put(struct dn_store *s, const struct dn_fid *fid, const struct dn_owner *owner,
+                 void *buf, uint32_t len, uint32_t crc, dn_store_cb cb, void *arg);
 
 /* Read a fragment into buf (CAIRN_BLOCK-aligned, buf_len bytes; the payload lands at
  * buf + CAIRN_BLOCK).  The store verifies the stored CRC32C of the payload and fails with
- * CAIRN_ECRC on mismatch.  Errors: CAIRN_ENOENT, CAIRN_ETOOBIG (buf_len too small), CAIRN_ECRC,
+ * CAIRN_ECRC on mismatch; the fragment is then marked bad (listed by dn_store_list, counted in
+ * bad_count) until a later read finds it whole or it is deleted.  Errors: CAIRN_ENOENT, CAIRN_ETOOBIG (buf_len too small), CAIRN_ECRC,
  * CAIRN_EIO.  Borrows buf until cb runs; same reporting rules as put. */
 int dn_store_get(struct dn_store *s, const struct dn_fid *fid, void *buf, size_t buf_len,
                  dn_store_cb cb, void *arg);
@@ -97,6 +118,17 @@ int dn_store_del(struct dn_store *s, const struct dn_fid *fid, dn_store_cb cb, v
  * (either may be NULL) if present. */
 bool dn_store_lookup(const struct dn_store *s, const struct dn_fid *fid, uint32_t *len,
                      uint32_t *crc);
+
+/* Is the fragment present and marked bad? */
+bool dn_store_is_bad(const struct dn_store *s, const struct dn_fid *fid);
+
+/* List stored fragments (durable ones only; with bad_only, only those marked bad) from *cursor
+ * on (0: the start) into out[0 .. max - 1], without I/O.  Returns how many; *cursor is where
+ * the next call goes on, and *more is false once the listing reached the end.  The order is
+ * the index's: a listing that spans a growth of the index (many puts) may repeat or skip some
+ * fragments, so callers treat a listing as a sample taken over time, not a snapshot. */
+size_t dn_store_list(const struct dn_store *s, uint64_t *cursor, bool bad_only,
+                     struct dn_frag_info *out, size_t max, bool *more);
 
 void dn_store_stats(const struct dn_store *s, struct dn_store_stats *st);
 

@@ -20,6 +20,7 @@
 #define SCAN_PAGE 256u    /* inode records per scan page */
 #define RECORD_TRIES 8u   /* compare-and-set attempts to record one rebuild */
 #define LOST_ROWS 4u      /* rp_status.left_by_lost */
+#define BAD_MAX 65536u    /* corrupt fragments one pass takes on */
 
 static uint64_t wall_ms(void)
 {
@@ -42,6 +43,17 @@ struct work {
     uint32_t gen;
     unsigned lost; /* positions */
     uint64_t bytes; /* fragment bytes the lost positions hold */
+    bool degraded;  /* positions are lost */
+    bool bad;       /* fragments a D-node's scrub found corrupt */
+};
+
+/* A fragment a D-node reported corrupt (OP_FRAG_LIST, bad_only), by the owner in its header. */
+struct bad {
+    uint64_t object;
+    uint32_t gen;
+    uint32_t index;
+    uint64_t stripe_no;
+    uint64_t node;
 };
 
 /* A shard's record while a worker holds its lease. */
@@ -60,7 +72,90 @@ struct rp {
     uint64_t rate;
     uint64_t t0_ms, moved; /* throttle: bytes moved since t0 */
     uint64_t probed_ms;    /* when the D-nodes were last pinged */
+    struct bad *bad;       /* every live D-node's corrupt fragments, by object and gen */
+    unsigned nbad;
 };
+
+static int bad_cmp(const void *a, const void *b)
+{
+    const struct bad *x = a, *y = b;
+
+    if (x->object != y->object)
+        return x->object < y->object ? -1 : 1;
+    return x->gen != y->gen ? (x->gen < y->gen ? -1 : 1) : 0;
+}
+
+/* The first corrupt fragment of (object, gen) in r->bad, or NULL. */
+static const struct bad *bad_find(const struct rp *r, uint64_t object, uint32_t gen)
+{
+    unsigned lo = 0, hi = r->nbad;
+
+    while (lo < hi) { /* the first entry not below the key */
+        unsigned mid = lo + (hi - lo) / 2;
+
+        if (r->bad[mid].object < object ||
+            (r->bad[mid].object == object && r->bad[mid].gen < gen))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < r->nbad && r->bad[lo].object == object && r->bad[lo].gen == gen ? &r->bad[lo]
+                                                                               : NULL;
+}
+
+/* Ask every live D-node for the fragments its scrub found corrupt.  A fragment's header names
+ * its object and stripe, so the shard scans find the records that place it. */
+static void bad_collect(struct rp *r, struct rp_result *res)
+{
+    unsigned cap = 0, n = cl_cluster_dnodes(r->cl);
+
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t cursor = 0;
+        bool more = true;
+
+        if (cl_cluster_node_down(r->cl, i))
+            continue;
+        while (more && r->nbad < BAD_MAX) {
+            Cairn__FragList *fl = NULL;
+            int rc = cl_cluster_frag_list(r->cl, i, cursor, true, &fl);
+
+            if (rc) {
+                log_warn(TAG, "D-node %s: listing its corrupt fragments: %s",
+                         cl_cluster_dnode_addr(r->cl, i), cairn_strerror(rc));
+                break;
+            }
+            for (size_t j = 0; j < fl->n_frags && r->nbad < BAD_MAX; j++) {
+                const Cairn__FragInfo *f = fl->frags[j];
+
+                res->bad++;
+                if (!f->object || !f->id) {
+                    log_warn(TAG, "D-node %s: a corrupt fragment without an owner in its header "
+                             "(written before fragments carried one): left to the readers",
+                             cl_cluster_dnode_addr(r->cl, i));
+                    continue;
+                }
+                if (r->nbad == cap) {
+                    unsigned ncap = cap ? cap * 2 : 64;
+                    struct bad *nb = realloc(r->bad, ncap * sizeof(*nb));
+
+                    if (!nb)
+                        break;
+                    r->bad = nb;
+                    cap = ncap;
+                }
+                r->bad[r->nbad++] = (struct bad){.object = f->object, .gen = f->id->gen,
+                                                 .index = f->id->index,
+                                                 .stripe_no = f->stripe_no,
+                                                 .node = cl_cluster_node_id(r->cl, i)};
+            }
+            cursor = fl->cursor;
+            more = fl->more;
+            cairn__frag_list__free_unpacked(fl, NULL);
+        }
+    }
+    if (r->nbad)
+        qsort(r->bad, r->nbad, sizeof(*r->bad), bad_cmp);
+}
 
 /* Keep the view's picture of which D-nodes are down fresh (a mark lasts CL_DOWN_MS): a rebuild
  * must not choose a dead node as its target, nor wait out a deadline on one per call. */
@@ -385,6 +480,62 @@ out:
     return out;
 }
 
+/* Put back every corrupt fragment of the object that its placement still names: each one
+ * stripe rebuilt from the other positions onto the same D-node, which replaces its bad copy.
+ * Nothing in the record changes.  Returns how many were replaced (*bytes: their bytes);
+ * *failed counts the ones that could not be. */
+static unsigned repair_bad(struct rp *r, const struct work *w, uint64_t *bytes, unsigned *failed)
+{
+    Cairn__Inode *in = NULL;
+    const Cairn__Extent *x = NULL;
+    struct cl_placement pl;
+    unsigned fixed = 0;
+    uint64_t ver;
+    int rc;
+
+    *bytes = 0;
+    rc = meta_inode_get(r->cl, w->ino, &in, &ver);
+    if (rc) {
+        if (rc != CAIRN_ENOENT)
+            (*failed)++;
+        return 0;
+    }
+    for (size_t i = 0; i < in->n_extents && !x; i++)
+        if (in->extents[i]->object_id == w->object_id && in->extents[i]->gen == w->gen &&
+            extent_place(in->extents[i], &pl))
+            x = in->extents[i];
+    for (const struct bad *b = x ? bad_find(r, w->object_id, w->gen) : NULL;
+         b && b < r->bad + r->nbad && b->object == w->object_id && b->gen == w->gen; b++) {
+        struct ec_layout l = {.k = x->k, .m = x->m, .frag_size = x->frag_size};
+        unsigned p = (unsigned)((b->stripe_no + b->index) % pl.n);
+        uint64_t targets[CL_PLACE_MAX] = {0}, stored = 0;
+
+        /* A position moved elsewhere or lost is not this copy's to fix: the fragment is
+         * garbage, or the position is rebuilt whole. */
+        if (b->index >= pl.n || pl.ids[p] != b->node ||
+            ((pl.missing | cl_placement_lost(r->cl, &pl)) >> p) & 1u)
+            continue;
+        targets[p] = b->node;
+        rc = cl_stripe_rebuild_range(r->cl, w->object_id, w->gen, &l, &pl, object_len(x),
+                                     b->stripe_no, b->stripe_no + 1, 1u << p, targets, &stored);
+        throttle(r, (uint64_t)x->k * x->frag_size + stored);
+        if (rc) {
+            log_warn(TAG, "object %016llx stripe %llu: replacing the corrupt fragment %u: %s",
+                     (unsigned long long)w->object_id, (unsigned long long)b->stripe_no,
+                     b->index, cairn_strerror(rc));
+            (*failed)++;
+            continue;
+        }
+        log_info(TAG, "object %016llx stripe %llu: corrupt fragment %u replaced (%llu bytes)",
+                 (unsigned long long)w->object_id, (unsigned long long)b->stripe_no, b->index,
+                 (unsigned long long)stored);
+        fixed++;
+        *bytes += stored;
+    }
+    cairn__inode__free_unpacked(in, NULL);
+    return fixed;
+}
+
 static int work_cmp(const void *a, const void *b)
 {
     const struct work *x = a, *y = b;
@@ -422,11 +573,14 @@ static int shard_scan(struct rp *r, struct lease *ls, struct work **wv, unsigned
                 struct cl_placement pl;
                 uint32_t lost;
 
+                bool bad;
+
                 if (!extent_place(x, &pl))
                     continue;
                 (*extents)++;
                 lost = cl_placement_lost(r->cl, &pl);
-                if (!lost || *nw == WORK_MAX)
+                bad = r->nbad && bad_find(r, x->object_id, x->gen);
+                if ((!lost && !bad) || *nw == WORK_MAX)
                     continue;
                 /* Extents showing pieces of one object come in a row: one work item. */
                 if (*nw && (*wv)[*nw - 1].ino == ino && (*wv)[*nw - 1].object_id == x->object_id)
@@ -443,10 +597,13 @@ static int shard_scan(struct rp *r, struct lease *ls, struct work **wv, unsigned
                     *wv = nv;
                     cap = ncap;
                 }
+                /* A corrupt fragment costs its stripe one position: it sorts with the
+                 * extents that lost one. */
                 (*wv)[(*nw)++] = (struct work){
                     .ino = ino, .object_id = x->object_id, .gen = x->gen,
-                    .lost = (unsigned)__builtin_popcount(lost),
-                    .bytes = lost_bytes(x, (unsigned)__builtin_popcount(lost))};
+                    .lost = lost ? (unsigned)__builtin_popcount(lost) : 1u,
+                    .bytes = lost_bytes(x, (unsigned)__builtin_popcount(lost)),
+                    .degraded = lost != 0, .bad = bad};
             }
             if (in)
                 cairn__inode__free_unpacked(in, NULL);
@@ -490,6 +647,16 @@ static int shard_pass(struct rp *r, struct lease *ls, struct rp_result *res)
         rc = lease_keep(r, ls);
         if (rc)
             goto out;
+        if (wv[i].bad) {
+            unsigned bad_failed = 0;
+            uint64_t bb = 0;
+
+            res->bad_fixed += repair_bad(r, &wv[i], &bb, &bad_failed);
+            res->failed += bad_failed;
+            bytes += bb;
+        }
+        if (!wv[i].degraded)
+            continue; /* only corrupt fragments */
         o = repair_one(r, &wv[i], &got, &b, &still, &still_bytes);
         rebuilt += got;
         bytes += b;
@@ -529,6 +696,8 @@ int rp_pass(struct cl_cluster *cl, const struct rp_opts *o, struct rp_result *re
     memset(res, 0, sizeof(*res));
     /* Nodes added or taken out since the view opened are targets or sources now. */
     (void)cl_cluster_refresh(cl);
+    keep_probed(&r);
+    bad_collect(&r, res);
     shards = cl_cluster_shards(cl);
     todo = malloc(shards ? shards : 1);
     if (!todo)
@@ -583,6 +752,7 @@ int rp_pass(struct cl_cluster *cl, const struct rp_opts *o, struct rp_result *re
             sleep_ms(1000); /* other workers hold these; a lease ends within RP_LEASE_MS */
     }
     free(todo);
+    free(r.bad);
     return rc;
 }
 

@@ -63,6 +63,8 @@ struct rp_result {
     uint64_t bytes;       /* fragment bytes stored */
     uint64_t left;        /* extents still short at the end */
     uint64_t failed;      /* rebuilds that failed (read, write or record errors) */
+    uint64_t bad;         /* fragments the D-nodes' scrubs found corrupt when the pass began */
+    uint64_t bad_fixed;   /* of them, replaced by a fragment rebuilt from the rest */
 };
 
 /* One pass over every shard of the cluster with view cl.  Returns 0 (see *res), or an error

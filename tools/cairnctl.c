@@ -192,7 +192,7 @@ static int cmd_status(struct cl_cluster *cl)
 {
     static const char *const states[] = {"up", "down", "out", "draining"};
     const Cairn__ClusterMap *m = cl_cluster_map(cl);
-    uint64_t tsize = 0, tused = 0, now = (uint64_t)(cairn_wall_ns() / 1000000);
+    uint64_t tsize = 0, tused = 0, tbad = 0, now = (uint64_t)(cairn_wall_ns() / 1000000);
     unsigned answering = 0;
     struct rp_status st;
     int rc;
@@ -204,20 +204,25 @@ static int cmd_status(struct cl_cluster *cl)
         const Cairn__MapNode *n = m->nodes[i];
         int idx = cl_cluster_node_index(cl, n->id);
         const char *state = (unsigned)n->state < 4 ? states[n->state] : "?";
-        uint64_t size = 0, used = 0, frags = 0;
+        struct cl_node_stats ns;
 
         if (idx < 0 || cl_cluster_node_down(cl, (unsigned)idx) ||
-            cl_cluster_ping(cl, (unsigned)idx, &size, &used, &frags)) {
+            cl_cluster_ping_stats(cl, (unsigned)idx, &ns)) {
             printf("dnode %zu %016" PRIx64 " %s domain=%s state=%s answering=no\n", i, n->id,
                    n->addr, n->host, state);
             continue;
         }
         answering++;
-        tsize += size;
-        tused += used;
+        tsize += ns.dev_size;
+        tused += ns.dev_used;
+        tbad += ns.scrub_bad;
         printf("dnode %zu %016" PRIx64 " %s domain=%s state=%s answering=yes size=%" PRIu64
-               " used=%" PRIu64 " fragments=%" PRIu64 "\n", i, n->id, n->addr, n->host, state,
-               size, used, frags);
+               " used=%" PRIu64 " fragments=%" PRIu64 " corrupt=%" PRIu64 " scrub_passes=%"
+               PRIu64, i, n->id, n->addr, n->host, state, ns.dev_size, ns.dev_used, ns.frags,
+               ns.scrub_bad, ns.scrub_passes);
+        if (ns.scrub_of)
+            printf(" scrub_pass=%.0f%%", 100.0 * (double)ns.scrub_pos / (double)ns.scrub_of);
+        printf("\n");
     }
     printf("answering %u of %zu  capacity %" PRIu64 "  used %" PRIu64 " (%.1f%%)  free %" PRIu64
            " (raw bytes of the answering D-nodes)\n", answering, m->n_nodes, tsize, tused,
@@ -239,7 +244,8 @@ static int cmd_status(struct cl_cluster *cl)
         printf("; ETA %" PRIu64 " s at %" PRIu64 " bytes/s", st.bytes_left / st.rate_bps + 1,
                st.rate_bps);
     printf("\n");
-    return answering == m->n_nodes && !st.left ? 0 : 1;
+    printf("scrub: %" PRIu64 " fragments found corrupt, waiting for repair\n", tbad);
+    return answering == m->n_nodes && !st.left && !tbad ? 0 : 1;
 }
 
 /* cairnctl repair run: one pass, in this process, over every shard. */
@@ -253,8 +259,10 @@ static int cmd_repair_run(struct cl_cluster *cl, uint64_t mbps)
     if (rc)
         return fail("repair", rc);
     printf("repair: shards %u, extents %" PRIu64 ", degraded %" PRIu64 ", rebuilt %" PRIu64
-           " positions (%" PRIu64 " bytes), left %" PRIu64 ", failed %" PRIu64 "\n",
-           r.shards, r.extents, r.degraded, r.rebuilt, r.bytes, r.left, r.failed);
+           " positions (%" PRIu64 " bytes), left %" PRIu64 ", failed %" PRIu64
+           ", corrupt fragments %" PRIu64 " (replaced %" PRIu64 ")\n",
+           r.shards, r.extents, r.degraded, r.rebuilt, r.bytes, r.left, r.failed, r.bad,
+           r.bad_fixed);
     if (r.left || r.failed) {
         fprintf(stderr, "cairnctl: repair: %" PRIu64 " extents still short of full redundancy, "
                 "%" PRIu64 " rebuilds failed (the D-nodes' and this log say why)\n", r.left,
@@ -274,6 +282,21 @@ static int cmd_repair_status(struct cl_cluster *cl)
     if (rc)
         return fail("repair status", rc);
     printf("shards %u\nshards_passed %u\nshards_leased %u\n", st.shards, st.passed, st.leased);
+    {
+        /* Corrupt fragments live in the D-nodes' memory (their scrubs), not the records. */
+        uint64_t bad = 0, checked = 0;
+
+        cl_cluster_probe(cl);
+        for (unsigned i = 0; i < cl_cluster_dnodes(cl); i++) {
+            struct cl_node_stats ns;
+
+            if (!cl_cluster_node_down(cl, i) && !cl_cluster_ping_stats(cl, i, &ns)) {
+                bad += ns.scrub_bad;
+                checked += ns.scrub_bytes;
+            }
+        }
+        printf("corrupt_fragments %" PRIu64 "\nscrubbed_bytes %" PRIu64 "\n", bad, checked);
+    }
     if (st.oldest_pass_ms)
         printf("oldest_pass_age_s %" PRIu64 "\n",
                now > st.oldest_pass_ms ? (now - st.oldest_pass_ms) / 1000 : 0);
