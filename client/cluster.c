@@ -330,6 +330,30 @@ int cl_cluster_ping(struct cl_cluster *cl, unsigned i, uint64_t *dev_size, uint6
     return rc;
 }
 
+int cl_cluster_frag_del(struct cl_cluster *cl, unsigned i, uint64_t stripe, uint32_t gen,
+                        uint32_t index)
+{
+    Cairn__Request req = CAIRN__REQUEST__INIT;
+    Cairn__FragId fid = CAIRN__FRAG_ID__INIT;
+    struct tp_sync s;
+    int rc;
+
+    if (i >= cl->n)
+        return CAIRN_EINVAL;
+    fid.stripe = stripe;
+    fid.gen = gen;
+    fid.index = index;
+    req.op = CAIRN__OP__OP_FRAG_DEL;
+    req.frag = &fid;
+    rc = tp_call_sync(cl->tp, cl->peers[i], &req, NULL, 0, NULL, 0, &s);
+    if (!rc) {
+        note_status(cl, i, s.status);
+        rc = s.status ? s.status : s.resp->status;
+    }
+    tp_sync_fini(&s);
+    return rc;
+}
+
 #define FRAG_LIST_BUF (256u << 10) /* room for a page of about 4,000 fragments */
 
 int cl_cluster_frag_list(struct cl_cluster *cl, unsigned i, uint64_t cursor, bool bad_only,

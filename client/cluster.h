@@ -147,6 +147,10 @@ int cl_cluster_ping_stats(struct cl_cluster *cl, unsigned i, struct cl_node_stat
 int cl_cluster_frag_list(struct cl_cluster *cl, unsigned i, uint64_t cursor, bool bad_only,
                          Cairn__FragList **out);
 
+/* Delete one fragment from D-node i.  Returns 0, CAIRN_ENOENT, or a transport error. */
+int cl_cluster_frag_del(struct cl_cluster *cl, unsigned i, uint64_t stripe, uint32_t gen,
+                        uint32_t index);
+
 /* Ping D-node i; on success fills the stats the D-node reports (any may be NULL). */
 int cl_cluster_ping(struct cl_cluster *cl, unsigned i, uint64_t *dev_size, uint64_t *dev_used,
                     uint64_t *frags);

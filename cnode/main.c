@@ -12,7 +12,9 @@
  * cluster.env may set TOP_DIR_SLICES and DIR_SLICES: how many slices (meta/ns.h) the
  * directories this C-node makes get, in the root and elsewhere (1..64); REPAIR_INTERVAL_S,
  * how often its repair service (repair/repair.h) passes over the cluster (0: it runs none),
- * and REPAIR_MBPS, the MiB per second a rebuild may read.
+ * and REPAIR_MBPS, the MiB per second a rebuild may read; GC_INTERVAL_S, how often the same
+ * service sweeps garbage fragments (repair/gc.h; default 6 h, 0: never), and GC_GRACE_S, how
+ * old an unreferenced fragment must be before a sweep counts it (default 3600).
  *
  * --listen is the S3 endpoint; NFS and MOUNT are served when their ports are given.  --ready
  * names a file that gets the bound ports (S3, then NFS and MOUNT) once every head serves.
@@ -37,6 +39,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "repair/repair.h"
+#include "repair/gc.h"
 
 #define TAG "cnode"
 
@@ -113,6 +116,9 @@ REPAIR_STAT(repair_degraded, degraded)
 REPAIR_STAT(repair_rebuilt, rebuilt)
 REPAIR_STAT(repair_bytes, bytes)
 REPAIR_STAT(repair_failed, failed)
+REPAIR_STAT(gc_passes, gc_passes)
+REPAIR_STAT(gc_deleted, gc_deleted)
+REPAIR_STAT(gc_bytes, gc_bytes)
 
 static int register_own(struct metrics *m, struct scrape *s)
 {
@@ -135,6 +141,11 @@ static int register_own(struct metrics *m, struct scrape *s)
         {"cairn_repair_rebuilt_bytes_total", "Fragment bytes the rebuilds stored.", repair_bytes},
         {"cairn_repair_failed_total", "Rebuilds that failed (read, write or record errors).",
          repair_failed},
+        {"cairn_gc_passes_total", "Garbage sweeps of this C-node's repair service.", gc_passes},
+        {"cairn_gc_deleted_fragments_total",
+         "Fragments no record referenced in two sweeps in a row, deleted.", gc_deleted},
+        {"cairn_gc_deleted_bytes_total", "Payload bytes of the fragments the sweeps deleted.",
+         gc_bytes},
     };
     int rc;
 
@@ -188,8 +199,7 @@ int main(int argc, char **argv)
     struct cl_env env = {0};
     struct fs *fs = NULL;
     struct rp_service *repair = NULL;
-    uint32_t repair_interval;
-    uint64_t repair_rate;
+    struct rp_service_opts ropts = {0};
     unsigned loops = 0;
     char host[256];
     sigset_t sigs;
@@ -231,8 +241,13 @@ int main(int argc, char **argv)
     set.env = &env;
     fcfg.top_slices = env_num(&env, "TOP_DIR_SLICES", 1, 64, FS_DEFAULT_TOP_SLICES);
     fcfg.dir_slices = env_num(&env, "DIR_SLICES", 1, 64, FS_DEFAULT_DIR_SLICES);
-    repair_interval = env_num(&env, "REPAIR_INTERVAL_S", 0, 86400, RP_DEFAULT_INTERVAL_S);
-    repair_rate = (uint64_t)env_num(&env, "REPAIR_MBPS", 1, 1u << 20,
+    ropts.interval_s = env_num(&env, "REPAIR_INTERVAL_S", 0, 86400, RP_DEFAULT_INTERVAL_S);
+    ropts.gc_interval_s = env_num(&env, "GC_INTERVAL_S", 0, 7 * 86400, RP_DEFAULT_GC_INTERVAL_S);
+    ropts.gc_grace_ms = (uint64_t)env_num(&env, "GC_GRACE_S", 1, 7 * 86400,
+                                          GC_DEFAULT_GRACE_MS / 1000) * 1000u;
+    /* Half the sweeper's grace: a write recorded later than that fails instead (fs.h). */
+    fcfg.write_deadline_ms = ropts.gc_grace_ms / 2;
+    ropts.rate = (uint64_t)env_num(&env, "REPAIR_MBPS", 1, 1u << 20,
                                     (uint32_t)(RP_DEFAULT_RATE >> 20)) << 20;
     if (cl_env_cluster_config(&env, &fcfg.cluster) || fs_open(&fcfg, &fs))
         goto out;
@@ -264,7 +279,7 @@ int main(int argc, char **argv)
                      heads[i].ops->port(heads[i].running, p));
     }
     /* The repair service has its own thread and view; the heads never wait for it. */
-    if (repair_interval && rp_service_start(&fcfg.cluster, repair_interval, repair_rate, &repair))
+    if (ropts.interval_s && rp_service_start(&fcfg.cluster, &ropts, &repair))
         log_warn(TAG, "the repair service did not start: this C-node repairs nothing");
     scrape.repair = repair; /* before the endpoint starts: its thread reads it */
     if (metrics_addr) {

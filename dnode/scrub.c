@@ -30,6 +30,7 @@ struct dn_scrub {
     void *buf;
     size_t buf_len;
     struct dn_fid fid; /* being read */
+    bool was_bad;      /* ... and already marked bad when listed */
     struct dn_scrub_stats st;
 };
 
@@ -145,7 +146,8 @@ static void read_done(void *arg, int status, uint32_t len, uint32_t crc)
     if (status == 0) {
         sc->st.bytes += len;
     } else if (status == CAIRN_ECRC) {
-        sc->st.found++; /* the store marked it bad and logged it */
+        if (!sc->was_bad)
+            sc->st.found++; /* newly: the store marked it bad and logged it */
     } else if (status != CAIRN_ENOENT) { /* ENOENT: deleted since it was listed */
         log_warn(TAG, "reading fragment %" PRIu64 ".%u.%u: %s", sc->fid.stripe, sc->fid.gen,
                  sc->fid.index, cairn_strerror(status));
@@ -194,6 +196,7 @@ int dn_scrub_tick(struct dn_scrub *sc)
         sc->buf_len = need;
     }
     sc->fid = fi.fid;
+    sc->was_bad = fi.bad;
     sc->reading = true;
     if (dn_store_get(sc->store, &fi.fid, sc->buf, sc->buf_len, read_done, sc)) {
         sc->reading = false;

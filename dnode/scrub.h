@@ -33,7 +33,8 @@ struct dn_scrub_config {
 struct dn_scrub_stats {
     uint64_t passes;   /* complete passes since start */
     uint64_t bytes;    /* payload bytes checked since start */
-    uint64_t found;    /* fragments found corrupt by the scrub since start */
+    uint64_t found;    /* fragments the scrub found corrupt since start (once each, when it
+                        * first finds one no read had found before) */
     uint64_t pos;      /* fragments checked in the current pass (0 between passes) */
     uint64_t of;       /* fragments on the device when the current pass started */
     uint64_t last_end_ms; /* wall clock when the last pass ended (0: never) */

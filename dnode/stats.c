@@ -143,7 +143,8 @@ int dn_stats_open(struct metrics *reg, struct dn_store *store, struct dn_stats *
     REG(scrub_passes, "cairn_dnode_scrub_passes_total", "Complete scrub passes over the device.");
     REG(scrub_bytes, "cairn_dnode_scrub_bytes_total", "Fragment bytes the scrub read and checked.");
     REG(scrub_found, "cairn_dnode_scrub_errors_total",
-        "Fragments the scrub found corrupt (each is reported to the repair service).");
+        "Fragments the scrub found corrupt, each counted once (then reported to the repair "
+        "service).");
 #undef REG
     free(values);
     refresh_device(st);

@@ -1255,3 +1255,66 @@ int meta_secret(struct cl_cluster *cl, const char *name, uint8_t out[META_SECRET
     }
     return CAIRN_ECONFLICT;
 }
+
+/* ---- what records reference (the garbage sweeper's mark) ---- */
+
+static void extent_objects(Cairn__Extent *const *x, size_t n, meta_object_fn fn, void *arg)
+{
+    for (size_t i = 0; i < n; i++)
+        if (x[i] && x[i]->object_id)
+            fn(arg, x[i]->object_id, x[i]->gen);
+}
+
+int meta_entry_objects(const struct meta_entry *e, meta_object_fn fn, void *arg)
+{
+    static const char stripe_prefix[] = "stripe/";
+    ProtobufCMessage *m = NULL;
+
+    if (e->klen == 0)
+        return 0;
+    switch (e->key[0]) {
+    case 'I': {
+        uint64_t ino;
+        Cairn__Inode *in = meta_inode_of_entry(e, &ino);
+
+        if (!in)
+            return CAIRN_EPROTO;
+        extent_objects(in->extents, in->n_extents, fn, arg);
+        cairn__inode__free_unpacked(in, NULL);
+        return 0;
+    }
+    case 'P': {
+        Cairn__Part *p = cairn__part__unpack(NULL, e->len, e->val);
+
+        if (!p)
+            return CAIRN_EPROTO;
+        extent_objects(&p->extent, p->extent ? 1 : 0, fn, arg);
+        cairn__part__free_unpacked(p, NULL);
+        return 0;
+    }
+    case 'M': {
+        Cairn__Upload *u = cairn__upload__unpack(NULL, e->len, e->val);
+
+        if (!u)
+            return CAIRN_EPROTO;
+        if (u->meta)
+            extent_objects(u->meta->extents, u->meta->n_extents, fn, arg);
+        cairn__upload__free_unpacked(u, NULL);
+        return 0;
+    }
+    default:
+        break;
+    }
+    if (e->klen > sizeof(stripe_prefix) - 1 &&
+        !memcmp(e->key, stripe_prefix, sizeof(stripe_prefix) - 1)) {
+        Cairn__StripeManifest *sm = cairn__stripe_manifest__unpack(NULL, e->len, e->val);
+
+        if (!sm)
+            return CAIRN_EPROTO;
+        m = &sm->base;
+        if (sm->object_id)
+            fn(arg, sm->object_id, sm->gen);
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+    return 0;
+}

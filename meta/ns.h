@@ -217,6 +217,16 @@ int meta_part_del(struct cl_cluster *cl, const char *upload_id, uint32_t number)
 int meta_part_scan(struct cl_cluster *cl, const char *upload_id, uint32_t from, unsigned limit,
                    struct meta_scan *out);
 
+/* ---- what records reference ---- */
+
+typedef void (*meta_object_fn)(void *arg, uint64_t object_id, uint32_t gen);
+/* Call fn for every object (id, generation) the record of a scan entry references: an inode's
+ * extents, a part's, an upload's template, a cairnctl stripe object's manifest.  Every kind of
+ * record that can name an object is here, so the garbage sweeper's mark cannot miss one kind.
+ * Returns 0, or CAIRN_EPROTO if a record of such a kind cannot be decoded (the caller must
+ * then treat its mark as incomplete). */
+int meta_entry_objects(const struct meta_entry *e, meta_object_fn fn, void *arg);
+
 /* ---- the repair service's shard records ---- */
 
 /* Shard `shard`'s repair record ('R'; shard as for meta_inode_scan).  Errors as meta_rec_get

@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "meta/ns.h"
+#include "repair/gc.h"
 
 #define TAG "repair"
 #define WORK_MAX 65536u   /* extents one shard pass takes on; the rest wait for the next pass */
@@ -805,14 +806,13 @@ int rp_status(struct cl_cluster *cl, struct rp_status *st)
 
 struct rp_service {
     struct cl_cluster_config cfg;
-    uint32_t interval_s;
-    uint64_t rate;
+    struct rp_service_opts o;
     volatile bool stop;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* every pass's results added up (rp_service_totals; read by other threads) */
-    _Atomic uint64_t passes, degraded, rebuilt, bytes, failed;
+    _Atomic uint64_t passes, degraded, rebuilt, bytes, failed, gc_passes, gc_deleted, gc_bytes;
 };
 
 /* Wait up to ms, or until stopped.  Returns whether to stop. */
@@ -840,11 +840,17 @@ static void *service_main(void *arg)
 {
     struct rp_service *svc = arg;
     struct cl_cluster *cl = NULL;
-    struct rp_opts o = {.rate = svc->rate, .stop = &svc->stop,
+    uint32_t interval_s = svc->o.interval_s;
+    struct rp_opts o = {.rate = svc->o.rate, .stop = &svc->stop,
                         /* Passes of other C-nodes count: one pass per interval in all. */
-                        .fresh_ms = svc->interval_s * 1000u - svc->interval_s * 100u};
+                        .fresh_ms = interval_s * 1000u - interval_s * 100u};
+    struct gc_opts go = {.grace_ms = svc->o.gc_grace_ms, .stop = &svc->stop};
+    struct gc *gc = NULL;
+    uint64_t gc_due = cairn_now_ms() + (uint64_t)svc->o.gc_interval_s * 1000u;
 
-    while (!service_wait(svc, (uint64_t)svc->interval_s * 1000u)) {
+    if (svc->o.gc_interval_s && gc_create(&gc))
+        log_warn(TAG, "no memory for the garbage sweeper: it does not run here");
+    while (!service_wait(svc, (uint64_t)interval_s * 1000u)) {
         struct rp_result res;
         int rc;
 
@@ -867,24 +873,34 @@ static void *service_main(void *arg)
                      (unsigned long long)res.degraded, (unsigned long long)res.rebuilt,
                      (unsigned long long)res.bytes, (unsigned long long)res.left,
                      (unsigned long long)res.failed);
+        if (gc && cairn_now_ms() >= gc_due && !svc->stop) {
+            struct gc_result gr;
+
+            gc_due = cairn_now_ms() + (uint64_t)svc->o.gc_interval_s * 1000u;
+            if (gc_pass(gc, cl, &go, &gr) == 0) {
+                atomic_fetch_add(&svc->gc_passes, 1);
+                atomic_fetch_add(&svc->gc_deleted, gr.deleted);
+                atomic_fetch_add(&svc->gc_bytes, gr.bytes);
+            }
+        }
     }
+    gc_destroy(gc);
     cl_cluster_close(cl);
     return NULL;
 }
 
-int rp_service_start(const struct cl_cluster_config *cfg, uint32_t interval_s, uint64_t rate,
+int rp_service_start(const struct cl_cluster_config *cfg, const struct rp_service_opts *o,
                      struct rp_service **out)
 {
     struct rp_service *svc;
 
-    if (!interval_s)
+    if (!o->interval_s)
         return CAIRN_EINVAL;
     svc = calloc(1, sizeof(*svc));
     if (!svc)
         return CAIRN_ENOMEM;
     svc->cfg = *cfg;
-    svc->interval_s = interval_s;
-    svc->rate = rate;
+    svc->o = *o;
     pthread_mutex_init(&svc->mu, NULL);
     pthread_cond_init(&svc->cv, NULL);
     if (pthread_create(&svc->thread, NULL, service_main, svc)) {
@@ -904,6 +920,9 @@ void rp_service_totals(struct rp_service *svc, struct rp_totals *out)
     out->rebuilt = atomic_load(&svc->rebuilt);
     out->bytes = atomic_load(&svc->bytes);
     out->failed = atomic_load(&svc->failed);
+    out->gc_passes = atomic_load(&svc->gc_passes);
+    out->gc_deleted = atomic_load(&svc->gc_deleted);
+    out->gc_bytes = atomic_load(&svc->gc_bytes);
 }
 
 void rp_service_stop(struct rp_service *svc)

@@ -45,6 +45,7 @@
 #define RP_LEASE_MS 60000u            /* a shard's repair lease */
 #define RP_DEFAULT_RATE (64ull << 20) /* bytes read per second for rebuilds */
 #define RP_DEFAULT_INTERVAL_S 30u     /* between a C-node's passes */
+#define RP_DEFAULT_GC_INTERVAL_S 21600u /* between a C-node's garbage sweeps (6 h) */
 
 struct rp_opts {
     uint64_t rate;        /* bytes read per second (0: RP_DEFAULT_RATE) */
@@ -94,7 +95,13 @@ struct rp_service;
 /* Start a thread that opens its own view with cfg (copied; its strings must outlive the
  * service) and runs a pass every interval_s seconds, skipping shards another worker passed
  * within the interval.  Returns 0, CAIRN_ENOMEM, CAIRN_EINVAL (interval 0). */
-int rp_service_start(const struct cl_cluster_config *cfg, uint32_t interval_s, uint64_t rate,
+struct rp_service_opts {
+    uint32_t interval_s;    /* between repair passes (must not be 0) */
+    uint64_t rate;          /* rebuild bytes per second (0: RP_DEFAULT_RATE) */
+    uint32_t gc_interval_s; /* between garbage sweeps (repair/gc.h; 0: none) */
+    uint64_t gc_grace_ms;   /* the sweeper's grace (0: GC_DEFAULT_GRACE_MS) */
+};
+int rp_service_start(const struct cl_cluster_config *cfg, const struct rp_service_opts *o,
                      struct rp_service **out);
 /* What the service's passes found and did since it started, added up (for the C-node's
  * metrics; any thread may ask). */
@@ -104,6 +111,9 @@ struct rp_totals {
     uint64_t rebuilt;  /* positions rebuilt and recorded */
     uint64_t bytes;    /* fragment bytes they stored */
     uint64_t failed;   /* rebuilds that failed */
+    uint64_t gc_passes;   /* garbage sweeps (repair/gc.h) */
+    uint64_t gc_deleted;  /* fragments they deleted */
+    uint64_t gc_bytes;    /* their bytes */
 };
 void rp_service_totals(struct rp_service *svc, struct rp_totals *out);
 /* Stop it (waits for the rebuild in progress to end); accepts NULL. */

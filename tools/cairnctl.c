@@ -27,6 +27,9 @@
  *                                       rebuild lost fragment positions, record them; waits
  *                                       for shards other workers hold; exit 1 if some are left
  *   cairnctl repair status              what the last passes found: NAME VALUE lines
+ *   cairnctl gc run [--grace SECONDS]   two garbage sweeps (repair/gc.h): fragments no record
+ *                                       references, older than the grace (default 3600 s),
+ *                                       deleted; exit 1 if a shard could not be read in full
  *
  * A stripe object is its fragments plus a StripeManifest record under the key "stripe/NAME",
  * kept in the metadata shards on the D-nodes (meta/rec.h: Raft groups, compare-and-set).
@@ -53,6 +56,7 @@
 #include "common/log.h"
 #include "meta/ns.h"
 #include "meta/rec.h"
+#include "repair/gc.h"
 #include "repair/repair.h"
 
 #define KEY_PREFIX "stripe/"
@@ -78,7 +82,8 @@ static void usage(void)
             "  map add HOST:PORT\n"
             "  map out|drain|in NODE\n"
             "  repair run [--mbps N]\n"
-            "  repair status\n");
+            "  repair status\n"
+            "  gc run [--grace SECONDS]\n");
 }
 
 static int fail(const char *what, int rc)
@@ -269,6 +274,33 @@ static int cmd_repair_run(struct cl_cluster *cl, uint64_t mbps)
                 r.failed);
         return 1;
     }
+    return 0;
+}
+
+/* cairnctl gc run: two sweeps back to back (repair/gc.h: a fragment goes only when two marks
+ * in a row found nothing referencing it), so one command collects what is old enough. */
+static int cmd_gc_run(struct cl_cluster *cl, uint64_t grace_s)
+{
+    struct gc_opts o = {.grace_ms = grace_s * 1000u};
+    struct gc_result r[2];
+    struct gc *g;
+    int rc = gc_create(&g);
+
+    if (rc)
+        return fail("gc", rc);
+    for (unsigned i = 0; i < 2 && !rc; i++) {
+        rc = gc_pass(g, cl, &o, &r[i]);
+        if (!rc && !r[i].complete)
+            rc = CAIRN_EUNREACH;
+    }
+    gc_destroy(g);
+    if (rc)
+        return fail("gc (a shard could not be read in full; nothing more was deleted)", rc);
+    printf("gc: objects referenced %" PRIu64 ", fragments %" PRIu64 ", unowned %" PRIu64
+           ", young %" PRIu64 ", unreferenced %" PRIu64 ", deleted %" PRIu64 " (%" PRIu64
+           " bytes), D-nodes not listed %u\n", r[1].objects, r[1].fragments, r[1].unowned,
+           r[1].young, r[1].candidates, r[0].deleted + r[1].deleted, r[0].bytes + r[1].bytes,
+           r[1].nodes_down);
     return 0;
 }
 
@@ -785,6 +817,13 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[0], "repair") == 0 && !strcmp(argv[1 % argc], "run") &&
                (argc == 2 || (argc == 4 && !strcmp(argv[2], "--mbps") && atoi(argv[3]) > 0))) {
         rc = cmd_repair_run(cl, argc == 4 ? (uint64_t)atoi(argv[3]) : RP_DEFAULT_RATE >> 20);
+    } else if (strcmp(argv[0], "gc") == 0 && !strcmp(argv[1 % argc], "run") &&
+               (argc == 2 || (argc == 4 && !strcmp(argv[2], "--grace") && atoi(argv[3]) >= 1))) {
+        /* The C-nodes' grace (cluster.env GC_GRACE_S), unless told. */
+        const char *g = cl_env_get(&env, "GC_GRACE_S");
+        uint64_t grace = g && atoi(g) > 0 ? (uint64_t)atoi(g) : GC_DEFAULT_GRACE_MS / 1000;
+
+        rc = cmd_gc_run(cl, argc == 4 ? (uint64_t)atoi(argv[3]) : grace);
     } else if (strcmp(argv[0], "bucket") == 0 && argc >= 2) {
         cl_cluster_probe(cl);
         rc = cmd_bucket(cl, argc, argv);

@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "common/cairn.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #define TAG "fs"
@@ -295,4 +296,18 @@ int fs_etag_parts(Cairn__Part *const *parts, unsigned n, char out[FS_ETAG_MAX])
 out:
     EVP_MD_CTX_free(md);
     return rc;
+}
+
+int fs_check_fresh(const struct fs_ctx *c, uint64_t t0_ms)
+{
+    uint64_t limit = c->fs->cfg.write_deadline_ms ? c->fs->cfg.write_deadline_ms
+                                                   : FS_DEFAULT_WRITE_DEADLINE_MS;
+    uint64_t age = cairn_now_ms() - t0_ms;
+
+    if (age <= limit)
+        return 0;
+    log_error(TAG, "a write's data was stored %llu s ago, more than the %llu s a write may take "
+              "(the garbage sweeper may have taken it): not recorded",
+              (unsigned long long)(age / 1000), (unsigned long long)(limit / 1000));
+    return CAIRN_ETIMEDOUT;
 }

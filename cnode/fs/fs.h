@@ -63,12 +63,18 @@
 struct fs;
 struct fs_ctx;
 
+#define FS_DEFAULT_WRITE_DEADLINE_MS (30u * 60u * 1000u)
+
 struct fs_config {
     struct cl_cluster_config cluster; /* copied (its strings borrowed for the life of the fs) */
     unsigned stripe_cache;            /* stripes kept for sequential partial reads; 0: none */
     /* Slices of a new directory (meta/ns.h: its entries spread over that many shards): one
      * made in the root (a bucket, a top-level NFS directory), one made anywhere else.  0: 1. */
     uint32_t top_slices, dir_slices;
+    /* A write whose data went to the D-nodes longer ago than this is not recorded (it fails
+     * with CAIRN_ETIMEDOUT, not acknowledged): the garbage sweeper (repair/gc.h) deletes
+     * unreferenced fragments older than its grace, which must be longer.  0: 30 minutes. */
+    uint64_t write_deadline_ms;
 };
 
 /* ---- the file system and one worker's context ---- */
@@ -295,6 +301,7 @@ struct fs_data {
     uint64_t size;
     uint8_t md5[16];
     char etag[FS_ETAG_MAX]; /* the ETag of whole-object data: hex MD5 */
+    uint64_t t0_ms;         /* monotonic: when its first fragment was sent */
 };
 
 /* Store len bytes taken from src as a new object (or inline bytes when allow_inline and small),

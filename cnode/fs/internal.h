@@ -34,6 +34,12 @@ struct fs_ctx {
     struct fs_deferred *deferred, **deferred_tail; /* in due order */
 };
 
+/* ---- the write deadline (fs_config.write_deadline_ms) ---- */
+
+/* 0 if data whose first fragment was sent at monotonic t0_ms may still be recorded, else
+ * CAIRN_ETIMEDOUT (logged): the garbage sweeper may take fragments that old. */
+int fs_check_fresh(const struct fs_ctx *c, uint64_t t0_ms);
+
 /* ---- outcomes ---- */
 
 /* A record update that timed out, or reached too few replicas, after it was sent may or may

@@ -267,7 +267,9 @@ int fs_key_put(struct fs_ctx *c, uint64_t bucket, const char *key, size_t klen,
     int rc;
 
     fill_file(in, d, xp);
-    rc = fs_key_dirs(c, bucket, key, klen, &dir, name);
+    rc = d->ext.object_id ? fs_check_fresh(c, d->t0_ms) : 0;
+    if (!rc)
+        rc = fs_key_dirs(c, bucket, key, klen, &dir, name);
     if (!rc) {
         in->parent = dir;
         in->name = name;

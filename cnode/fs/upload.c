@@ -55,6 +55,11 @@ int fs_upload_part(struct fs_ctx *c, const char *id, uint32_t number, struct fs_
     p.mtime_ns = mtime_ns;
     p.md5.data = d->md5;
     p.md5.len = sizeof(d->md5);
+    rc = d->ext.object_id ? fs_check_fresh(c, d->t0_ms) : 0;
+    if (rc) {
+        fs_data_discard(c, d);
+        return rc;
+    }
     rc = meta_part_put(c->cl, id, &p, &old);
     if (!rc && cairn_fault("fs.part.unknown")) {
         rc = CAIRN_EUNREACH; /* tests: it landed, but the caller was not told */

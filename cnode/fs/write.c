@@ -17,6 +17,7 @@
 #include "client/stripe.h"
 #include "common/cairn.h"
 #include "common/fault.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #define TAG "fs"
@@ -40,6 +41,7 @@ static int store(struct fs_ctx *c, uint64_t len, bool allow_inline, fs_source sr
     memset(out, 0, sizeof(*out));
     cairn__extent__init(&out->ext);
     out->size = len;
+    out->t0_ms = cairn_now_ms();
     if (!md || !EVP_DigestInit_ex(md, EVP_md5(), NULL)) {
         rc = CAIRN_ENOMEM;
         goto out;
@@ -255,7 +257,7 @@ int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
     Cairn__Extent *xs = NULL;
     struct cl_placement *xpl = NULL; /* xs[i]'s placement (xs[i] borrows its ids) */
     size_t nx = 0; /* objects written so far (a retry after a conflict reuses them) */
-    uint64_t end = 0;
+    uint64_t end = 0, t0 = cairn_now_ms();
     int rc = 0;
 
     if (before)
@@ -359,6 +361,8 @@ int fs_write(struct fs_ctx *c, uint64_t ino, const struct fs_range *r, size_t n,
             }
         }
         in->size = size;
+        if (!rc && nx)
+            rc = fs_check_fresh(c, t0);
         if (!rc)
             rc = fs_commit_data(c, ino, in, ver, &m, !inline_path);
         fs_extmap_fini(&m);

@@ -97,6 +97,11 @@ static const struct s3_err_info s3_err_table[S3E_LAST] = {
                                      "The difference between the request time and the current "
                                      "time is too large."},
     [S3E_SERVICE_UNAVAILABLE] = {"ServiceUnavailable", 503, "Service is unable to handle request."},
+    /* AWS never runs out of space; S3-compatible stores answer 507 (WebDAV's Insufficient
+     * Storage), which clients do not retry blindly and operators can tell from an outage. */
+    [S3E_INSUFFICIENT_STORAGE] = {"InsufficientStorage", 507,
+                                  "The cluster has no room for the data: delete some, or add "
+                                  "D-nodes."},
     [S3E_SIGNATURE_DOES_NOT_MATCH] = {"SignatureDoesNotMatch", 403,
                                       "The request signature we calculated does not match the "
                                       "signature you provided. Check your key and signing "
@@ -135,9 +140,10 @@ enum s3_err s3_err_from_cairn(int cairn_err)
         return S3E_OK;
     case CAIRN_ENOENT:
         return S3E_NO_SUCH_KEY;
-    /* The cluster cannot take the request now (full, too many fragments lost, peers silent):
+    /* The cluster cannot take the request now (too many fragments lost, peers silent):
      * a retryable 503 rather than a 500 that clients may not retry. */
     case CAIRN_ENOSPC:
+        return S3E_INSUFFICIENT_STORAGE;
     case CAIRN_EDEGRADED:
     case CAIRN_ETIMEDOUT:
     case CAIRN_EUNREACH:

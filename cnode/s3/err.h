@@ -45,6 +45,7 @@ enum s3_err {
     S3E_REQUEST_TIMEOUT,              /* 400 RequestTimeout */
     S3E_REQUEST_TIME_TOO_SKEWED,      /* 403 RequestTimeTooSkewed */
     S3E_SERVICE_UNAVAILABLE,          /* 503 ServiceUnavailable */
+    S3E_INSUFFICIENT_STORAGE,         /* 507 InsufficientStorage (not AWS's: a full cluster) */
     S3E_SIGNATURE_DOES_NOT_MATCH,     /* 403 SignatureDoesNotMatch */
     S3E_SLOW_DOWN,                    /* 503 SlowDown */
     S3E_TOO_MANY_PARTS,               /* 400 InvalidArgument (part number or count) */

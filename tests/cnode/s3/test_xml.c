@@ -922,6 +922,7 @@ Test(s3err, known_rows)
         {S3E_NOT_MODIFIED, "NotModified", 304},
         {S3E_REQUEST_TIME_TOO_SKEWED, "RequestTimeTooSkewed", 403},
         {S3E_SERVICE_UNAVAILABLE, "ServiceUnavailable", 503},
+        {S3E_INSUFFICIENT_STORAGE, "InsufficientStorage", 507},
         {S3E_SIGNATURE_DOES_NOT_MATCH, "SignatureDoesNotMatch", 403},
         {S3E_SLOW_DOWN, "SlowDown", 503},
         {S3E_TOO_MANY_PARTS, "InvalidArgument", 400},
@@ -952,7 +953,7 @@ Test(s3err, from_cairn)
 {
     cr_assert_eq(s3_err_from_cairn(CAIRN_OK), S3E_OK);
     cr_assert_eq(s3_err_from_cairn(CAIRN_ENOENT), S3E_NO_SUCH_KEY);
-    cr_assert_eq(s3_err_from_cairn(CAIRN_ENOSPC), S3E_SERVICE_UNAVAILABLE);
+    cr_assert_eq(s3_err_from_cairn(CAIRN_ENOSPC), S3E_INSUFFICIENT_STORAGE);
     cr_assert_eq(s3_err_from_cairn(CAIRN_EDEGRADED), S3E_SERVICE_UNAVAILABLE);
     cr_assert_eq(s3_err_from_cairn(CAIRN_ETIMEDOUT), S3E_SERVICE_UNAVAILABLE);
     cr_assert_eq(s3_err_from_cairn(CAIRN_EUNREACH), S3E_SERVICE_UNAVAILABLE);
