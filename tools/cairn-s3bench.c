@@ -7,7 +7,7 @@
  *   cairn-s3bench [--cluster DIR|FILE] [--endpoints "URL URL"] [--access KEY] [--secret KEY]
  *                 [--region R] [--bucket B] [--size BYTES] [--count N] [--threads T]
  *                 [--runs R] [--op put|get|both] [--verify 0|1|2] [--watch NAME=PID,PID]
- *                 [--rm-bucket]
+ *                 [--rm-bucket] [--keep]
  *
  * Each thread owns one keep-alive HTTP/1.1 connection (a plain socket) to one endpoint, the
  * threads dealt round-robin over the endpoints, and takes object numbers from a shared
@@ -124,7 +124,7 @@ struct bench {
     char prefix[64];
     size_t size;
     unsigned count, threads, runs, verify;
-    bool do_put, do_get, rm_bucket;
+    bool do_put, do_get, rm_bucket, keep;
     uint8_t *data; /* size + BODY_SLACK random bytes */
     struct conn conns[MAX_THREADS];
     struct watch watch[MAX_WATCH];
@@ -1100,6 +1100,7 @@ static void usage(FILE *f)
                "  --access KEY --secret KEY --region R\n"
                "  --bucket B           (s3bench; created if missing)\n"
                "  --rm-bucket          remove the bucket at the end if it was created here\n"
+               "  --keep               leave the last set of objects in place (data to load)\n"
                "  --prefix P           key prefix (s3bench-PID)\n"
                "  --size BYTES         object size, K/M/G suffixes binary (64M)\n"
                "  --count N            objects per run (16)\n"
@@ -1127,6 +1128,7 @@ int main(int argc, char **argv)
                                          {"verify", required_argument, NULL, 'v'},
                                          {"watch", required_argument, NULL, 'w'},
                                          {"rm-bucket", no_argument, NULL, 'R'},
+                                         {"keep", no_argument, NULL, 'K'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     static struct bench bench; /* large (connections, endpoints): not on the stack */
@@ -1148,7 +1150,7 @@ int main(int argc, char **argv)
     b->runs = 5;
     b->verify = 1;
     snprintf(b->prefix, sizeof(b->prefix), "s3bench-%d", (int)getpid());
-    while ((c = getopt_long(argc, argv, "c:e:a:k:g:b:p:s:n:t:r:o:v:w:Rh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:e:a:k:g:b:p:s:n:t:r:o:v:w:RKh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             cluster = optarg;
@@ -1214,6 +1216,9 @@ int main(int argc, char **argv)
             break;
         case 'R':
             b->rm_bucket = true;
+            break;
+        case 'K':
+            b->keep = true;
             break;
         case 'h':
             usage(stdout);
@@ -1347,7 +1352,7 @@ int main(int argc, char **argv)
     rc = 0;
 
 out_cleanup:
-    if (have_sets)
+    if (have_sets && !(b->keep && rc == 0))
         delete_sets(b, lo_set, hi_set);
     if (created && b->rm_bucket)
         delete_bucket(b);
