@@ -14,7 +14,9 @@
  * how often its repair service (repair/repair.h) passes over the cluster (0: it runs none),
  * and REPAIR_MBPS, the MiB per second a rebuild may read; GC_INTERVAL_S, how often the same
  * service sweeps garbage fragments (repair/gc.h; default 6 h, 0: never), and GC_GRACE_S, how
- * old an unreferenced fragment must be before a sweep counts it (default 3600).
+ * old an unreferenced fragment must be before a sweep counts it (default 3600); DOWN_OUT_S, how
+ * long a D-node may stay silent before the same service takes it out of the map (default 600,
+ * 0: never; repair/repair.h).
  *
  * --listen is the S3 endpoint; NFS and MOUNT are served when their ports are given.  --ready
  * names a file that gets the bound ports (S3, then NFS and MOUNT) once every head serves.
@@ -119,6 +121,7 @@ REPAIR_STAT(repair_failed, failed)
 REPAIR_STAT(gc_passes, gc_passes)
 REPAIR_STAT(gc_deleted, gc_deleted)
 REPAIR_STAT(gc_bytes, gc_bytes)
+REPAIR_STAT(taken_out, taken_out)
 
 static int register_own(struct metrics *m, struct scrape *s)
 {
@@ -146,6 +149,9 @@ static int register_own(struct metrics *m, struct scrape *s)
          "Fragments no record referenced in two sweeps in a row, deleted.", gc_deleted},
         {"cairn_gc_deleted_bytes_total", "Payload bytes of the fragments the sweeps deleted.",
          gc_bytes},
+        {"cairn_repair_dnodes_taken_out_total",
+         "D-nodes this C-node's failure detector took out of the map (silent for DOWN_OUT_S).",
+         taken_out},
     };
     int rc;
 
@@ -243,6 +249,7 @@ int main(int argc, char **argv)
     fcfg.dir_slices = env_num(&env, "DIR_SLICES", 1, 64, FS_DEFAULT_DIR_SLICES);
     ropts.interval_s = env_num(&env, "REPAIR_INTERVAL_S", 0, 86400, RP_DEFAULT_INTERVAL_S);
     ropts.gc_interval_s = env_num(&env, "GC_INTERVAL_S", 0, 7 * 86400, RP_DEFAULT_GC_INTERVAL_S);
+    ropts.down_out_s = env_num(&env, "DOWN_OUT_S", 0, 30 * 86400, RP_DEFAULT_DOWN_OUT_S);
     ropts.gc_grace_ms = (uint64_t)env_num(&env, "GC_GRACE_S", 1, 7 * 86400,
                                           GC_DEFAULT_GRACE_MS / 1000) * 1000u;
     /* Half the sweeper's grace: a write recorded later than that fails instead (fs.h). */

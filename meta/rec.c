@@ -16,6 +16,7 @@
 #include "common/cairn.h"
 #include "common/log.h"
 #include "client/placement.h"
+#include "map/map.h"
 
 #define TAG "meta"
 #define BACKOFF_MS 20u     /* before asking again a D-node that said "again" */
@@ -526,6 +527,55 @@ int meta_rec_del(struct cl_cluster *cl, uint32_t shard, const void *key, size_t 
                  uint64_t expect)
 {
     return rec_write(cl, CAIRN__OP__OP_KV_DEL, shard, key, klen, expect, NULL, 0, NULL);
+}
+
+int meta_map_change(struct cl_cluster *cl, meta_map_next_fn next, void *arg, const char **what)
+{
+    uint64_t epoch = 0;
+    int rc;
+
+    *what = "the next map";
+    for (unsigned tries = 0;; tries++) {
+        struct meta_rec rec = {0};
+        Cairn__ClusterMap *cur;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        bool done = false;
+
+        *what = "read the cluster map";
+        rc = meta_map_get(cl, &rec);
+        if (rc)
+            return rc;
+        cur = map_decode(rec.val, rec.len);
+        free(rec.val);
+        if (!cur)
+            return CAIRN_EPROTO;
+        *what = "the next map";
+        rc = next(cur, arg, &buf, &len, &done, what);
+        epoch = done ? cur->epoch : cur->epoch + 1; /* done: a retry of this change */
+        cairn__cluster_map__free_unpacked(cur, NULL);
+        if (rc)
+            return rc;
+        if (done)
+            break;
+        *what = "write the next map";
+        rc = meta_map_put(cl, rec.version, buf, (uint32_t)len);
+        free(buf);
+        if (rc == CAIRN_ECONFLICT && tries < 20)
+            continue; /* another change won: build on it */
+        if (rc)
+            return rc;
+        break;
+    }
+    *what = "read the new map back";
+    for (unsigned i = 0; i < 100 && cl_cluster_epoch(cl) < epoch; i++) {
+        if (cl_cluster_refresh(cl) != 0 || cl_cluster_epoch(cl) < epoch) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+
+            nanosleep(&ts, NULL);
+        }
+    }
+    return cl_cluster_epoch(cl) < epoch ? CAIRN_EUNREACH : 0;
 }
 
 /* ---- scans ---- */

@@ -138,6 +138,16 @@ int meta_map_get(struct cl_cluster *cl, struct meta_rec *out);
  * CAIRN_ECONFLICT (another change won: read again), CAIRN_EINVAL, CAIRN_EUNREACH. */
 int meta_map_put(struct cl_cluster *cl, uint64_t expect, const void *map, uint32_t len);
 
+/* Builds the next map from cur into *buf (malloc'd), or says the change is made already
+ * (*done) or cannot be (a CAIRN_E* code; *what may name what is wrong). */
+typedef int (*meta_map_next_fn)(const Cairn__ClusterMap *cur, void *arg, uint8_t **buf,
+                                size_t *len, bool *done, const char **what);
+/* One map change: read the map record from the map group, build the next map with next, write
+ * it by compare-and-set on the record's version (two changes cannot both win; the loser builds
+ * on the winner, up to 20 times), then wait until this view has it (the map group's members
+ * install it when they apply it).  Returns 0, or the error with *what saying which step. */
+int meta_map_change(struct cl_cluster *cl, meta_map_next_fn next, void *arg, const char **what);
+
 /* The shard key of a 64-bit item (an inode number). */
 uint32_t meta_shard_of_u64(uint64_t item);
 /* The shard key of a key given as bytes (a name, an access key). */

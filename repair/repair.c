@@ -13,7 +13,9 @@
 #include "common/cairn.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "map/map.h"
 #include "meta/ns.h"
+#include "meta/rec.h"
 #include "repair/gc.h"
 
 #define TAG "repair"
@@ -809,11 +811,98 @@ struct rp_service {
     struct rp_service_opts o;
     volatile bool stop;
     pthread_t thread;
+    pthread_t detector; /* when o.down_out_s: detect() on its own cadence, own view */
+    bool have_detector;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* every pass's results added up (rp_service_totals; read by other threads) */
     _Atomic uint64_t passes, degraded, rebuilt, bytes, failed, gc_passes, gc_deleted, gc_bytes;
+    _Atomic uint64_t taken_out;
+    uint64_t *silent_since; /* monotonic ms per view D-node index: first failed ping (0: none) */
+    unsigned nsilent;
 };
+
+static int next_with_out(const Cairn__ClusterMap *cur, void *arg, uint8_t **buf, size_t *len,
+                         bool *done, const char **what)
+{
+    const uint64_t *id = arg;
+    int i = map_node_index(cur, *id);
+
+    (void)what;
+    if (i < 0)
+        return CAIRN_ENOENT;
+    *done = cur->nodes[i]->state == CAIRN__NODE_STATE__NODE_OUT;
+    return *done ? 0 : map_set_state(cur, *id, CAIRN__NODE_STATE__NODE_OUT, buf, len);
+}
+
+/* The failure detector (rp_service_start): ping everyone, note who has been silent since
+ * when, and take out one that stayed silent for down_out_s, within the limits. */
+static void detect(struct rp_service *svc, struct cl_cluster *cl)
+{
+    const Cairn__ClusterMap *m;
+    unsigned n, answering = 0, out = 0;
+    uint64_t now = cairn_now_ms();
+
+    cl_cluster_probe(cl);
+    n = cl_cluster_dnodes(cl);
+    if (n > svc->nsilent) {
+        uint64_t *ns = realloc(svc->silent_since, n * sizeof(*ns));
+
+        if (!ns)
+            return;
+        memset(ns + svc->nsilent, 0, (n - svc->nsilent) * sizeof(*ns));
+        svc->silent_since = ns;
+        svc->nsilent = n;
+    }
+    m = cl_cluster_map(cl);
+    for (unsigned i = 0; i < n; i++) {
+        if (cl_cluster_node_down(cl, i)) {
+            if (!svc->silent_since[i])
+                svc->silent_since[i] = now;
+        } else {
+            svc->silent_since[i] = 0;
+            answering++;
+        }
+    }
+    for (size_t j = 0; m && j < m->n_nodes; j++)
+        out += m->nodes[j]->state == CAIRN__NODE_STATE__NODE_OUT;
+    for (unsigned i = 0; m && i < n; i++) {
+        uint64_t id = cl_cluster_node_id(cl, i);
+        int mi = map_node_index(m, id);
+        const char *what;
+        int rc;
+
+        if (!svc->silent_since[i] || now - svc->silent_since[i] < svc->o.down_out_s * 1000ull ||
+            mi < 0 || m->nodes[mi]->state == CAIRN__NODE_STATE__NODE_OUT ||
+            m->nodes[mi]->state == CAIRN__NODE_STATE__NODE_DRAINING)
+            continue;
+        if (answering * 2 <= m->n_nodes) {
+            log_warn(TAG, "D-node %s silent for %llu s, but only %u of %zu D-nodes answer this "
+                     "C-node: taking nobody out from here", m->nodes[mi]->addr,
+                     (unsigned long long)((now - svc->silent_since[i]) / 1000), answering,
+                     m->n_nodes);
+            return;
+        }
+        if ((out + 1) * 4 > m->n_nodes && out + 1 > 1) {
+            log_warn(TAG, "D-node %s silent for %llu s; %u of %zu D-nodes are out already: "
+                     "leaving it to an operator (cairnctl map out)", m->nodes[mi]->addr,
+                     (unsigned long long)((now - svc->silent_since[i]) / 1000), out,
+                     m->n_nodes);
+            return;
+        }
+        log_warn(TAG, "D-node %s (%016llx) silent for %llu s: taking it out of the map; its data "
+                 "is rebuilt elsewhere", m->nodes[mi]->addr, (unsigned long long)id,
+                 (unsigned long long)((now - svc->silent_since[i]) / 1000));
+        rc = meta_map_change(cl, next_with_out, &id, &what);
+        if (rc) {
+            log_warn(TAG, "taking D-node %016llx out: %s: %s", (unsigned long long)id, what,
+                     cairn_strerror(rc));
+            return;
+        }
+        atomic_fetch_add(&svc->taken_out, 1);
+        return; /* one per round: the next round sees the new map */
+    }
+}
 
 /* Wait up to ms, or until stopped.  Returns whether to stop. */
 static bool service_wait(struct rp_service *svc, uint64_t ms)
@@ -889,6 +978,27 @@ static void *service_main(void *arg)
     return NULL;
 }
 
+/* The detector's thread: a pass can take minutes, so it watches on its own, every few
+ * seconds (a third of DOWN_OUT_S, 1 to 10 s). */
+static void *detector_main(void *arg)
+{
+    struct rp_service *svc = arg;
+    struct cl_cluster *cl = NULL;
+    uint64_t every = svc->o.down_out_s * 1000ull / 3;
+
+    every = every < 1000 ? 1000 : every > 10000 ? 10000 : every;
+    while (!service_wait(svc, every)) {
+        if (!cl && cl_cluster_open(&svc->cfg, &cl)) {
+            cl = NULL;
+            continue;
+        }
+        (void)cl_cluster_refresh(cl); /* the map's states, and D-nodes added */
+        detect(svc, cl);
+    }
+    cl_cluster_close(cl);
+    return NULL;
+}
+
 int rp_service_start(const struct cl_cluster_config *cfg, const struct rp_service_opts *o,
                      struct rp_service **out)
 {
@@ -909,6 +1019,12 @@ int rp_service_start(const struct cl_cluster_config *cfg, const struct rp_servic
         free(svc);
         return CAIRN_ENOMEM;
     }
+    if (o->down_out_s) {
+        if (pthread_create(&svc->detector, NULL, detector_main, svc) == 0)
+            svc->have_detector = true;
+        else
+            log_warn(TAG, "no thread for the failure detector: it does not run here");
+    }
     *out = svc;
     return 0;
 }
@@ -923,6 +1039,7 @@ void rp_service_totals(struct rp_service *svc, struct rp_totals *out)
     out->gc_passes = atomic_load(&svc->gc_passes);
     out->gc_deleted = atomic_load(&svc->gc_deleted);
     out->gc_bytes = atomic_load(&svc->gc_bytes);
+    out->taken_out = atomic_load(&svc->taken_out);
 }
 
 void rp_service_stop(struct rp_service *svc)
@@ -931,10 +1048,13 @@ void rp_service_stop(struct rp_service *svc)
         return;
     pthread_mutex_lock(&svc->mu);
     svc->stop = true;
-    pthread_cond_signal(&svc->cv);
+    pthread_cond_broadcast(&svc->cv);
     pthread_mutex_unlock(&svc->mu);
     pthread_join(svc->thread, NULL);
+    if (svc->have_detector)
+        pthread_join(svc->detector, NULL);
     pthread_mutex_destroy(&svc->mu);
     pthread_cond_destroy(&svc->cv);
+    free(svc->silent_since);
     free(svc);
 }

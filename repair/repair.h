@@ -46,6 +46,7 @@
 #define RP_DEFAULT_RATE (64ull << 20) /* bytes read per second for rebuilds */
 #define RP_DEFAULT_INTERVAL_S 30u     /* between a C-node's passes */
 #define RP_DEFAULT_GC_INTERVAL_S 21600u /* between a C-node's garbage sweeps (6 h) */
+#define RP_DEFAULT_DOWN_OUT_S 600u      /* silence before the failure detector takes a D-node out */
 
 struct rp_opts {
     uint64_t rate;        /* bytes read per second (0: RP_DEFAULT_RATE) */
@@ -94,12 +95,23 @@ struct rp_service;
 
 /* Start a thread that opens its own view with cfg (copied; its strings must outlive the
  * service) and runs a pass every interval_s seconds, skipping shards another worker passed
- * within the interval.  Returns 0, CAIRN_ENOMEM, CAIRN_EINVAL (interval 0). */
+ * within the interval.
+ *
+ * The failure detector: before each pass the service pings every D-node; one that has not
+ * answered any ping for down_out_s (like Ceph's down-out interval; the C-node's default is
+ * 600 s) is taken out of the map (NODE_OUT), so its shard replicas move and the passes rebuild
+ * its fragments elsewhere.  Only while a majority of the map's D-nodes answer this C-node (one
+ * that is cut off itself takes nobody out), never more than a quarter of the map's D-nodes out
+ * at once (the rest is left to an operator: a rack that lost power should come back, not be
+ * rebuilt), and never below k + m placeable D-nodes (map_set_state refuses).  Any C-node may
+ * do it; two that race build the same next map, and the compare-and-set lets one win.  Returns 0, CAIRN_ENOMEM, CAIRN_EINVAL (interval 0). */
 struct rp_service_opts {
     uint32_t interval_s;    /* between repair passes (must not be 0) */
     uint64_t rate;          /* rebuild bytes per second (0: RP_DEFAULT_RATE) */
     uint32_t gc_interval_s; /* between garbage sweeps (repair/gc.h; 0: none) */
     uint64_t gc_grace_ms;   /* the sweeper's grace (0: GC_DEFAULT_GRACE_MS) */
+    uint32_t down_out_s;    /* the failure detector: a D-node silent this long is taken out
+                             * of the map (0: never; see rp_service_start) */
 };
 int rp_service_start(const struct cl_cluster_config *cfg, const struct rp_service_opts *o,
                      struct rp_service **out);
@@ -114,6 +126,7 @@ struct rp_totals {
     uint64_t gc_passes;   /* garbage sweeps (repair/gc.h) */
     uint64_t gc_deleted;  /* fragments they deleted */
     uint64_t gc_bytes;    /* their bytes */
+    uint64_t taken_out;   /* D-nodes the failure detector took out of the map */
 };
 void rp_service_totals(struct rp_service *svc, struct rp_totals *out);
 /* Stop it (waits for the rebuild in progress to end); accepts NULL. */
