@@ -281,20 +281,31 @@ struct tp_ctx *cl_cluster_tp(struct cl_cluster *cl)
     return cl->tp;
 }
 
+/* One call to D-node i, waited for; its transport status noted.  Returns the transport's error
+ * or the D-node's answer status; s is the caller's to tp_sync_fini() whatever the result. */
+static int sync_call(struct cl_cluster *cl, unsigned i, Cairn__Request *req, void *resp_buf,
+                     uint32_t resp_cap, struct tp_sync *s)
+{
+    int rc;
+
+    memset(s, 0, sizeof(*s));
+    if (i >= cl->n)
+        return CAIRN_EINVAL;
+    rc = tp_call_sync(cl->tp, cl->peers[i], req, NULL, 0, resp_buf, resp_cap, s);
+    if (rc)
+        return rc;
+    note_status(cl, i, s->status);
+    return s->status ? s->status : s->resp->status;
+}
+
 int cl_cluster_ping_stats(struct cl_cluster *cl, unsigned i, struct cl_node_stats *out)
 {
     Cairn__Request req = CAIRN__REQUEST__INIT;
     struct tp_sync s;
     int rc;
 
-    if (i >= cl->n)
-        return CAIRN_EINVAL;
     req.op = CAIRN__OP__OP_PING;
-    rc = tp_call_sync(cl->tp, cl->peers[i], &req, NULL, 0, NULL, 0, &s);
-    if (!rc) {
-        note_status(cl, i, s.status);
-        rc = s.status ? s.status : s.resp->status;
-    }
+    rc = sync_call(cl, i, &req, NULL, 0, &s);
     if (!rc) {
         *out = (struct cl_node_stats){
             .dev_size = s.resp->dev_size,
@@ -338,18 +349,12 @@ int cl_cluster_frag_del(struct cl_cluster *cl, unsigned i, uint64_t stripe, uint
     struct tp_sync s;
     int rc;
 
-    if (i >= cl->n)
-        return CAIRN_EINVAL;
     fid.stripe = stripe;
     fid.gen = gen;
     fid.index = index;
     req.op = CAIRN__OP__OP_FRAG_DEL;
     req.frag = &fid;
-    rc = tp_call_sync(cl->tp, cl->peers[i], &req, NULL, 0, NULL, 0, &s);
-    if (!rc) {
-        note_status(cl, i, s.status);
-        rc = s.status ? s.status : s.resp->status;
-    }
+    rc = sync_call(cl, i, &req, NULL, 0, &s);
     tp_sync_fini(&s);
     return rc;
 }
@@ -365,18 +370,12 @@ int cl_cluster_frag_list(struct cl_cluster *cl, unsigned i, uint64_t cursor, boo
     int rc;
 
     *out = NULL;
-    if (i >= cl->n)
-        return CAIRN_EINVAL;
     if (!(buf = malloc(FRAG_LIST_BUF)))
         return CAIRN_ENOMEM;
     req.op = CAIRN__OP__OP_FRAG_LIST;
     req.cursor = cursor;
     req.bad_only = bad_only;
-    rc = tp_call_sync(cl->tp, cl->peers[i], &req, NULL, 0, buf, FRAG_LIST_BUF, &s);
-    if (!rc) {
-        note_status(cl, i, s.status);
-        rc = s.status ? s.status : s.resp->status;
-    }
+    rc = sync_call(cl, i, &req, buf, FRAG_LIST_BUF, &s);
     if (!rc) {
         *out = cairn__frag_list__unpack(NULL, s.resp->payload_len, buf);
         if (!*out)
