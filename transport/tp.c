@@ -46,8 +46,9 @@
 
 #define TAG "tp"
 #define TP_CQ_BATCH 32
-#define TP_RETRY_MIN_MS 1u        /* first wait before a refused send is posted again */
-#define TP_RETRY_MAX_MS 64u       /* the longest (a dead peer: about 16 dials a second) */
+#define TP_RETRY_MIN_MS 1u        /* longest sleep while a peer's connection is set up */
+#define TP_RETRY_FAST_MS 32u      /* how long a peer's refusals are taken for that */
+#define TP_RETRY_MAX_MS 64u       /* then waits double from 2 ms up to this */
 #define TP_RETRY_FORGET_MS 10000u /* a peer not retried this long has nothing queued */
 
 enum tp_op_kind {
@@ -105,17 +106,22 @@ struct tp_req {
 
 /* A peer that refused a send (-FI_EAGAIN): no connection yet (being set up, or its port
  * refuses them: ofi_rxm then dials again on the next post), or its queue is full.  Its sends
- * wait in ctx->pend, in order, and are posted again at retry_ms, the first of them alone: if
- * it is refused again the others are not tried (each try would dial again), and the wait
- * doubles up to TP_RETRY_MAX_MS.  One that goes through forgets the refusals.  A connection
- * being set up or a full queue clears within a few milliseconds, so a live peer's sends go
- * after one or a few short waits (1, then 2, 4 ms more); a dead peer costs a dial every
- * TP_RETRY_MAX_MS instead of one per queued send per progress, and the event loop sleeps in
- * between (tp_ctx_timeout_ms). */
+ * wait in ctx->pend, in order; each retry posts the first of them alone, and if it is refused
+ * again the others are not tried (each try would dial again).  For the first
+ * TP_RETRY_FAST_MS of refusals a retry comes with every progress of the context, and the
+ * loop sleeps at most TP_RETRY_MIN_MS: a connection being set up advances only when the
+ * context progresses (ofi_rxm, manual progress), often on an event that wakes the loop, and
+ * one to a live peer is up within that time, so a new connection's first calls go as soon as
+ * they did before there was a backoff.  After that the retries come at waits that double
+ * from 2 ms to TP_RETRY_MAX_MS.  A send that goes through forgets the refusals.  A dead peer
+ * costs a dial every TP_RETRY_MAX_MS instead of one per queued send per progress, and the
+ * event loop sleeps in between (tp_ctx_timeout_ms). */
 struct tp_backoff {
     fi_addr_t peer;
-    uint64_t retry_ms;
-    uint32_t delay_ms;
+    uint64_t since_ms; /* first refusal of this run */
+    uint64_t retry_ms; /* next retry (with delay_ms 0: the next progress) */
+    uint64_t pass;     /* the pend_retry pass of the last refusal */
+    uint32_t delay_ms; /* 0 while the refusals are younger than TP_RETRY_FAST_MS */
 };
 
 struct tp_ctx {
@@ -147,6 +153,7 @@ struct tp_ctx {
     struct tp_stats stats;
     struct tp_backoff *boff; /* peers that refused sends lately */
     unsigned n_boff, cap_boff;
+    uint64_t pass; /* pend_retry passes */
 };
 
 /* A raw test message owns a copy of its bytes until libfabric completes the send. */
@@ -345,10 +352,14 @@ static void boff_refused(struct tp_ctx *ctx, fi_addr_t peer, uint64_t now)
         }
         b = &ctx->boff[ctx->n_boff++];
         b->peer = peer;
-        b->delay_ms = 0;
+        b->since_ms = now;
     }
-    b->delay_ms = b->delay_ms ? CAIRN_MIN(b->delay_ms * 2, TP_RETRY_MAX_MS) : TP_RETRY_MIN_MS;
+    if (now < b->since_ms + TP_RETRY_FAST_MS)
+        b->delay_ms = 0;
+    else
+        b->delay_ms = b->delay_ms ? CAIRN_MIN(b->delay_ms * 2, TP_RETRY_MAX_MS) : 2;
     b->retry_ms = now + b->delay_ms;
+    b->pass = ctx->pass;
 }
 
 static void boff_drop(struct tp_ctx *ctx, struct tp_backoff *b)
@@ -452,6 +463,7 @@ static void pend_retry(struct tp_ctx *ctx)
     struct tp_op *op = ctx->pend, *next;
     uint64_t now = cairn_now_ms();
 
+    ctx->pass++;
     /* Try every waiting operation whose peer's time came, once; those still refused keep
      * their place, and a refusal puts the rest of that peer's off to its next time. */
     for (; op; op = next) {
@@ -460,8 +472,8 @@ static void pend_retry(struct tp_ctx *ctx)
         ssize_t rc;
 
         next = op->qnext;
-        if (b && now < b->retry_ms)
-            continue;
+        if (b && (now < b->retry_ms || b->pass == ctx->pass))
+            continue; /* not its time, or refused in this pass already */
         rc = op_post(ctx, op);
         if (rc == -FI_EAGAIN) {
             ctx->stats.refused++;
@@ -988,7 +1000,7 @@ int tp_ctx_timeout_ms(const struct tp_ctx *ctx)
         for (unsigned i = 0; peer != FI_ADDR_UNSPEC && i < ctx->n_boff && !b; i++)
             if (ctx->boff[i].peer == peer)
                 b = &ctx->boff[i];
-        best = CAIRN_MIN(best, b ? b->retry_ms : now + TP_RETRY_MIN_MS);
+        best = CAIRN_MIN(best, b && b->delay_ms ? b->retry_ms : now + TP_RETRY_MIN_MS);
     }
     if (best == UINT64_MAX)
         return -1;
