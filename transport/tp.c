@@ -14,7 +14,11 @@
  *    then finishes it with CAIRN_ETIMEDOUT.  A failed send (peer gone) cancels the
  *    receive at once and finishes with CAIRN_EUNREACH.
  *  - Operations that libfabric refuses with -FI_EAGAIN wait in a FIFO and are retried
- *    after the next completions are drained, so callers never see EAGAIN.
+ *    later, so callers never see EAGAIN.  A send refused because its peer has no
+ *    connection is retried on a per-peer timer that backs off (see struct tp_backoff):
+ *    with ofi_rxm every post to a peer whose port refuses connections (a D-node killed on
+ *    a live host) dials it again, so retrying on every progress made each D-node spin on
+ *    connect() for as long as one of its peers was dead.
  *  - A server owns rx_depth receive buffers of TP_HDR_SLOT + max_payload bytes,
  *    aligned to TP_HDR_SLOT; each is lent to the handler with the request and
  *    reposted once the reply has been sent.
@@ -42,6 +46,10 @@
 
 #define TAG "tp"
 #define TP_CQ_BATCH 32
+#define TP_RETRY_MIN_MS 1u        /* longest sleep while a peer's connection is set up */
+#define TP_RETRY_FAST_MS 32u      /* how long a peer's refusals are taken for that */
+#define TP_RETRY_MAX_MS 64u       /* then waits double from 2 ms up to this */
+#define TP_RETRY_FORGET_MS 10000u /* a peer not retried this long has nothing queued */
 
 enum tp_op_kind {
     TP_OP_CALL_SEND,
@@ -96,6 +104,26 @@ struct tp_req {
     uint64_t arrived_ns; /* when it was delivered, if someone observes answers */
 };
 
+/* A peer that refused a send (-FI_EAGAIN): no connection yet (being set up, or its port
+ * refuses them: ofi_rxm then dials again on the next post), or its queue is full.  Its sends
+ * wait in ctx->pend, in order; each retry posts the first of them alone, and if it is refused
+ * again the others are not tried (each try would dial again).  For the first
+ * TP_RETRY_FAST_MS of refusals a retry comes with every progress of the context, and the
+ * loop sleeps at most TP_RETRY_MIN_MS: a connection being set up advances only when the
+ * context progresses (ofi_rxm, manual progress), often on an event that wakes the loop, and
+ * one to a live peer is up within that time, so a new connection's first calls go as soon as
+ * they did before there was a backoff.  After that the retries come at waits that double
+ * from 2 ms to TP_RETRY_MAX_MS.  A send that goes through forgets the refusals.  A dead peer
+ * costs a dial every TP_RETRY_MAX_MS instead of one per queued send per progress, and the
+ * event loop sleeps in between (tp_ctx_timeout_ms). */
+struct tp_backoff {
+    fi_addr_t peer;
+    uint64_t since_ms; /* first refusal of this run */
+    uint64_t retry_ms; /* next retry (with delay_ms 0: the next progress) */
+    uint64_t pass;     /* the pend_retry pass of the last refusal */
+    uint32_t delay_ms; /* 0 while the refusals are younger than TP_RETRY_FAST_MS */
+};
+
 struct tp_ctx {
     struct fi_info *info;
     struct fid_fabric *fabric;
@@ -122,6 +150,10 @@ struct tp_ctx {
     tp_answered_cb answered_cb;
     void *answered_arg;
     bool closing;
+    struct tp_stats stats;
+    struct tp_backoff *boff; /* peers that refused sends lately */
+    unsigned n_boff, cap_boff;
+    uint64_t pass; /* pend_retry passes */
 };
 
 /* A raw test message owns a copy of its bytes until libfabric completes the send. */
@@ -273,6 +305,68 @@ static struct tp_req *req_of(struct tp_op *op)
                : (struct tp_req *)((char *)op - offsetof(struct tp_req, send_op));
 }
 
+/* The peer a send goes to; FI_ADDR_UNSPEC for receives (local: no peer to back off from). */
+static fi_addr_t op_peer(struct tp_op *op)
+{
+    switch (op->kind) {
+    case TP_OP_CALL_SEND:
+        return call_of(op)->peer;
+    case TP_OP_SRV_SEND:
+        return req_of(op)->src;
+    case TP_OP_RAW_SEND:
+        return ((struct tp_raw *)op)->peer;
+    case TP_OP_LATER_SEND:
+        return ((struct tp_later *)op)->src;
+    case TP_OP_CALL_RECV:
+    case TP_OP_SRV_RECV:
+        break;
+    }
+    return FI_ADDR_UNSPEC;
+}
+
+static struct tp_backoff *boff_find(struct tp_ctx *ctx, fi_addr_t peer)
+{
+    for (unsigned i = 0; i < ctx->n_boff; i++)
+        if (ctx->boff[i].peer == peer)
+            return &ctx->boff[i];
+    return NULL;
+}
+
+/* peer refused a send at now: its queued sends wait, longer each time in a row. */
+static void boff_refused(struct tp_ctx *ctx, fi_addr_t peer, uint64_t now)
+{
+    struct tp_backoff *b;
+
+    if (peer == FI_ADDR_UNSPEC)
+        return;
+    b = boff_find(ctx, peer);
+    if (!b) {
+        if (ctx->n_boff == ctx->cap_boff) {
+            unsigned cap = ctx->cap_boff ? ctx->cap_boff * 2 : 8;
+            struct tp_backoff *v = realloc(ctx->boff, cap * sizeof(*v));
+
+            if (!v)
+                return; /* retried at the next progress instead, as without a backoff */
+            ctx->boff = v;
+            ctx->cap_boff = cap;
+        }
+        b = &ctx->boff[ctx->n_boff++];
+        b->peer = peer;
+        b->since_ms = now;
+    }
+    if (now < b->since_ms + TP_RETRY_FAST_MS)
+        b->delay_ms = 0;
+    else
+        b->delay_ms = b->delay_ms ? CAIRN_MIN(b->delay_ms * 2, TP_RETRY_MAX_MS) : 2;
+    b->retry_ms = now + b->delay_ms;
+    b->pass = ctx->pass;
+}
+
+static void boff_drop(struct tp_ctx *ctx, struct tp_backoff *b)
+{
+    *b = ctx->boff[--ctx->n_boff];
+}
+
 /* Post one operation; returns 0, -FI_EAGAIN, or another negative fi error. */
 static ssize_t op_post(struct tp_ctx *ctx, struct tp_op *op)
 {
@@ -342,36 +436,64 @@ static void op_failed(struct tp_ctx *ctx, struct tp_op *op, int err);
 /* Post now, or queue if libfabric is out of resources. */
 static void op_submit(struct tp_ctx *ctx, struct tp_op *op)
 {
+    fi_addr_t peer = op_peer(op);
     ssize_t rc;
 
     /* Operations are independent (requests carry their own ids, responses are tagged), so a
      * new one is tried at once even when others wait: an operation stuck on one peer (e.g.
-     * a connection to a dead D-node) must not hold up traffic to every other peer. */
-    rc = op_post(ctx, op);
-    if (rc == -FI_EAGAIN)
+     * a connection to a dead D-node) must not hold up traffic to every other peer.  One for
+     * a peer that refused lately waits behind that peer's queued ones, for its retry time:
+     * posting it now would dial a dead peer once more, and could overtake them. */
+    if (peer != FI_ADDR_UNSPEC && boff_find(ctx, peer)) {
         pend_push(ctx, op);
-    else if (rc)
+        return;
+    }
+    rc = op_post(ctx, op);
+    if (rc == -FI_EAGAIN) {
+        ctx->stats.refused++;
+        boff_refused(ctx, peer, cairn_now_ms());
+        pend_push(ctx, op);
+    } else if (rc) {
         op_failed(ctx, op, fi_to_cairn((int)rc));
+    }
 }
 
 static void pend_retry(struct tp_ctx *ctx)
 {
     struct tp_op *op = ctx->pend, *next;
+    uint64_t now = cairn_now_ms();
 
-    /* Try every waiting operation once; those still refused keep their place. */
+    ctx->pass++;
+    /* Try every waiting operation whose peer's time came, once; those still refused keep
+     * their place, and a refusal puts the rest of that peer's off to its next time. */
     for (; op; op = next) {
+        fi_addr_t peer = op_peer(op);
+        struct tp_backoff *b = peer != FI_ADDR_UNSPEC ? boff_find(ctx, peer) : NULL;
         ssize_t rc;
 
         next = op->qnext;
+        if (b && (now < b->retry_ms || b->pass == ctx->pass))
+            continue; /* not its time, or refused in this pass already */
         rc = op_post(ctx, op);
-        if (rc == -FI_EAGAIN)
+        if (rc == -FI_EAGAIN) {
+            ctx->stats.refused++;
+            boff_refused(ctx, peer, now);
             continue;
+        }
+        if (b)
+            boff_drop(ctx, b); /* it took one (or failed it outright): its others may go */
         pend_remove(ctx, op);
         if (rc) {
             /* Failing may unlink or free other queued operations of the same call. */
             op_failed(ctx, op, fi_to_cairn((int)rc));
             next = ctx->pend;
         }
+    }
+    for (unsigned i = 0; i < ctx->n_boff;) {
+        if (ctx->boff[i].retry_ms + TP_RETRY_FORGET_MS < now)
+            boff_drop(ctx, &ctx->boff[i]); /* nothing queued for it: retries would be due */
+        else
+            i++;
     }
 }
 
@@ -858,8 +980,9 @@ int tp_ctx_trywait(struct tp_ctx *ctx)
 {
     struct fid *fids[1] = {&ctx->cq->fid};
 
-    if (ctx->pend)
-        return CAIRN_EAGAIN;
+    /* Queued operations do not forbid sleeping: tp_ctx_timeout_ms() wakes the loop when they
+     * are due.  (Saying "progress first" while any waited made every loop spin for as long
+     * as a peer refused connections.) */
     return fi_trywait(ctx->fabric, fids, 1) == FI_SUCCESS ? 0 : CAIRN_EAGAIN;
 }
 
@@ -870,6 +993,15 @@ int tp_ctx_timeout_ms(const struct tp_ctx *ctx)
     for (const struct tp_call *c = ctx->calls; c; c = c->next)
         if (!c->cancel_sent && !c->recv_done && c->deadline_ms < best)
             best = c->deadline_ms;
+    for (struct tp_op *op = ctx->pend; op; op = op->qnext) {
+        fi_addr_t peer = op_peer(op);
+        const struct tp_backoff *b = NULL;
+
+        for (unsigned i = 0; peer != FI_ADDR_UNSPEC && i < ctx->n_boff && !b; i++)
+            if (ctx->boff[i].peer == peer)
+                b = &ctx->boff[i];
+        best = CAIRN_MIN(best, b && b->delay_ms ? b->retry_ms : now + TP_RETRY_MIN_MS);
+    }
     if (best == UINT64_MAX)
         return -1;
     return best <= now ? 0 : (int)CAIRN_MIN(best - now, (uint64_t)INT32_MAX);
@@ -877,19 +1009,14 @@ int tp_ctx_timeout_ms(const struct tp_ctx *ctx)
 
 int tp_ctx_wait(struct tp_ctx *ctx, int timeout_ms)
 {
-    int t = tp_ctx_timeout_ms(ctx);
+    int t = tp_ctx_timeout_ms(ctx); /* deadlines and queued operations' retries */
 
     if (t >= 0 && (timeout_ms < 0 || t < timeout_ms))
         timeout_ms = t;
-    if (timeout_ms != 0) {
+    if (timeout_ms != 0 && tp_ctx_trywait(ctx) == 0) {
         struct pollfd pfd = {.fd = ctx->wait_fd, .events = POLLIN};
 
-        if (tp_ctx_trywait(ctx) == 0)
-            poll(&pfd, 1, timeout_ms);
-        else if (ctx->pend)
-            /* Operations wait for resources (often a connection being set up): retry them
-             * every millisecond rather than spinning on the CPU until they go through. */
-            poll(&pfd, 1, timeout_ms < 0 || timeout_ms > 1 ? 1 : timeout_ms);
+        poll(&pfd, 1, timeout_ms);
     }
     return tp_ctx_progress(ctx);
 }
@@ -1152,6 +1279,7 @@ void tp_ctx_destroy(struct tp_ctx *ctx)
     fi_close(&ctx->domain->fid);
     fi_close(&ctx->fabric->fid);
     fi_freeinfo(ctx->info);
+    free(ctx->boff);
     free(ctx);
 }
 
@@ -1163,6 +1291,11 @@ const char *tp_ctx_addr(const struct tp_ctx *ctx)
 const char *tp_ctx_provider(const struct tp_ctx *ctx)
 {
     return ctx->prov_str;
+}
+
+void tp_ctx_stats(const struct tp_ctx *ctx, struct tp_stats *out)
+{
+    *out = ctx->stats;
 }
 
 uint32_t tp_ctx_max_payload(const struct tp_ctx *ctx)

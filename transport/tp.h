@@ -69,13 +69,22 @@ uint32_t tp_ctx_max_payload(const struct tp_ctx *ctx);
 /* Event-loop hooks (see the file comment). */
 int tp_ctx_fd(const struct tp_ctx *ctx);
 int tp_ctx_trywait(struct tp_ctx *ctx);   /* 0: safe to sleep on the fd; else progress first */
-int tp_ctx_timeout_ms(const struct tp_ctx *ctx); /* ms to the nearest deadline, -1 if none */
+/* ms to the nearest call deadline or retry of a queued send (a peer that refused one is
+ * retried on a timer that backs off: tp.c), -1 if none */
+int tp_ctx_timeout_ms(const struct tp_ctx *ctx);
 /* Drain completions, retry queued sends, expire deadlines, run callbacks.  Never blocks.
  * Returns the number of completions handled (>= 0) or a CAIRN_E* code on a CQ failure. */
 int tp_ctx_progress(struct tp_ctx *ctx);
 /* Wait up to timeout_ms for activity (poll on the fd, honouring trywait and deadlines), then
  * progress.  For tools and tests that have no other loop. */
 int tp_ctx_wait(struct tp_ctx *ctx, int timeout_ms);
+
+/* Counters, for tests and metrics. */
+struct tp_stats {
+    uint64_t refused; /* posts libfabric refused for now (-FI_EAGAIN: no resources, or no
+                       * connection to the peer yet); each operation is tried again later */
+};
+void tp_ctx_stats(const struct tp_ctx *ctx, struct tp_stats *out);
 
 /* ---- client side ---- */
 

@@ -1,9 +1,11 @@
 /*
  * Transport tests: a server context and a client context in one process, on loopback,
  * progressed alternately.  They cover round trips with and without payloads, zero-copy
- * placement of payloads, deadlines for silent and absent peers, and malformed input.
+ * placement of payloads, deadlines for silent and absent peers, an event loop's behaviour
+ * while a peer refuses connections, and malformed input.
  */
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,6 +213,79 @@ Test(transport, absent_peer_fails_in_bounded_time)
     cr_assert(r.status == CAIRN_EUNREACH || r.status == CAIRN_ETIMEDOUT, "%s",
               cairn_strerror(r.status));
     cr_assert(cairn_now_ms() - t0 < 3000);
+}
+
+/* A dead D-node's port refuses connections, and its peers keep calling it (Raft heartbeats).
+ * The transport once dialled such a peer again for every queued send on every progress, and
+ * told the event loop never to sleep while sends were queued: each D-node spun on connect()
+ * and every call it served waited behind that (metadata calls ~20 times slower with one D-node
+ * dead).  Here an event loop as tp.h prescribes runs over both contexts while 32 calls to a
+ * refusing port wait out their deadline and a live call goes on: the loop must sleep, the
+ * dead peer be dialled a bounded number of times, and the live call be answered. */
+Test(transport, refusing_peer_neither_spins_the_loop_nor_is_redialled_per_send)
+{
+    enum { N = 32 };
+    Cairn__Request req = CAIRN__REQUEST__INIT;
+    struct result r[N], live = {0};
+    uint64_t dead, t0, refused0;
+    unsigned rounds = 0, done = 0;
+    bool live_sent = false;
+    struct tp_stats st;
+
+    memset(r, 0, sizeof(r));
+    /* Connected to the live peer first: the count of refused posts is then the dead one's. */
+    cr_assert_eq(tp_call(cli, peer, &req, NULL, 0, NULL, 0, res_cb, &live), 0);
+    run_until(&live.done, 5000);
+    cr_assert_eq(live.status, 0);
+    memset(&live, 0, sizeof(live));
+    tp_ctx_stats(cli, &st);
+    refused0 = st.refused;
+    cr_assert_eq(tp_peer_add(cli, "127.0.0.1:1", &dead), 0);
+    t0 = cairn_now_ms();
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(tp_call(cli, dead, &req, NULL, 0, NULL, 0, res_cb, &r[i]), 0);
+    while ((done < N || !live.done) && cairn_now_ms() - t0 < 5000) {
+        struct pollfd pfd[2] = {{.fd = tp_ctx_fd(cli), .events = POLLIN},
+                                {.fd = tp_ctx_fd(srv.ctx), .events = POLLIN}};
+        int t;
+
+        tp_ctx_progress(srv.ctx);
+        tp_ctx_progress(cli);
+        if (!live_sent && cairn_now_ms() - t0 >= 200) {
+            cr_assert_eq(tp_call(cli, peer, &req, NULL, 0, NULL, 0, res_cb, &live), 0);
+            live_sent = true;
+            continue;
+        }
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += (unsigned)r[i].done;
+        t = tp_ctx_timeout_ms(cli);
+        if (t < 0 || t > 100)
+            t = 100; /* the server's side has no deadline to tell */
+        if (!live_sent)
+            t = CAIRN_MIN(t, (int)(t0 + 200 - CAIRN_MIN(cairn_now_ms(), t0 + 200)));
+        if (tp_ctx_trywait(cli) || tp_ctx_trywait(srv.ctx))
+            t = 0;
+        poll(pfd, 2, t);
+        rounds++;
+    }
+    tp_ctx_stats(cli, &st);
+    st.refused -= refused0;
+    cr_log_info("%u rounds, %llu refused posts", rounds, (unsigned long long)st.refused);
+    cr_assert_eq(done, N);
+    for (int i = 0; i < N; i++)
+        cr_assert(r[i].status == CAIRN_EUNREACH || r[i].status == CAIRN_ETIMEDOUT, "%s",
+                  cairn_strerror(r[i].status));
+    cr_assert(live.done, "the live peer's call was not answered");
+    cr_assert_eq(live.status, 0, "%s", cairn_strerror(live.status));
+    /* About 1 s of deadline: a retry with every progress for 32 ms, then every few tens of ms
+     * is a few dozen dials (it was a dial per queued call per round: thousands).  The loop
+     * wakes for those retries, and goes round a few times more after each dial while the
+     * provider settles it; spinning would be a hundred thousand rounds. */
+    cr_assert(st.refused < 200, "the refusing peer was dialled %llu times",
+              (unsigned long long)st.refused);
+    cr_assert(rounds < 2000, "the loop went round %u times in %llu ms", rounds,
+              (unsigned long long)(cairn_now_ms() - t0));
 }
 
 Test(transport, malformed_messages_are_dropped_and_server_survives)
