@@ -547,79 +547,115 @@ static int work_cmp(const void *a, const void *b)
     return x->lost != y->lost ? (x->lost < y->lost ? 1 : -1) : 0;
 }
 
-/* Collect the shard's extents with lost positions into *wv (malloc'd, *nw of them). */
-static int shard_scan(struct rp *r, struct lease *ls, struct work **wv, unsigned *nw,
-                      uint64_t *extents)
+/* Visit every inode record of shard, a page at a time: page (may be NULL) runs before each
+ * page and visit on every inode that decodes; either may stop the scan with an error, which
+ * is returned. */
+static int scan_inodes(struct cl_cluster *cl, uint32_t shard, int (*page)(void *),
+                       int (*visit)(void *, uint64_t, const Cairn__Inode *), void *arg)
 {
     uint64_t from = 0;
-    unsigned cap = 0;
     int rc;
 
-    *wv = NULL;
-    *nw = 0;
     for (;;) {
         struct meta_scan pg;
 
-        keep_probed(r);
-        rc = lease_keep(r, ls);
+        rc = page ? page(arg) : 0;
         if (rc)
             return rc;
-        rc = meta_inode_scan(r->cl, ls->shard, from, SCAN_PAGE, &pg);
+        rc = meta_inode_scan(cl, shard, from, SCAN_PAGE, &pg);
         if (rc)
             return rc;
-        for (unsigned e = 0; e < pg.n; e++) {
+        for (unsigned e = 0; e < pg.n && !rc; e++) {
             uint64_t ino;
             Cairn__Inode *in = meta_inode_of_entry(&pg.entries[e], &ino);
 
-            for (size_t i = 0; in && i < in->n_extents; i++) {
-                const Cairn__Extent *x = in->extents[i];
-                struct cl_placement pl;
-                uint32_t lost;
-
-                bool bad;
-
-                if (!extent_place(x, &pl))
-                    continue;
-                (*extents)++;
-                lost = cl_placement_lost(r->cl, &pl);
-                bad = r->nbad && bad_find(r, x->object_id, x->gen);
-                if ((!lost && !bad) || *nw == WORK_MAX)
-                    continue;
-                /* Extents showing pieces of one object come in a row: one work item. */
-                if (*nw && (*wv)[*nw - 1].ino == ino && (*wv)[*nw - 1].object_id == x->object_id)
-                    continue;
-                if (*nw == cap) {
-                    unsigned ncap = cap ? cap * 2 : 64;
-                    struct work *nv = realloc(*wv, ncap * sizeof(*nv));
-
-                    if (!nv) {
-                        cairn__inode__free_unpacked(in, NULL);
-                        meta_scan_fini(&pg);
-                        return CAIRN_ENOMEM;
-                    }
-                    *wv = nv;
-                    cap = ncap;
-                }
-                /* A corrupt fragment costs its stripe one position: it sorts with the
-                 * extents that lost one. */
-                (*wv)[(*nw)++] = (struct work){
-                    .ino = ino, .object_id = x->object_id, .gen = x->gen,
-                    .lost = lost ? (unsigned)__builtin_popcount(lost) : 1u,
-                    .bytes = lost_bytes(x, (unsigned)__builtin_popcount(lost)),
-                    .degraded = lost != 0, .bad = bad};
-            }
-            if (in)
+            if (in) {
+                rc = visit(arg, ino, in);
                 cairn__inode__free_unpacked(in, NULL);
+            }
         }
-        if (!pg.more || !pg.next || pg.next_len != 9) {
+        if (rc || !pg.more || !pg.next || pg.next_len != 9) {
             meta_scan_fini(&pg);
-            return 0;
+            return rc;
         }
         from = 0;
         for (unsigned b = 1; b < 9; b++)
             from = (from << 8) | pg.next[b];
         meta_scan_fini(&pg);
     }
+}
+
+/* A pass's scan of one shard: the extents with lost positions or corrupt fragments, as work. */
+struct collect {
+    struct rp *r;
+    struct lease *ls;
+    struct work *wv; /* malloc'd, nw of cap */
+    unsigned nw, cap;
+    uint64_t extents;
+};
+
+static int collect_page(void *arg)
+{
+    struct collect *c = arg;
+
+    keep_probed(c->r);
+    return lease_keep(c->r, c->ls);
+}
+
+static int collect_inode(void *arg, uint64_t ino, const Cairn__Inode *in)
+{
+    struct collect *c = arg;
+
+    for (size_t i = 0; i < in->n_extents; i++) {
+        const Cairn__Extent *x = in->extents[i];
+        struct cl_placement pl;
+        uint32_t lost;
+        bool bad;
+
+        if (!extent_place(x, &pl))
+            continue;
+        c->extents++;
+        lost = cl_placement_lost(c->r->cl, &pl);
+        bad = c->r->nbad && bad_find(c->r, x->object_id, x->gen);
+        if ((!lost && !bad) || c->nw == WORK_MAX)
+            continue;
+        /* Extents showing pieces of one object come in a row: one work item. */
+        if (c->nw && c->wv[c->nw - 1].ino == ino && c->wv[c->nw - 1].object_id == x->object_id)
+            continue;
+        if (c->nw == c->cap) {
+            unsigned ncap = c->cap ? c->cap * 2 : 64;
+            struct work *nv = realloc(c->wv, ncap * sizeof(*nv));
+
+            if (!nv)
+                return CAIRN_ENOMEM;
+            c->wv = nv;
+            c->cap = ncap;
+        }
+        /* A corrupt fragment costs its stripe one position: it sorts with the extents that
+         * lost one. */
+        c->wv[c->nw++] = (struct work){.ino = ino,
+                                       .object_id = x->object_id,
+                                       .gen = x->gen,
+                                       .lost = lost ? (unsigned)__builtin_popcount(lost) : 1u,
+                                       .bytes = lost_bytes(x, (unsigned)__builtin_popcount(lost)),
+                                       .degraded = lost != 0,
+                                       .bad = bad};
+    }
+    return 0;
+}
+
+/* Collect the shard's extents with lost positions into *wv (malloc'd, *nw of them; set even
+ * when an error stops the scan, for the caller to free). */
+static int shard_scan(struct rp *r, struct lease *ls, struct work **wv, unsigned *nw,
+                      uint64_t *extents)
+{
+    struct collect c = {.r = r, .ls = ls};
+    int rc = scan_inodes(r->cl, ls->shard, collect_page, collect_inode, &c);
+
+    *wv = c.wv;
+    *nw = c.nw;
+    *extents += c.extents;
+    return rc;
 }
 
 /* One shard, under its lease. */
@@ -802,6 +838,48 @@ int rp_status(struct cl_cluster *cl, struct rp_status *st)
         st->oldest_pass_ms = 0;
     free(recs);
     return 0;
+}
+
+/* ---- what names a D-node ---- */
+
+struct refs_scan {
+    uint64_t id;
+    struct rp_refs *out;
+};
+
+static int refs_inode(void *arg, uint64_t ino, const Cairn__Inode *in)
+{
+    struct refs_scan *rs = arg;
+
+    (void)ino;
+    for (size_t i = 0; i < in->n_extents; i++) {
+        const Cairn__Extent *x = in->extents[i];
+        unsigned named = 0;
+
+        if (!x->n_nodes) {
+            rs->out->unplaced++;
+            continue;
+        }
+        for (size_t p = 0; p < x->n_nodes; p++)
+            named += x->nodes[p] == rs->id;
+        if (named) {
+            rs->out->extents++;
+            rs->out->bytes += lost_bytes(x, named);
+        }
+    }
+    return 0;
+}
+
+int rp_node_refs(struct cl_cluster *cl, uint64_t id, struct rp_refs *out)
+{
+    struct refs_scan rs = {.id = id, .out = out};
+    unsigned n = cl_cluster_shards(cl);
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    for (unsigned s = 0; s < n && !rc; s++)
+        rc = scan_inodes(cl, s, NULL, refs_inode, &rs);
+    return rc;
 }
 
 /* ---- the background service ---- */

@@ -89,6 +89,23 @@ struct rp_status {
 };
 int rp_status(struct cl_cluster *cl, struct rp_status *st);
 
+/* ---- what still names a D-node (cairnctl dnode drain, remove, replace) ---- */
+
+struct rp_refs {
+    uint64_t extents;  /* extents whose recorded placement names the node (at any position,
+                        * missing ones included: a pass moves those too) */
+    uint64_t bytes;    /* fragment bytes those positions hold, about */
+    uint64_t unplaced; /* extents with no recorded placement, cluster-wide: they follow the
+                        * map's order (the first design) and no pass can move them */
+};
+/* Read every shard's inode records and count the extents that name D-node id: what a pass
+ * still has to move before the node holds nothing anyone needs.  The answer is as of each
+ * shard's read; a write that chose its placement before the node left the map may still
+ * commit one naming it.  Parts of multipart uploads not yet completed are not counted (a
+ * pass does not repair them either).  Returns 0 (see *out), or the first error reading a
+ * shard. */
+int rp_node_refs(struct cl_cluster *cl, uint64_t id, struct rp_refs *out);
+
 /* ---- the background service a C-node runs ---- */
 
 struct rp_service;

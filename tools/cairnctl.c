@@ -23,6 +23,18 @@
  *   cairnctl map out|drain|in NODE      take a D-node (HOST:PORT or id) out of shard placement
  *                                       (out: leaving; drain: being emptied), or back in: the
  *                                       next map; its replicas move by agreement
+ *   cairnctl dnode add HOST:PORT        the same as map add
+ *   cairnctl dnode drain NODE [--no-wait] [--timeout S] [--mbps N]
+ *                                       mark it draining (no new data or shard replicas on
+ *                                       it), then run repair passes until no record names it
+ *                                       and no shard group is moving, with a line per count;
+ *                                       exit 1 at the timeout (0: none)
+ *   cairnctl dnode remove NODE [--force]   take a drained D-node out of the map for good (its
+ *                                       process may then stop); refused while records name it
+ *                                       or shards are placed on it, unless forced
+ *   cairnctl dnode replace OLD NEW_HOST:PORT [--no-wait] [--timeout S] [--mbps N]
+ *                                       add NEW, take OLD out, then wait as drain does until
+ *                                       repair has rebuilt everything OLD held elsewhere
  *   cairnctl repair run [--mbps N]      one repair pass over every shard (repair/repair.h):
  *                                       rebuild lost fragment positions, record them; waits
  *                                       for shards other workers hold; exit 1 if some are left
@@ -37,6 +49,16 @@
  * the version it read, so the name only ever points at complete data and two puts racing on a
  * name cannot both win; a replaced object's fragments are deleted after the new manifest is
  * durable.
+ *
+ * A D-node leaves in two steps.  `dnode drain` takes it out of placement (the map's draining
+ * state: no new data, its shard replicas move by agreement) and then runs repair passes,
+ * which rebuild every position it holds on other D-nodes, record them, and delete its copies;
+ * it is drained when a count of the records that name it (rp_node_refs) finds none and no
+ * shard group is still moving.  `dnode remove` sets the out state, the last one: the map keeps
+ * the node's entry (a map that drops a D-node would reorder the placement list every view
+ * keeps), but nothing is placed on or read from it.  What a drained node may still hold is
+ * garbage: fragments of writes that failed or were cut short, which no record names (the
+ * sweeper, `gc run`, deletes them once older than its grace).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +75,7 @@
 #include "client/env.h"
 #include "client/stripe.h"
 #include "common/cairn.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "meta/ns.h"
 #include "meta/rec.h"
@@ -81,6 +104,10 @@ static void usage(void)
             "  map show\n"
             "  map add HOST:PORT\n"
             "  map out|drain|in NODE\n"
+            "  dnode add HOST:PORT\n"
+            "  dnode drain NODE [--no-wait] [--timeout S] [--mbps N]\n"
+            "  dnode remove NODE [--force]\n"
+            "  dnode replace OLD_NODE NEW_HOST:PORT [--no-wait] [--timeout S] [--mbps N]\n"
             "  repair run [--mbps N]\n"
             "  repair status\n"
             "  gc run [--grace SECONDS]\n");
@@ -468,22 +495,31 @@ struct state_change {
     uint64_t id; /* out: the node's id */
 };
 
+/* The index in m of the D-node NODE names (its HOST:PORT, or its id in hex), or -1. */
+static int find_node(const Cairn__ClusterMap *m, const char *node)
+{
+    char *end;
+    uint64_t id = strtoull(node, &end, 16);
+
+    for (size_t i = 0; i < m->n_nodes; i++)
+        if (strcmp(m->nodes[i]->addr, node) == 0 || (*node && !*end && m->nodes[i]->id == id))
+            return (int)i;
+    return -1;
+}
+
 static int next_with_state(const Cairn__ClusterMap *cur, void *arg, uint8_t **buf, size_t *len,
                            bool *done, const char **what)
 {
     struct state_change *sc = arg;
-    char *end;
+    int i = find_node(cur, sc->node);
 
-    for (size_t i = 0; i < cur->n_nodes; i++) {
-        if (strcmp(cur->nodes[i]->addr, sc->node) != 0 &&
-            !(cur->nodes[i]->id == strtoull(sc->node, &end, 16) && *end == 0))
-            continue;
-        sc->id = cur->nodes[i]->id;
-        *done = cur->nodes[i]->state == sc->state;
-        return *done ? 0 : map_set_state(cur, sc->id, sc->state, buf, len);
+    if (i < 0) {
+        *what = sc->node;
+        return CAIRN_ENOENT;
     }
-    *what = sc->node;
-    return CAIRN_ENOENT;
+    sc->id = cur->nodes[i]->id;
+    *done = cur->nodes[i]->state == sc->state;
+    return *done ? 0 : map_set_state(cur, sc->id, sc->state, buf, len);
 }
 
 /* Set a D-node's state in the next map (map_set_state, map_change); the shards' leaders then
@@ -500,6 +536,256 @@ static int cmd_map_state(struct cl_cluster *cl, const char *node, Cairn__NodeSta
                                                         : "in",
            cl_cluster_epoch(cl));
     return 0;
+}
+
+/* ---- cairnctl dnode: the operator's verbs for D-nodes joining and leaving ---- */
+
+/* A wait ends only with a count that began this long after the node left data placement: a
+ * write that chose its placement under the old map (C-nodes learn a new map at their next
+ * metadata call, D-nodes within 2 s) has committed or failed by then, so the count does not
+ * miss it.  A write slower than that may still name the node afterwards; `dnode remove`
+ * counts again. */
+#define DRAIN_SETTLE_MS 10000u
+#define DRAIN_STALL_ROUNDS 3u /* passes that move nothing before the wait says why it may stall */
+
+struct dnode_opts {
+    bool wait;          /* drain, replace: until no record names the node */
+    bool force;         /* remove: even though records name it */
+    unsigned timeout_s; /* give up waiting after this (0: never) */
+    uint64_t mbps;      /* the passes' rebuild rate */
+};
+
+/* Shard groups whose leaders are still moving their membership toward the map, summed over
+ * the D-nodes that answer (the view's down marks refreshed first, so a dead one costs one
+ * deadline for all). */
+static unsigned groups_moving(struct cl_cluster *cl)
+{
+    unsigned moving = 0;
+
+    cl_cluster_probe(cl);
+    for (unsigned i = 0; i < cl_cluster_dnodes(cl); i++)
+        if (!cl_cluster_node_down(cl, i) && cl_cluster_ping(cl, i, NULL, NULL, NULL) == 0)
+            moving += cl_cluster_last_moving_groups(cl);
+    return moving;
+}
+
+/* Wait until no record names D-node id and no shard group is moving, running repair passes
+ * (as `repair run`) to move what still names it; one progress line per count.  Returns 0, or
+ * 1 after saying why not (timeout). */
+static int drain_wait(struct cl_cluster *cl, uint64_t id, const char *node,
+                      const struct dnode_opts *o)
+{
+    struct rp_opts ro = {.rate = o->mbps << 20, .wait_leases = true};
+    uint64_t t0 = cairn_now_ms(), last = UINT64_MAX, frags = 0;
+    unsigned stalled = 0;
+    bool warned = false;
+    int idx;
+
+    for (;;) {
+        uint64_t t_count = cairn_now_ms();
+        struct rp_refs refs;
+        struct rp_result res;
+        unsigned moving;
+        int rc = rp_node_refs(cl, id, &refs);
+
+        if (rc) {
+            fprintf(stderr, "cairnctl: counting the records that name %s: %s; again\n", node,
+                    cairn_strerror(rc));
+            sleep(1);
+            continue;
+        }
+        moving = groups_moving(cl);
+        if (!refs.extents && !moving && t_count >= t0 + DRAIN_SETTLE_MS)
+            break;
+        printf("%s: %" PRIu64 " extents name it (%" PRIu64 " bytes of fragments), %u shard "
+               "groups moving (%.0f s)\n",
+               node, refs.extents, refs.bytes, moving, (double)(cairn_now_ms() - t0) / 1000);
+        if (refs.unplaced)
+            printf("%s: %" PRIu64 " extents have no recorded placement: they follow the map "
+                   "and no pass moves them\n",
+                   node, refs.unplaced);
+        fflush(stdout);
+        if (o->timeout_s && cairn_now_ms() - t0 >= (uint64_t)o->timeout_s * 1000) {
+            fprintf(stderr,
+                    "cairnctl: %s: after %u s %" PRIu64 " extents still name it and "
+                    "%u shard groups are moving (cairnctl status, repair status say more)\n",
+                    node, o->timeout_s, refs.extents, moving);
+            return 1;
+        }
+        if (!refs.extents) {
+            sleep(1); /* the metadata is moving, or the count began too early: count again */
+            continue;
+        }
+        rc = rp_pass(cl, &ro, &res);
+        if (rc) {
+            fprintf(stderr, "cairnctl: repair pass: %s; again\n", cairn_strerror(rc));
+            sleep(1);
+            continue;
+        }
+        printf("%s: repair pass: rebuilt %" PRIu64 " positions (%" PRIu64 " bytes), %" PRIu64
+               " extents short of redundancy left, %" PRIu64 " rebuilds failed\n",
+               node, res.rebuilt, res.bytes, res.left, res.failed);
+        fflush(stdout);
+        stalled = !res.rebuilt && refs.extents >= last ? stalled + 1 : 0;
+        last = refs.extents;
+        if (stalled >= DRAIN_STALL_ROUNDS && !warned) {
+            fprintf(stderr,
+                    "cairnctl: %s: %u passes moved nothing off it: a rebuild needs a "
+                    "live D-node in a failure domain the extent does not use yet (are enough "
+                    "D-nodes up? cairnctl status)\n",
+                    node, stalled);
+            warned = true;
+        }
+    }
+    idx = cl_cluster_node_index(cl, id);
+    if (idx >= 0 && !cl_cluster_node_down(cl, (unsigned)idx) &&
+        cl_cluster_ping(cl, (unsigned)idx, NULL, NULL, &frags) == 0)
+        printf("%s: no record names it and no shard group is moving (%.0f s); it holds %" PRIu64
+               " fragments no record names (of writes that failed or were cut short)\n",
+               node, (double)(cairn_now_ms() - t0) / 1000, frags);
+    else
+        printf("%s: no record names it and no shard group is moving (%.0f s); it does not "
+               "answer\n",
+               node, (double)(cairn_now_ms() - t0) / 1000);
+    return 0;
+}
+
+/* The view's map entry for NODE, or NULL after saying so. */
+static const Cairn__MapNode *map_node(struct cl_cluster *cl, const char *node)
+{
+    const Cairn__ClusterMap *m;
+    int i;
+
+    (void)cl_cluster_refresh(cl);
+    m = cl_cluster_map(cl);
+    i = find_node(m, node);
+    if (i < 0) {
+        fprintf(stderr, "cairnctl: %s: no such D-node in the map (epoch %" PRIu64 ")\n", node,
+                m->epoch);
+        return NULL;
+    }
+    return m->nodes[i];
+}
+
+/* dnode drain NODE: out of data and shard placement; then (o->wait) until it holds nothing
+ * any record names. */
+static int cmd_dnode_drain(struct cl_cluster *cl, const char *node, const struct dnode_opts *o)
+{
+    const Cairn__MapNode *n = map_node(cl, node);
+    uint64_t id;
+
+    if (!n)
+        return 1;
+    id = n->id;
+    if (n->state == CAIRN__NODE_STATE__NODE_OUT)
+        printf("D-node %s (%016" PRIx64 ") is out already: nothing new is placed on it\n", node,
+               id);
+    else if (cmd_map_state(cl, node, CAIRN__NODE_STATE__NODE_DRAINING))
+        return 1;
+    fflush(stdout);
+    return o->wait ? drain_wait(cl, id, node, o) : 0;
+}
+
+/* dnode remove NODE: out of the map for good, once nothing names it (or forced). */
+static int cmd_dnode_remove(struct cl_cluster *cl, const char *node, const struct dnode_opts *o)
+{
+    const Cairn__MapNode *n = map_node(cl, node); /* refreshes the view's map */
+    const Cairn__ClusterMap *m = cl_cluster_map(cl);
+    struct rp_refs refs = {0};
+    unsigned held = 0;
+    uint64_t id;
+    int rc;
+
+    if (!n)
+        return 1;
+    id = n->id;
+    for (size_t s = 0; s < m->n_place; s++)
+        for (size_t j = 0; j < m->place[s]->n_nodes; j++)
+            held += m->place[s]->nodes[j] == id;
+    rc = rp_node_refs(cl, id, &refs);
+    if (rc && !o->force)
+        return fail("count the records that name it", rc);
+    if (!o->force && (refs.extents || held)) {
+        fprintf(stderr,
+                "cairnctl: %s is not drained: %" PRIu64 " extents (%" PRIu64 " bytes of "
+                "fragments) name it and the map places %u shard replicas on it; `cairnctl dnode "
+                "drain %s` first, or --force (what it holds is then rebuilt from the other "
+                "positions)\n",
+                node, refs.extents, refs.bytes, held, node);
+        return 1;
+    }
+    if (cmd_map_state(cl, node, CAIRN__NODE_STATE__NODE_OUT))
+        return 1;
+    if (refs.extents || held)
+        printf("%s: %" PRIu64 " extents named it and %u shard replicas were placed on it: repair "
+               "passes rebuild the extents' positions from the others, the shards' leaders "
+               "move the replicas\n",
+               node, refs.extents, held);
+    else
+        printf("%s: no record names it: its process may be stopped\n", node);
+    return 0;
+}
+
+/* dnode replace OLD NEW: NEW joins, OLD goes out; then (o->wait) until nothing names OLD. */
+static int cmd_dnode_replace(struct cl_cluster *cl, const char *old, const char *addr,
+                             const struct dnode_opts *o)
+{
+    const Cairn__MapNode *n = map_node(cl, old);
+    uint64_t id;
+
+    if (!n)
+        return 1;
+    id = n->id;
+    if (cmd_map_add(cl, addr) || cmd_map_state(cl, old, CAIRN__NODE_STATE__NODE_OUT))
+        return 1;
+    fflush(stdout);
+    return o->wait ? drain_wait(cl, id, old, o) : 0;
+}
+
+/* cairnctl dnode add|drain|remove|replace ...: options may come anywhere after the verb. */
+static int cmd_dnode(struct cl_cluster *cl, int argc, char **argv)
+{
+    struct dnode_opts o = {.wait = true, .mbps = RP_DEFAULT_RATE >> 20};
+    const char *pos[2];
+    unsigned npos = 0;
+    bool waits = argc >= 2 && (!strcmp(argv[1], "drain") || !strcmp(argv[1], "replace"));
+    bool remove = argc >= 2 && !strcmp(argv[1], "remove");
+
+    for (int i = 2; i < argc; i++) {
+        char *end;
+
+        if (waits && !strcmp(argv[i], "--no-wait")) {
+            o.wait = false;
+        } else if (remove && !strcmp(argv[i], "--force")) {
+            o.force = true;
+        } else if (waits && i + 1 < argc &&
+                   (!strcmp(argv[i], "--timeout") || !strcmp(argv[i], "--mbps"))) {
+            unsigned long v = strtoul(argv[i + 1], &end, 10);
+
+            if (*end || !*argv[i + 1] || (v == 0 && !strcmp(argv[i], "--mbps")) || v > UINT32_MAX)
+                goto usage;
+            if (!strcmp(argv[i], "--timeout"))
+                o.timeout_s = (unsigned)v;
+            else
+                o.mbps = v;
+            i++;
+        } else if (argv[i][0] != '-' && npos < 2) {
+            pos[npos++] = argv[i];
+        } else {
+            goto usage;
+        }
+    }
+    if (argc >= 2 && !strcmp(argv[1], "add") && npos == 1 && argc == 3)
+        return cmd_map_add(cl, pos[0]);
+    if (argc >= 2 && !strcmp(argv[1], "drain") && npos == 1)
+        return cmd_dnode_drain(cl, pos[0], &o);
+    if (remove && npos == 1)
+        return cmd_dnode_remove(cl, pos[0], &o);
+    if (argc >= 2 && !strcmp(argv[1], "replace") && npos == 2)
+        return cmd_dnode_replace(cl, pos[0], pos[1], &o);
+usage:
+    usage();
+    return 2;
 }
 
 static int cmd_put(struct cl_cluster *cl, const char *key, const char *path)
@@ -810,6 +1096,8 @@ int main(int argc, char **argv)
         rc = cmd_map_state(cl, argv[2], CAIRN__NODE_STATE__NODE_DRAINING);
     } else if (strcmp(argv[0], "map") == 0 && argc == 3 && !strcmp(argv[1], "in")) {
         rc = cmd_map_state(cl, argv[2], CAIRN__NODE_STATE__NODE_UP);
+    } else if (strcmp(argv[0], "dnode") == 0) {
+        rc = cmd_dnode(cl, argc, argv);
     } else if (strcmp(argv[0], "status") == 0 && argc == 1) {
         rc = cmd_status(cl);
     } else if (strcmp(argv[0], "repair") == 0 && argc == 2 && !strcmp(argv[1], "status")) {
