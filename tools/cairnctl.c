@@ -405,57 +405,14 @@ static int cmd_map_show(struct cl_cluster *cl)
     return 0;
 }
 
-/* Builds the next map from cur into *buf, or says the change is made already (*done) or
- * cannot be (a CAIRN_E* code, with what in *what). */
-typedef int (*map_next_fn)(const Cairn__ClusterMap *cur, void *arg, uint8_t **buf, size_t *len,
-                           bool *done, const char **what);
-
-/* One map change: read the map record from the map group, build the next map, write it by
- * compare-and-set on the record's version (two changes cannot both win; the loser builds on
- * the winner), then wait until this view has it (the map group's members install it when they
- * apply it).  Returns 0 or 1 after printing why not. */
-static int map_change(struct cl_cluster *cl, map_next_fn next, void *arg)
+/* One map change (meta_map_change: compare-and-set on the map record, then wait until this
+ * view has it).  Returns 0 or 1 after printing why not. */
+static int map_change(struct cl_cluster *cl, meta_map_next_fn next, void *arg)
 {
-    uint64_t epoch = 0;
-    int rc;
+    const char *what = NULL;
+    int rc = meta_map_change(cl, next, arg, &what);
 
-    for (unsigned tries = 0;; tries++) {
-        struct meta_rec rec = {0};
-        Cairn__ClusterMap *cur;
-        const char *what = "the next map";
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        bool done = false;
-
-        rc = meta_map_get(cl, &rec);
-        if (rc)
-            return fail("read the cluster map", rc);
-        cur = map_decode(rec.val, rec.len);
-        free(rec.val);
-        if (!cur)
-            return fail("read the cluster map", CAIRN_EPROTO);
-        rc = next(cur, arg, &buf, &len, &done, &what);
-        epoch = done ? cur->epoch : cur->epoch + 1; /* done: a retry of this command */
-        cairn__cluster_map__free_unpacked(cur, NULL);
-        if (rc)
-            return fail(what, rc);
-        if (done)
-            break;
-        rc = meta_map_put(cl, rec.version, buf, (uint32_t)len);
-        free(buf);
-        if (rc == CAIRN_ECONFLICT && tries < 20)
-            continue; /* another change won: build on it */
-        if (rc)
-            return fail("write the next map", rc);
-        break;
-    }
-    for (unsigned i = 0; i < 100 && cl_cluster_epoch(cl) < epoch; i++) {
-        if (cl_cluster_refresh(cl) != 0 || cl_cluster_epoch(cl) < epoch)
-            usleep(100 * 1000);
-    }
-    if (cl_cluster_epoch(cl) < epoch)
-        return fail("read the new map back", CAIRN_EUNREACH);
-    return 0;
+    return rc ? fail(what ? what : "the next map", rc) : 0;
 }
 
 static int next_with_node(const Cairn__ClusterMap *cur, void *arg, uint8_t **buf, size_t *len,
