@@ -504,6 +504,7 @@ static int cmd_map_state(struct cl_cluster *cl, const char *node, Cairn__NodeSta
  * counts again. */
 #define DRAIN_SETTLE_MS 10000u
 #define DRAIN_STALL_ROUNDS 3u /* passes that move nothing before the wait says why it may stall */
+#define DRAIN_LINE_MS 5000u   /* a progress line at least this often, even with nothing new */
 
 struct dnode_opts {
     bool wait;          /* drain, replace: until no record names the node */
@@ -533,8 +534,8 @@ static int drain_wait(struct cl_cluster *cl, uint64_t id, const char *node,
                       const struct dnode_opts *o)
 {
     struct rp_opts ro = {.rate = o->mbps << 20, .wait_leases = true};
-    uint64_t t0 = cairn_now_ms(), last = UINT64_MAX, frags = 0;
-    unsigned stalled = 0;
+    uint64_t t0 = cairn_now_ms(), last = UINT64_MAX, frags = 0, shown = UINT64_MAX, shown_ms = 0;
+    unsigned stalled = 0, shown_moving = 0;
     bool warned = false;
     int idx;
 
@@ -554,14 +555,21 @@ static int drain_wait(struct cl_cluster *cl, uint64_t id, const char *node,
         moving = groups_moving(cl);
         if (!refs.extents && !moving && t_count >= t0 + DRAIN_SETTLE_MS)
             break;
-        printf("%s: %" PRIu64 " extents name it (%" PRIu64 " bytes of fragments), %u shard "
-               "groups moving (%.0f s)\n",
-               node, refs.extents, refs.bytes, moving, (double)(cairn_now_ms() - t0) / 1000);
-        if (refs.unplaced)
-            printf("%s: %" PRIu64 " extents have no recorded placement: they follow the map "
-                   "and no pass moves them\n",
-                   node, refs.unplaced);
-        fflush(stdout);
+        /* A line when the figures change, else one every DRAIN_LINE_MS (the settle). */
+        if (refs.extents != shown || moving != shown_moving ||
+            cairn_now_ms() - shown_ms >= DRAIN_LINE_MS) {
+            printf("%s: %" PRIu64 " extents name it (%" PRIu64 " bytes of fragments), %u shard "
+                   "groups moving (%.0f s)\n",
+                   node, refs.extents, refs.bytes, moving, (double)(cairn_now_ms() - t0) / 1000);
+            if (refs.unplaced)
+                printf("%s: %" PRIu64 " extents have no recorded placement: they follow the map "
+                       "and no pass moves them\n",
+                       node, refs.unplaced);
+            fflush(stdout);
+            shown = refs.extents;
+            shown_moving = moving;
+            shown_ms = cairn_now_ms();
+        }
         if (o->timeout_s && cairn_now_ms() - t0 >= (uint64_t)o->timeout_s * 1000) {
             fprintf(stderr,
                     "cairnctl: %s: after %u s %" PRIu64 " extents still name it and "
