@@ -47,7 +47,12 @@ def test():
                 time.sleep(0.5)
                 c.start("dnode", victim)
                 log("round %d: D-node %d restarted" % (round_, victim))
+            # The writers go on until there is enough to check (a put is a cairnctl process:
+            # on a loaded host a few seconds of writes may be only a handful), at most 60 s.
+            deadline = time.monotonic() + 60
             time.sleep(1.0)
+            while stats["ok"] < 10 and time.monotonic() < deadline:
+                time.sleep(0.5)
         finally:
             stop.set()
             for t in threads:
