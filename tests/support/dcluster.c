@@ -420,10 +420,17 @@ int dcluster_start(const struct dcluster_opts *o, struct dcluster **out)
         struct cl_cluster *cl = NULL;
 
         cfg.no_map = true;
-        rc = cl_cluster_open(&cfg, &cl);
-        if (!rc)
-            rc = cl_cluster_map_init(cl, o->shards ? o->shards : DCLUSTER_SHARDS);
-        cl_cluster_close(cl);
+        /* A D-node that did not answer in time (a loaded host) made map_init give nobody
+         * anything: try again with a fresh view, a few times. */
+        for (int tries = 0; tries < 4; tries++) {
+            cl = NULL;
+            rc = cl_cluster_open(&cfg, &cl);
+            if (!rc)
+                rc = cl_cluster_map_init(cl, o->shards ? o->shards : DCLUSTER_SHARDS);
+            cl_cluster_close(cl);
+            if (rc != CAIRN_EUNREACH && rc != CAIRN_ETIMEDOUT)
+                break;
+        }
         if (rc) {
             fprintf(stderr, "dcluster: creating the cluster map: %s\n", cairn_strerror(rc));
             goto fail;
